@@ -1,0 +1,49 @@
+"""Datasets: the embedded synthetic default, manifests of users' own data and built-in loaders.
+
+``make_splits(data_cfg)`` is the one entry point; ``--data SPEC`` is turned into a data config by
+:func:`apply_data_spec`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from ..registry import DATASETS, register_dataset  # noqa: F401
+from .base import Splits, TensorSampleDataset, collate, stratified_split  # noqa: F401
+from . import synthetic  # noqa: F401  (registers "synthetic" and "synthetic_image")
+
+try:  # loaders for real data (manifest CSV, built-in datasets)
+    from . import manifest  # noqa: F401
+except ImportError:  # pragma: no cover - optional while being built
+    pass
+try:
+    from . import builtin  # noqa: F401
+except ImportError:  # pragma: no cover
+    pass
+
+
+def apply_data_spec(data_cfg, spec: str | None):
+    """Return a copy of ``data_cfg`` pointed at ``spec``.
+
+    ``spec`` is a manifest CSV path, ``NAME`` or ``NAME:ROOT`` for a built-in dataset.
+    """
+    if not spec:
+        return data_cfg
+    if spec.endswith(".csv") or (Path(spec).is_file() and ":" not in spec):
+        return dataclasses.replace(data_cfg, name="manifest", root=spec)
+    name, _, root = spec.partition(":")
+    DATASETS.get(name)  # unknown name -> one-line error listing the valid ones
+    return dataclasses.replace(data_cfg, name=name, root=root or None)
+
+
+def make_splits(data_cfg, seed: int = 0) -> Splits:
+    """Build the train/val/test splits described by ``data_cfg`` (a :class:`DataConfig`)."""
+    factory = DATASETS.get(data_cfg.name)
+    splits = factory(data_cfg, seed=seed)
+    if data_cfg.privacy_source:
+        from ..config import from_dict, DataConfig
+
+        pcfg = from_dict(DataConfig, {**dataclasses.asdict(data_cfg), "privacy_source": None, **data_cfg.privacy_source})
+        splits.privacy = DATASETS.get(pcfg.name)(pcfg, seed=seed)
+    return splits

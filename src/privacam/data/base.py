@@ -1,0 +1,125 @@
+"""The data contract shared by every dataset.
+
+A sample is a dict ``{"input": clip [C,T,H,W] or image [C,H,W] float in [0,1], "utility": int,
+"private": int or multi-hot float vector, "id": str}``. A dataset factory returns :class:`Splits`:
+train / val / test datasets plus the class lists, so models can be sized without touching files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+from torch.utils.data import Dataset
+
+
+@dataclass
+class Splits:
+    """Train/val/test datasets and what their labels mean.
+
+    Attributes:
+        train, val, test: datasets yielding sample dicts. ``val`` is carved from train, never test.
+        utility_classes: names of the utility (task) classes, index = label.
+        private_classes: names of the private classes, or of the attributes when ``multilabel``.
+        multilabel: private labels are multi-hot float vectors (cMAP is the metric).
+        kind: "video" (inputs [C,T,H,W]) or "image" (inputs [C,H,W]).
+        name: dataset name for reports.
+        privacy: optional second Splits with the private labels of another dataset (cross-dataset
+            training, journal version of Wu et al.); its utility labels are ignored.
+    """
+
+    train: Dataset
+    val: Dataset
+    test: Dataset
+    utility_classes: list[str]
+    private_classes: list[str]
+    multilabel: bool = False
+    kind: str = "video"
+    name: str = ""
+    privacy: "Splits | None" = None
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def num_utility(self) -> int:
+        return len(self.utility_classes)
+
+    @property
+    def num_private(self) -> int:
+        return len(self.private_classes)
+
+
+class TensorSampleDataset(Dataset):
+    """In-memory samples: uint8 inputs ``[N,C,(T,)H,W]`` and integer or multi-hot labels.
+
+    Used by the synthetic data and by the encoded caches of the evaluation.
+    """
+
+    def __init__(
+        self,
+        inputs: torch.Tensor,
+        utility: torch.Tensor,
+        private: torch.Tensor,
+        ids: Sequence[str] | None = None,
+        scale: float | None = None,
+    ):
+        assert len(inputs) == len(utility) == len(private), "inputs and labels differ in length"
+        self.inputs = inputs
+        self.utility = utility.long()
+        self.private = private if private.dim() > 1 else private.long()
+        self.ids = list(ids) if ids is not None else [str(i) for i in range(len(inputs))]
+        self.scale = (1.0 / 255.0 if inputs.dtype == torch.uint8 else 1.0) if scale is None else scale
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def __getitem__(self, i: int) -> dict:
+        x = self.inputs[i]
+        x = x.float() * self.scale if self.scale != 1.0 or x.dtype != torch.float32 else x
+        return {"input": x, "utility": self.utility[i], "private": self.private[i], "id": self.ids[i]}
+
+    def subset(self, idx: Sequence[int] | torch.Tensor) -> "TensorSampleDataset":
+        idx = torch.as_tensor(idx, dtype=torch.long)
+        return TensorSampleDataset(
+            self.inputs[idx], self.utility[idx], self.private[idx], [self.ids[i] for i in idx.tolist()], self.scale
+        )
+
+
+def collate(samples: list[dict]) -> dict:
+    """Stack sample dicts into a batch dict (ids stay a list)."""
+    out = {}
+    for k in samples[0]:
+        vals = [s[k] for s in samples]
+        if isinstance(vals[0], torch.Tensor):
+            out[k] = torch.stack(vals)
+        elif isinstance(vals[0], (int, float)):
+            out[k] = torch.tensor(vals)
+        else:
+            out[k] = vals
+    return out
+
+
+def stratified_split(keys: Sequence, fractions: Sequence[float], seed: int) -> list[list[int]]:
+    """Deterministic split of indices into len(fractions) parts, stratified on ``keys``.
+
+    Every stratum contributes to each part in proportion (at least one sample to the first part).
+    """
+    g = torch.Generator().manual_seed(seed)
+    groups: dict = {}
+    for i, k in enumerate(keys):
+        groups.setdefault(k, []).append(i)
+    parts: list[list[int]] = [[] for _ in fractions]
+    total = sum(fractions)
+    for k in sorted(groups, key=str):
+        idx = groups[k]
+        perm = [idx[j] for j in torch.randperm(len(idx), generator=g).tolist()]
+        n = len(perm)
+        bounds, acc = [], 0.0
+        for f in fractions[:-1]:
+            acc += f / total
+            bounds.append(round(acc * n))
+        start = 0
+        for p, b in enumerate(bounds + [n]):
+            parts[p].extend(perm[start:b])
+            start = b
+    return [sorted(p) for p in parts]

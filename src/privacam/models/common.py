@@ -1,0 +1,106 @@
+"""Building blocks shared by the players: frame-wise application to clips, output heads.
+
+Players know nothing of the game or of datasets: they take tensors. Clips are ``[B,C,T,H,W]``,
+images ``[B,C,H,W]``, values in [0, 1].
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def fold_frames(x: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """``[B,C,T,H,W] -> [B*T,C,H,W]`` (returns T; images pass through with T = 0)."""
+    if x.dim() == 5:
+        b, c, t, h, w = x.shape
+        return x.transpose(1, 2).reshape(b * t, c, h, w), t
+    return x, 0
+
+
+def unfold_frames(y: torch.Tensor, t: int) -> torch.Tensor:
+    """Inverse of :func:`fold_frames` for image-shaped outputs ``[B*T,C,H,W] -> [B,C,T,H,W]``."""
+    if t == 0:
+        return y
+    bt, c, h, w = y.shape
+    return y.reshape(bt // t, t, c, h, w).transpose(1, 2)
+
+
+class Encoder(nn.Module):
+    """Base class of every f_d (learned or baseline): releases a transformed input.
+
+    Subclasses implement :meth:`encode_frames` (``[N,C,H,W] -> [N,C',H',W']``) for frame-wise
+    encoders, or override :meth:`forward` for clip-level ones. ``grey`` averages the output over
+    channels (the original code fed grey output to f_T and f_b), giving one channel.
+
+    Attributes:
+        out_channels: channels of the released tensor.
+        trainable: False for fixed baselines (the game then skips the f_d update).
+        releases: "image" (a viewable frame in [0,1]), "feature" or "code".
+    """
+
+    out_channels: int = 3
+    trainable: bool = True
+    releases: str = "image"
+
+    def __init__(self, in_channels: int = 3, grey: bool = False):
+        super().__init__()
+        self.in_channels = in_channels
+        self.grey = grey
+        if grey:
+            self.out_channels = 1
+
+    def encode_frames(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _grey(self, y: torch.Tensor) -> torch.Tensor:
+        return y.mean(dim=1, keepdim=True) if self.grey and y.shape[1] != 1 else y
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f, t = fold_frames(x)
+        return self._grey(unfold_frames(self.encode_frames(f), t))
+
+
+class FrameClassifier(nn.Module):
+    """Apply an image classifier to every frame of a clip and average the logits over time.
+
+    This is how the paper's budget models f_b (MobileNet per frame) see clips. Images pass
+    straight through. ``frame_logits`` gives the per-frame logits ``[B,T,K]`` for per-frame scoring.
+    """
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def frame_logits(self, x: torch.Tensor) -> torch.Tensor:
+        f, t = fold_frames(x)
+        y = self.net(f)
+        return y.reshape(-1, t, y.shape[-1]) if t else y.unsqueeze(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.frame_logits(x).mean(dim=1)
+
+
+def conv_bn_relu(cin: int, cout: int, k: int = 3, s: int = 1, dims: int = 2) -> nn.Sequential:
+    conv = nn.Conv2d if dims == 2 else nn.Conv3d
+    bn = nn.BatchNorm2d if dims == 2 else nn.BatchNorm3d
+    return nn.Sequential(conv(cin, cout, k, s, k // 2, bias=False), bn(cout), nn.ReLU(inplace=True))
+
+
+def reset_parameters(module: nn.Module, generator: torch.Generator | None = None) -> None:
+    """Re-initialise every sub-module that has ``reset_parameters`` (used by budget restarting).
+
+    With ``generator`` the draw is reproducible independently of the global RNG.
+    """
+    if generator is not None:
+        state = torch.random.get_rng_state()
+        torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
+    try:
+        for m in module.modules():
+            if m is not module and hasattr(m, "reset_parameters"):
+                m.reset_parameters()
+            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)):
+                m.reset_running_stats()
+    finally:
+        if generator is not None:
+            torch.random.set_rng_state(state)
