@@ -199,8 +199,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
 
 def _unknown_key(key: str, valid: list[str], prefix: str) -> ConfigError:
     close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
-    hint = f"; did you mean {prefix}{close[0]!r}?" if close else ""
-    return ConfigError(f"unknown config key {prefix}{key!r}{hint} (valid here: {', '.join(valid)})")
+    hint = f"; did you mean '{prefix}{close[0]}'?" if close else ""
+    return ConfigError(f"unknown config key '{prefix}{key}'{hint} (valid here: {', '.join(valid)})")
 
 
 def from_dict(cls: type, data: dict, prefix: str = "") -> Any:

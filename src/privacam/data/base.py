@@ -113,13 +113,24 @@ def stratified_split(keys: Sequence, fractions: Sequence[float], seed: int) -> l
     for k in sorted(groups, key=str):
         idx = groups[k]
         perm = [idx[j] for j in torch.randperm(len(idx), generator=g).tolist()]
-        n = len(perm)
-        bounds, acc = [], 0.0
-        for f in fractions[:-1]:
-            acc += f / total
-            bounds.append(round(acc * n))
+        counts = _part_counts(len(perm), [f / total for f in fractions])
         start = 0
-        for p, b in enumerate(bounds + [n]):
-            parts[p].extend(perm[start:b])
-            start = b
+        for p, c in enumerate(counts):
+            parts[p].extend(perm[start:start + c])
+            start += c
     return [sorted(p) for p in parts]
+
+
+def _part_counts(n: int, fracs: Sequence[float]) -> list[int]:
+    """Split ``n`` items by ``fracs`` (largest remainder); every part with a positive fraction gets
+    at least one item while there are enough items, taken from the largest part."""
+    raw = [f * n for f in fracs]
+    counts = [int(r) for r in raw]
+    for i in sorted(range(len(fracs)), key=lambda i: raw[i] - counts[i], reverse=True)[: n - sum(counts)]:
+        counts[i] += 1
+    for i, f in enumerate(fracs):
+        if f > 0 and counts[i] == 0 and n >= sum(1 for g in fracs if g > 0):
+            j = max(range(len(counts)), key=lambda j: counts[j])
+            counts[j] -= 1
+            counts[i] += 1
+    return counts

@@ -1,0 +1,362 @@
+"""The game object: players, their optimizers, and the primitive moves the schedules combine.
+
+Objective (Wu et al.; one form for all three methods)::
+
+    min_{f_d, f_T}  L_T(f_T(f_d(x)), y_T)  +  gamma * agg_i L_priv(f_b^i(f_d(x)))
+    min_{f_b^i}     L_B(f_b^i(f_d(x)), y_B)        for every budget model i
+
+Each move updates exactly one set of players; the others are frozen (``requires_grad`` off,
+eval mode) so their parameters and running statistics do not move.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from typing import Any, Callable, Iterator
+
+import torch
+from torch import nn
+
+from ..errors import NonFiniteLossError
+from ..registry import SCHEDULES
+from .ensemble import BudgetEnsemble, Restarter
+from .losses import adversary_loss, correct
+from .losses import privacy_loss as get_privacy_loss
+
+log = logging.getLogger(__name__)
+
+Batches = Iterator[dict]
+
+
+class AdversarialGame:
+    """One three-player game for Wu et al., Li & Cavallaro and CPGAN.
+
+    Args:
+        encoder: f_d (what is released). Fixed baselines (``trainable=False``) are never updated.
+        utility: f_T on f_d's output.
+        budget: the ensemble f_b^1..f_b^M.
+        optimizers: ``{"encoder": ..., "utility": ..., "budget": ...}`` — one per player.
+        privacy_loss: registered L_priv name minimised by f_d (``neg_entropy``, ``ce_uniform``, ...).
+        gamma: weight of the privacy term.
+        aggregate: ``max`` (per-sample max over the ensemble) or ``mean``.
+        multilabel: private labels are multi-hot (sigmoid outputs, BCE).
+        schedule: a registered schedule name (``entropy``, ``grl``, ``kbeam``) or schedule object.
+        schedule_params: keyword arguments of the schedule.
+        restarter: when to restart the budget models; ``restart_steps`` budget updates follow.
+        accum_steps: micro-batches accumulated per update (effective batch = accum x batch).
+        l1_weight, l1_decay: optional ``l1_weight * L1(f_d(x), x)`` term of the original code.
+        device, amp: where to run; ``amp`` in {off, bf16, fp16}.
+        generator: seeds the budget restarts, so a resumed run restarts identically.
+    """
+
+    def __init__(
+        self,
+        *,
+        encoder: nn.Module,
+        utility: nn.Module,
+        budget: BudgetEnsemble,
+        optimizers: dict[str, torch.optim.Optimizer],
+        privacy_loss: str = "neg_entropy",
+        gamma: float = 1.0,
+        aggregate: str = "max",
+        multilabel: bool = False,
+        schedule: str | Any = "entropy",
+        schedule_params: dict | None = None,
+        restarter: Restarter | None = None,
+        restart_steps: int = 50,
+        accum_steps: int = 1,
+        l1_weight: float = 0.0,
+        l1_decay: float = 1.0,
+        device: str | torch.device = "cpu",
+        amp: str = "off",
+        generator: torch.Generator | None = None,
+    ):
+        self.encoder, self.utility, self.budget = encoder, utility, budget
+        self.optimizers = optimizers
+        self.privacy_loss_name = privacy_loss
+        self._privacy_loss = get_privacy_loss(privacy_loss)
+        self.gamma = gamma
+        self.aggregate = aggregate
+        self.multilabel = multilabel
+        self.schedule = SCHEDULES.create(schedule, **(schedule_params or {})) if isinstance(schedule, str) else schedule
+        self.restarter = restarter or Restarter()
+        self.restart_steps = restart_steps
+        self.accum_steps = max(1, int(accum_steps))
+        self.l1_weight, self.l1_decay = l1_weight, l1_decay
+        self.device = torch.device(device)
+        self.amp = amp
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=(amp == "fp16"))
+        self.generator = generator or torch.Generator().manual_seed(0)
+        self.step_count = 0
+        self.last_budget_loss: float | None = None
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def encoder_trainable(self) -> bool:
+        return bool(getattr(self.encoder, "trainable", True)) and any(p.requires_grad for p in self.encoder.parameters())
+
+    def _autocast(self):
+        if self.amp == "off":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.amp == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    @contextlib.contextmanager
+    def _frozen(self, *modules: nn.Module):
+        saved = []
+        for m in modules:
+            saved.append((m, m.training, [(p, p.requires_grad) for p in m.parameters()]))
+            m.eval()
+            for p in m.parameters():
+                p.requires_grad_(False)
+        try:
+            yield
+        finally:
+            for m, training, flags in saved:
+                m.train(training)
+                for p, rg in flags:
+                    p.requires_grad_(rg)
+
+    def _check(self, value: torch.Tensor, player: str, name: str) -> None:
+        if not torch.isfinite(value).all():
+            raise NonFiniteLossError(self.step_count, player, name)
+
+    def _move(self, player: str, batches: Batches, compute: Callable[[dict], tuple[torch.Tensor, dict]]) -> dict:
+        """One optimizer update of ``player`` with ``accum_steps`` accumulated micro-batches."""
+        opt = self.optimizers[player]
+        opt.zero_grad(set_to_none=True)
+        logs: dict[str, float] = {}
+        for _ in range(self.accum_steps):
+            batch = self._to_device(next(batches))
+            with self._autocast():
+                loss, metrics = compute(batch)
+            self._check(loss.detach(), player, f"{player} loss")
+            self.scaler.scale(loss / self.accum_steps).backward()
+            for k, v in metrics.items():
+                logs[k] = logs.get(k, 0.0) + float(v) / self.accum_steps
+        self.scaler.step(opt)
+        self.scaler.update()
+        return logs
+
+    def _to_device(self, batch: dict) -> dict:
+        return {k: (v.to(self.device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+
+    def _private_view(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """(input, private target) for the privacy terms; cross-dataset batches carry their own."""
+        x = batch.get("privacy_input", batch["input"])
+        if self.budget.reconstruction:
+            return x, x
+        return x, batch.get("privacy_private", batch.get("private"))
+
+    def _budget_outputs(self, z: torch.Tensor, models: list[int] | None = None) -> list[torch.Tensor]:
+        idx = range(len(self.budget)) if models is None else models
+        return [self.budget.models[i](z) for i in idx]
+
+    # ------------------------------------------------------------------ moves
+    def encoder_move(self, batches: Batches, objective: str = "game", target_model: int | None = None, weight: float | None = None) -> dict:
+        """f_d step; f_T and f_b frozen.
+
+        ``game``: ``L_T + gamma * agg_i L_priv(f_b^i)`` (entropy schedule);
+        ``grl``: ``L_T - weight * mean_i L_B^i`` (gradient reversal);
+        ``kbeam``: ``L_T - weight * L_B^k`` of the strongest model k.
+        """
+        if not self.encoder_trainable:
+            return {}
+        w = self.gamma if weight is None else weight
+
+        def compute(batch):
+            x = batch["input"]
+            z = self.encoder(x)
+            logs = {}
+            loss = torch.zeros((), device=z.device)
+            if "utility" in batch and batch["utility"] is not None:
+                out_t = self.utility(z)
+                l_t = adversary_loss(out_t, batch["utility"]).mean()
+                loss = loss + l_t
+                logs["loss/utility"] = l_t.item()
+                logs["acc/utility_train"] = correct(out_t, batch["utility"]).mean().item()
+            xp, yp = self._private_view(batch)
+            zp = z if xp is x else self.encoder(xp)
+            if objective == "game":
+                outs = self._budget_outputs(zp)
+                per = torch.stack([self._privacy_loss(o.float(), yp, self.multilabel) for o in outs])
+                l_p = BudgetEnsemble.aggregate(per, self.aggregate)
+                loss = loss + w * l_p
+                logs["loss/privacy"] = l_p.item()
+            else:
+                models = [target_model] if objective == "kbeam" else None
+                outs = self._budget_outputs(zp, models)
+                l_b = torch.stack([adversary_loss(o.float(), yp, self.multilabel, self.budget.reconstruction).mean() for o in outs]).mean()
+                loss = loss - w * l_b
+                logs["loss/privacy"] = -l_b.item()
+            if self.l1_weight > 0 and z.shape == x.shape:
+                l1 = (z - x).abs().mean()
+                loss = loss + self.l1_weight * l1
+                logs["loss/l1"] = l1.item()
+            logs["loss/encoder"] = loss.item()
+            return loss, logs
+
+        self.encoder.train()
+        with self._frozen(self.utility, self.budget):
+            return self._move("encoder", batches, compute)
+
+    def utility_move(self, batches: Batches, with_encoder: bool = True) -> dict:
+        """f_T step on L_T (and f_d with it when ``with_encoder``); f_b untouched."""
+        train_enc = with_encoder and self.encoder_trainable
+
+        def compute(batch):
+            if train_enc:
+                z = self.encoder(batch["input"])
+            else:
+                with torch.no_grad():
+                    z = self.encoder(batch["input"])
+            out = self.utility(z)
+            l_t = adversary_loss(out, batch["utility"]).mean()
+            return l_t, {"loss/utility": l_t.item(), "acc/utility_train": correct(out, batch["utility"]).mean().item()}
+
+        self.utility.train()
+        ctx = contextlib.nullcontext() if train_enc else self._frozen(self.encoder)
+        if train_enc:
+            self.encoder.train()
+        with ctx:
+            logs = self._move("utility", batches, compute) if not train_enc else self._joint_move(batches, compute)
+        return logs
+
+    def _joint_move(self, batches: Batches, compute) -> dict:
+        # f_T and f_d on L_T: one backward, both optimizers step
+        opt_u, opt_e = self.optimizers["utility"], self.optimizers["encoder"]
+        opt_u.zero_grad(set_to_none=True)
+        opt_e.zero_grad(set_to_none=True)
+        logs: dict[str, float] = {}
+        with self._frozen(self.budget):
+            for _ in range(self.accum_steps):
+                batch = self._to_device(next(batches))
+                with self._autocast():
+                    loss, metrics = compute(batch)
+                self._check(loss.detach(), "utility", "utility loss")
+                self.scaler.scale(loss / self.accum_steps).backward()
+                for k, v in metrics.items():
+                    logs[k] = logs.get(k, 0.0) + float(v) / self.accum_steps
+        self.scaler.step(opt_u)
+        self.scaler.step(opt_e)
+        self.scaler.update()
+        return logs
+
+    def budget_move(self, batches: Batches, models: list[int] | None = None) -> dict:
+        """f_b step: every (or the listed) budget model on L_B with f_d frozen."""
+        idx = list(range(len(self.budget))) if models is None else models
+
+        def compute(batch):
+            xp, yp = self._private_view(batch)
+            with torch.no_grad():
+                z = self.encoder(xp)
+            outs = self._budget_outputs(z, idx)
+            losses = [adversary_loss(o.float(), yp, self.multilabel, self.budget.reconstruction).mean() for o in outs]
+            logs = {"loss/budget": torch.stack(losses).mean().item()}
+            if not self.budget.reconstruction:
+                accs = [correct(o, yp, self.multilabel).mean().item() for o in outs]
+                logs["acc/budget_train_min"] = min(accs)
+                logs["acc/budget_train_max"] = max(accs)
+            for i, l in zip(idx, losses):
+                logs[f"loss/budget_{i}"] = l.item()
+            return torch.stack(losses).sum(), logs
+
+        self.budget.train()
+        with self._frozen(self.encoder, self.utility):
+            logs = self._move("budget", batches, compute)
+        self.last_budget_loss = logs["loss/budget"]
+        return logs
+
+    def encoder_identity_move(self, batches: Batches) -> dict:
+        """Initialisation (1): f_d towards the identity by reconstruction (MSE of frames)."""
+        if not self.encoder_trainable:
+            return {}
+
+        def compute(batch):
+            x = batch["input"]
+            z = self.encoder(x)
+            if z.shape != x.shape:
+                target = x.mean(dim=1, keepdim=True) if z.shape[1] == 1 else x
+                if z.shape != target.shape:
+                    return torch.zeros((), requires_grad=True, device=x.device), {}
+            else:
+                target = x
+            l = ((z - target) ** 2).mean()
+            return l, {"loss/identity": l.item()}
+
+        self.encoder.train()
+        with self._frozen(self.utility, self.budget):
+            return self._move("encoder", batches, compute)
+
+    @torch.no_grad()
+    def utility_accuracy(self, batch: dict) -> float:
+        """f_T's accuracy on one (validation) batch, in eval mode."""
+        batch = self._to_device(batch)
+        modes = (self.encoder.training, self.utility.training)
+        self.encoder.eval()
+        self.utility.eval()
+        try:
+            with self._autocast():
+                out = self.utility(self.encoder(batch["input"]))
+            return correct(out.float(), batch["utility"]).mean().item()
+        finally:
+            self.encoder.train(modes[0])
+            self.utility.train(modes[1])
+
+    def restart_budget(self, batches: Batches, steps: int | None = None) -> dict:
+        """Re-initialise the budget models and their optimizer state, then retrain them."""
+        self.budget.restart(self.generator)
+        opt = self.optimizers["budget"]
+        opt.state.clear()
+        logs: dict[str, float] = {}
+        for _ in range(self.restart_steps if steps is None else steps):
+            logs = self.budget_move(batches)
+        log.debug("budget models restarted at step %d", self.step_count)
+        return {f"restart/{k}": v for k, v in logs.items()}
+
+    # ------------------------------------------------------------------ top level
+    def step(self, batches: Batches, val_batches: Batches | None = None) -> dict:
+        """One top-level step of the schedule (and a restart when due); returns named metrics."""
+        logs = self.schedule(self, batches, val_batches)
+        restarted = self.restarter.should_restart(self.step_count + 1, self.last_budget_loss)
+        if restarted:
+            logs.update(self.restart_budget(batches))
+        logs["restarted"] = int(restarted)
+        self.step_count += 1
+        self.l1_weight *= self.l1_decay
+        for k, v in logs.items():
+            if isinstance(v, float) and math.isnan(v):
+                raise NonFiniteLossError(self.step_count, k.split("/")[-1], k)
+        return logs
+
+    def state_dict(self) -> dict:
+        return {
+            "encoder": self.encoder.state_dict(),
+            "utility": self.utility.state_dict(),
+            "budget": self.budget.state_dict(),
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "scaler": self.scaler.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "restarter": self.restarter.state_dict(),
+            "step_count": self.step_count,
+            "generator": self.generator.get_state(),
+            "l1_weight": self.l1_weight,
+            "last_budget_loss": self.last_budget_loss,
+        }
+
+    def load_state_dict(self, s: dict) -> None:
+        self.encoder.load_state_dict(s["encoder"])
+        self.utility.load_state_dict(s["utility"])
+        self.budget.load_state_dict(s["budget"])
+        for k, o in self.optimizers.items():
+            o.load_state_dict(s["optimizers"][k])
+        if s.get("scaler"):
+            self.scaler.load_state_dict(s["scaler"])
+        self.schedule.load_state_dict(s["schedule"])
+        self.restarter.load_state_dict(s["restarter"])
+        self.step_count = int(s["step_count"])
+        self.generator.set_state(s["generator"])
+        self.l1_weight = float(s["l1_weight"])
+        self.last_budget_loss = s["last_budget_loss"]

@@ -1,0 +1,89 @@
+"""Privacy losses L_priv, minimised by the encoder f_d, and the adversaries' own loss L_B.
+
+Each privacy loss maps adversary outputs to a **per-sample** loss ``[B]`` so that the ensemble can
+take the per-sample max over its M models before averaging over the batch (Wu et al.).
+
+- ``neg_entropy``: negative entropy of the softmax (the paper); for multi-label, of each sigmoid.
+- ``ce_uniform``: cross-entropy to the uniform distribution (the released code; Li & Cavallaro's
+  confusion loss is the same objective, also registered as ``confusion``).
+- ``bce_half``: multi-label: binary cross-entropy of every attribute's sigmoid to 0.5.
+- ``neg_ce``: minus the cross-entropy to the true private label (gradient-reversal objective).
+- ``neg_mse``: minus the reconstruction error (CPGAN), the output being a reconstruction of the input.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from ..registry import PRIVACY_LOSSES, register_privacy_loss
+
+
+def _fit_target(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Bring a reconstruction target to the adversary output's shape (for neg_mse / MSE)."""
+    if out.shape != target.shape and target.dim() == out.dim():
+        target = F.interpolate(target.float(), size=out.shape[2:], mode="area")
+    return target
+
+
+@register_privacy_loss("neg_entropy")
+def neg_entropy(out: torch.Tensor, target: torch.Tensor | None = None, multilabel: bool = False) -> torch.Tensor:
+    if multilabel:
+        p = torch.sigmoid(out)
+        ent = -(p * F.logsigmoid(out) + (1 - p) * F.logsigmoid(-out))
+        return -ent.mean(dim=1)
+    logp = F.log_softmax(out, dim=1)
+    return (logp.exp() * logp).sum(dim=1)
+
+
+@register_privacy_loss("ce_uniform")
+def ce_uniform(out: torch.Tensor, target: torch.Tensor | None = None, multilabel: bool = False) -> torch.Tensor:
+    if multilabel:
+        return bce_half(out, target, True)
+    return -F.log_softmax(out, dim=1).mean(dim=1) - math.log(out.shape[1])
+
+
+@register_privacy_loss("confusion")
+def confusion(out: torch.Tensor, target: torch.Tensor | None = None, multilabel: bool = False) -> torch.Tensor:
+    return ce_uniform(out, target, multilabel)
+
+
+@register_privacy_loss("bce_half")
+def bce_half(out: torch.Tensor, target: torch.Tensor | None = None, multilabel: bool = True) -> torch.Tensor:
+    half = torch.full_like(out, 0.5)
+    return F.binary_cross_entropy_with_logits(out, half, reduction="none").mean(dim=1) - math.log(2)
+
+
+@register_privacy_loss("neg_ce")
+def neg_ce(out: torch.Tensor, target: torch.Tensor, multilabel: bool = False) -> torch.Tensor:
+    return -adversary_loss(out, target, multilabel)
+
+
+@register_privacy_loss("neg_mse")
+def neg_mse(out: torch.Tensor, target: torch.Tensor, multilabel: bool = False) -> torch.Tensor:
+    target = _fit_target(out, target)
+    return -((out.float() - target.float()) ** 2).flatten(1).mean(dim=1)
+
+
+def adversary_loss(out: torch.Tensor, target: torch.Tensor, multilabel: bool = False, reconstruction: bool = False) -> torch.Tensor:
+    """L_B per sample: CE on private labels (BCE for multi-label; MSE for reconstructions)."""
+    if reconstruction:
+        target = _fit_target(out, target)
+        return ((out.float() - target.float()) ** 2).flatten(1).mean(dim=1)
+    if multilabel:
+        return F.binary_cross_entropy_with_logits(out, target.float(), reduction="none").mean(dim=1)
+    return F.cross_entropy(out, target, reduction="none")
+
+
+def privacy_loss(name: str):
+    """The registered privacy loss ``name`` (one-line error listing the valid ones if unknown)."""
+    return PRIVACY_LOSSES.get(name)
+
+
+def correct(out: torch.Tensor, target: torch.Tensor, multilabel: bool = False) -> torch.Tensor:
+    """Per-sample correctness in [0, 1] (multi-label: fraction of attributes right at 0.5)."""
+    if multilabel:
+        return ((out > 0).float() == (target > 0.5).float()).float().mean(dim=1)
+    return (out.argmax(dim=1) == target).float()

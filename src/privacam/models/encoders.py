@@ -1,0 +1,154 @@
+"""Learned encoders f_d: what leaves the camera.
+
+- ``transform_net``: the Johnson-style image transformation network of Wu et al. (conv 9x9/32,
+  two stride-2 convs, residual blocks, two stride-2 transposed convs, conv 9x9/3; instance norm,
+  ReLU, output ``tanh * 0.5 + 0.5``), width and block count configurable, frame by frame.
+- ``small_conv``: a small, fast frame-wise residual conv encoder for CPUs and cameras.
+- ``st_conv``: a spatio-temporal encoder that sees neighbouring frames (temporal-difference stem
+  plus 3D convolutions), so it can tell the static background and clothing from the moving person.
+- ``identity``: releases the input unchanged (the raw-data reference).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..registry import register_encoder
+from .common import Encoder, fold_frames, unfold_frames
+
+
+def _to_unit(y: torch.Tensor) -> torch.Tensor:
+    return torch.tanh(y) * 0.5 + 0.5
+
+
+class _ResBlock(nn.Module):
+    def __init__(self, ch: int, norm: type[nn.Module] = nn.InstanceNorm2d):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(ch, ch, 3, 1, 1), norm(ch, affine=True), nn.ReLU(inplace=True),
+            nn.Conv2d(ch, ch, 3, 1, 1), norm(ch, affine=True),
+        )
+
+    def forward(self, x):
+        return x + self.body(x)
+
+
+class TransformNet(Encoder):
+    """Johnson-style f_d of Wu et al. (ECCV 2018), applied frame by frame.
+
+    Args:
+        in_channels: input channels.
+        width: channels of the first conv (paper: 32; then 2x and 4x).
+        blocks: residual blocks (paper: 5).
+        grey: average the output over RGB (the original code's grey f_d output).
+    """
+
+    def __init__(self, in_channels: int = 3, width: int = 32, blocks: int = 5, grey: bool = False):
+        super().__init__(in_channels, grey)
+        w = width
+        norm = lambda c: nn.InstanceNorm2d(c, affine=True)  # noqa: E731
+        self.net = nn.Sequential(
+            nn.Conv2d(in_channels, w, 9, 1, 4), norm(w), nn.ReLU(inplace=True),
+            nn.Conv2d(w, 2 * w, 3, 2, 1), norm(2 * w), nn.ReLU(inplace=True),
+            nn.Conv2d(2 * w, 4 * w, 3, 2, 1), norm(4 * w), nn.ReLU(inplace=True),
+            *[_ResBlock(4 * w) for _ in range(blocks)],
+            nn.ConvTranspose2d(4 * w, 2 * w, 3, 2, 1, output_padding=1), norm(2 * w), nn.ReLU(inplace=True),
+            nn.ConvTranspose2d(2 * w, w, 3, 2, 1, output_padding=1), norm(w), nn.ReLU(inplace=True),
+            nn.Conv2d(w, in_channels, 9, 1, 4),
+        )
+
+    def encode_frames(self, x):
+        return _to_unit(self.net(x))
+
+
+class SmallConvEncoder(Encoder):
+    """A small frame-wise f_d: a few 3x3 convs with a residual path to the input.
+
+    The residual form (``out = tanh(atanh-ish(x) + delta)``) starts near the identity, which is what
+    the paper's identity pretraining aims for, at a fraction of the cost.
+    """
+
+    def __init__(self, in_channels: int = 3, width: int = 16, depth: int = 3, grey: bool = False):
+        super().__init__(in_channels, grey)
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, width, 3, 1, 1), nn.ReLU(inplace=True)]
+        for _ in range(depth - 2):
+            layers += [nn.Conv2d(width, width, 3, 1, 1), nn.ReLU(inplace=True)]
+        layers += [nn.Conv2d(width, in_channels, 3, 1, 1)]
+        self.net = nn.Sequential(*layers)
+
+    def encode_frames(self, x):
+        return straight_through_clamp(x + self.net(x))
+
+
+def straight_through_clamp(y: torch.Tensor) -> torch.Tensor:
+    """Forward: clamp to [0, 1]; backward: identity, so saturated pixels still get gradients."""
+    return y + (y.clamp(0.0, 1.0) - y).detach()
+
+
+class SpatioTemporalEncoder(Encoder):
+    """f_d that sees neighbouring frames: a temporal-difference stem plus 3D convolutions.
+
+    The stem feeds each frame together with its difference to the previous frame, so the network
+    can separate what moves (the person) from what is static (background, clothing texture).
+    Output: one frame per input frame, in [0, 1].
+
+    Args:
+        width: channels of the 3D convs.
+        depth: number of 3D conv layers (kernel 3x3x3).
+        out_channels: released channels (1 = grey, 3 = colour).
+    """
+
+    def __init__(self, in_channels: int = 3, width: int = 16, depth: int = 3, out_channels: int = 3, grey: bool = False):
+        super().__init__(in_channels, grey)
+        self.out_channels = 1 if grey else out_channels
+        layers: list[nn.Module] = []
+        cin = 2 * in_channels
+        for _ in range(depth - 1):
+            layers += [nn.Conv3d(cin, width, 3, 1, 1), nn.GroupNorm(min(4, width), width), nn.ReLU(inplace=True)]
+            cin = width
+        layers += [nn.Conv3d(cin, out_channels, 3, 1, 1)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x):
+        if x.dim() == 4:  # images: a clip of one frame
+            return self.forward(x.unsqueeze(2)).squeeze(2)
+        diff = torch.cat([torch.zeros_like(x[:, :, :1]), x[:, :, 1:] - x[:, :, :-1]], dim=2)
+        y = _to_unit(self.net(torch.cat([x, diff], dim=1)))
+        return self._grey(y)
+
+
+class IdentityEncoder(Encoder):
+    """E = identity: the raw-data reference of the evaluation."""
+
+    trainable = False
+
+    def __init__(self, in_channels: int = 3, grey: bool = False):
+        super().__init__(in_channels, grey)
+        self.out_channels = 1 if grey else in_channels
+
+    def forward(self, x):
+        return self._grey(x)
+
+
+@register_encoder("transform_net")
+def transform_net(in_channels: int = 3, width: int = 32, blocks: int = 5, grey: bool = False) -> Encoder:
+    return TransformNet(in_channels, width, blocks, grey)
+
+
+@register_encoder("small_conv")
+def small_conv(in_channels: int = 3, width: int = 16, depth: int = 3, grey: bool = False) -> Encoder:
+    return SmallConvEncoder(in_channels, width, depth, grey)
+
+
+@register_encoder("st_conv")
+def st_conv(in_channels: int = 3, width: int = 16, depth: int = 3, out_channels: int = 3, grey: bool = False) -> Encoder:
+    return SpatioTemporalEncoder(in_channels, width, depth, out_channels, grey)
+
+
+@register_encoder("identity")
+def identity(in_channels: int = 3, grey: bool = False) -> Encoder:
+    return IdentityEncoder(in_channels, grey)
+
+
+__all__ = ["TransformNet", "SmallConvEncoder", "SpatioTemporalEncoder", "IdentityEncoder", "fold_frames", "unfold_frames"]

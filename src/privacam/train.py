@@ -1,0 +1,301 @@
+"""The built-in trainer: one consumer of :class:`~privacam.game.AdversarialGame`.
+
+It owns the run directory (``config.yaml``, ``metrics.jsonl``, ``run.json``, ``checkpoints/``),
+deterministic and resumable batch streams, the initialisation stages of Wu et al. and
+checkpointing. A run killed at any point resumes from its last checkpoint with the results it
+would have had (``privacam train --out RUN --resume``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .builders import Shapes, build_game, encoded_shape
+from .config import Config, dump_config, load_config, to_dict
+from .data import Splits, collate, make_splits
+from .errors import ConfigError, NonFiniteLossError, PrivacamError
+from .utils import atomic_write_text, load_checkpoint, resolve_device, save_checkpoint, seed_everything, write_json
+
+log = logging.getLogger(__name__)
+
+STAGES = ("init_encoder", "init_utility", "init_budget", "game")
+
+
+class BatchStream:
+    """An endless, deterministic, checkpointable stream of batches over a dataset.
+
+    Epoch ``e`` visits the dataset in the order of a permutation seeded by ``(seed, e)``; the state
+    is ``(epoch, position)``, so a resumed stream yields exactly the batches it would have.
+    Datasets with ``set_epoch`` are told the epoch (seeded clip sampling).
+    """
+
+    def __init__(self, dataset: Dataset, batch_size: int, seed: int, *, shuffle: bool = True,
+                 drop_last: bool = True, num_workers: int = 0, pin_memory: bool = False, name: str = "train"):
+        if len(dataset) == 0:
+            raise PrivacamError(f"the {name} split is empty; check the manifest's split column or data.val_fraction")
+        self.dataset, self.seed, self.shuffle = dataset, seed, shuffle
+        self.batch_size = min(batch_size, len(dataset))
+        self.drop_last = drop_last
+        self.num_workers, self.pin_memory = num_workers, pin_memory
+        self.epoch, self.pos = 0, 0
+        self._it: Iterator | None = None
+
+    def _batches(self, epoch: int) -> list[list[int]]:
+        n = len(self.dataset)
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed * 100003 + epoch)).tolist() if self.shuffle else list(range(n))
+        bs = self.batch_size
+        batches = [order[i:i + bs] for i in range(0, n, bs)]
+        if self.drop_last and len(batches) > 1 and len(batches[-1]) < bs:
+            batches.pop()
+        return batches
+
+    def _start(self):
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(self.epoch)
+        remaining = self._batches(self.epoch)[self.pos:]
+        if self.num_workers > 0:
+            loader = DataLoader(self.dataset, batch_sampler=remaining, num_workers=self.num_workers,
+                                collate_fn=collate, pin_memory=self.pin_memory, persistent_workers=False)
+            self._it = iter(loader)
+        else:
+            self._it = (collate([self.dataset[i] for i in b]) for b in remaining)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict:
+        if self._it is None:
+            self._start()
+        try:
+            batch = next(self._it)
+        except StopIteration:
+            self.epoch, self.pos = self.epoch + 1, 0
+            self._start()
+            batch = next(self._it)
+        self.pos += 1
+        return batch
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "pos": self.pos}
+
+    def load_state_dict(self, s: dict) -> None:
+        self.epoch, self.pos = int(s["epoch"]), int(s["pos"])
+        self._it = None
+
+
+class CrossStream:
+    """Zip a utility stream with a privacy stream from another dataset (shared encoder)."""
+
+    def __init__(self, utility: BatchStream, privacy: BatchStream):
+        self.utility, self.privacy = utility, privacy
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict:
+        b = dict(next(self.utility))
+        p = next(self.privacy)
+        b["privacy_input"], b["privacy_private"] = p["input"], p["private"]
+        return b
+
+    def state_dict(self) -> dict:
+        return {"utility": self.utility.state_dict(), "privacy": self.privacy.state_dict()}
+
+    def load_state_dict(self, s: dict) -> None:
+        self.utility.load_state_dict(s["utility"])
+        self.privacy.load_state_dict(s["privacy"])
+
+
+def shapes_from_splits(splits: Splits, cfg: Config) -> Shapes:
+    x = splits.train[0]["input"]
+    return Shapes(
+        in_channels=int(x.shape[0]), size=int(x.shape[-1]), clip_len=int(x.shape[1]) if x.dim() == 4 else 0,
+        num_utility=splits.num_utility,
+        num_private=(splits.privacy or splits).num_private,
+        multilabel=(splits.privacy or splits).multilabel,
+    )
+
+
+class Trainer:
+    """Train a config into a run directory.
+
+    Args:
+        cfg: the resolved config.
+        out: run directory (created).
+        splits: data splits (built from ``cfg.data`` when omitted).
+    """
+
+    def __init__(self, cfg: Config, out: str | Path, splits: Splits | None = None):
+        self.cfg = cfg
+        self.out = Path(out)
+        self.ckpt_dir = self.out / "checkpoints"
+        self.device = resolve_device(cfg.train.device)
+        self.splits = splits
+
+    # -------------------------------------------------------------- set-up
+    def _setup(self):
+        cfg = self.cfg
+        seed_everything(cfg.train.seed)
+        if self.splits is None:
+            self.splits = make_splits(cfg.data, seed=cfg.train.seed)
+        s = self.splits
+        self.shapes = shapes_from_splits(s, cfg)
+        gen = torch.Generator().manual_seed(cfg.train.seed + 1)
+        self.game = build_game(cfg, self.shapes, self.device, generator=gen,
+                               reconstruction=cfg.task == "cpgan")
+        pin = self.device.type == "cuda"
+        bs, nw = cfg.train.batch_size, cfg.train.num_workers
+        train = BatchStream(s.train, bs, cfg.train.seed, num_workers=nw, pin_memory=pin)
+        if s.privacy is not None:
+            train = CrossStream(train, BatchStream(s.privacy.train, bs, cfg.train.seed + 7, num_workers=nw, pin_memory=pin))
+        self.train_stream = train
+        self.val_stream = BatchStream(s.val, bs, cfg.train.seed + 13, num_workers=0, name="val")
+        self.stage, self.stage_i = STAGES[0], 0
+        self.metric_lines = 0
+
+    def _write_run_files(self):
+        self.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.out / "config.yaml", dump_config(self.cfg))
+        zshape = encoded_shape(self.game.encoder, self.shapes)
+        write_json(self.out / "run.json", {
+            "shapes": self.shapes.as_dict(),
+            "encoded_shape": list(zshape),
+            "dataset": self.splits.name,
+            "kind": self.splits.kind,
+            "utility_classes": self.splits.utility_classes,
+            "private_classes": (self.splits.privacy or self.splits).private_classes,
+            "task": self.cfg.task,
+            "privacam_version": __import__("privacam").__version__,
+        })
+
+    # -------------------------------------------------------------- checkpoints
+    def _state(self) -> dict:
+        st = {
+            "version": 1,
+            "game": self.game.state_dict(),
+            "stage": self.stage,
+            "stage_i": self.stage_i,
+            "train_stream": self.train_stream.state_dict(),
+            "val_stream": self.val_stream.state_dict(),
+            "metric_lines": self.metric_lines,
+            "torch_rng": torch.get_rng_state(),
+        }
+        if torch.cuda.is_available():
+            st["cuda_rng"] = torch.cuda.get_rng_state_all()
+        return st
+
+    def save(self, name: str = "last.pt") -> None:
+        save_checkpoint(self.ckpt_dir / name, self._state())
+
+    def _load(self, path: Path) -> None:
+        st = load_checkpoint(path, map_location=self.device)
+        self.game.load_state_dict(st["game"])
+        self.stage, self.stage_i = st["stage"], int(st["stage_i"])
+        self.train_stream.load_state_dict(st["train_stream"])
+        self.val_stream.load_state_dict(st["val_stream"])
+        self.metric_lines = int(st["metric_lines"])
+        torch.set_rng_state(st["torch_rng"].cpu())
+        if "cuda_rng" in st and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([t.cpu() for t in st["cuda_rng"]])
+        # drop metric lines written after the checkpoint so the file matches the resumed run
+        mfile = self.out / "metrics.jsonl"
+        if mfile.exists():
+            lines = mfile.read_text().splitlines(keepends=True)[: self.metric_lines]
+            atomic_write_text(mfile, "".join(lines))
+
+    def _log(self, record: dict) -> None:
+        with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        self.metric_lines += 1
+
+    # -------------------------------------------------------------- run
+    def run(self, resume: bool = False) -> Path:
+        """Train to ``train.steps`` top-level steps; returns the run directory."""
+        from tqdm.auto import tqdm
+
+        self._setup()
+        last = self.ckpt_dir / "last.pt"
+        if resume and last.exists():
+            self._load(last)
+            log.info("resuming %s at stage %s, step %d", self.out, self.stage, self.game.step_count)
+        else:
+            if resume:
+                log.info("no checkpoint in %s: starting from scratch", self.ckpt_dir)
+            if (self.out / "metrics.jsonl").exists():
+                (self.out / "metrics.jsonl").unlink()
+            self._write_run_files()
+        cfg = self.cfg
+        init_steps = {"init_encoder": cfg.init.encoder_steps, "init_utility": cfg.init.utility_steps,
+                      "init_budget": cfg.init.budget_steps, "game": cfg.train.steps}
+        total = sum(init_steps.values())
+        done = sum(init_steps[s] for s in STAGES[: STAGES.index(self.stage)]) + self.stage_i
+        bar = tqdm(total=total, initial=done, desc=f"train {self.out.name}", unit="step", disable=None, dynamic_ncols=True)
+        g = self.game
+        try:
+            for stage in STAGES[STAGES.index(self.stage):]:
+                if stage != self.stage:
+                    self.stage, self.stage_i = stage, 0
+                n = init_steps[stage]
+                while self.stage_i < n:
+                    rec = self._one(stage)
+                    self.stage_i += 1
+                    bar.update(1)
+                    step = g.step_count
+                    if stage != "game" or step % cfg.train.log_every == 0 or self.stage_i == n:
+                        self._log({"step": step, "stage": stage, "i": self.stage_i, **rec})
+                    if stage == "game" and cfg.train.checkpoint_every and step % cfg.train.checkpoint_every == 0:
+                        self.save()
+                if stage != "game":
+                    self.save()  # stage boundary
+        except NonFiniteLossError as e:
+            log.error("%s", e)
+            raise
+        finally:
+            bar.close()
+        self.stage, self.stage_i = "game", cfg.train.steps
+        self.save()
+        self.save("final.pt")
+        torch.save(g.encoder.state_dict(), self.out / "encoder.pt")
+        return self.out
+
+    def _one(self, stage: str) -> dict:
+        g = self.game
+        if stage == "init_encoder":
+            # init (1): f_d towards the identity (MSE of frames); f_T, f_b frozen
+            return g.encoder_identity_move(self.train_stream)
+        if stage == "init_utility":
+            # init (2): f_T (with f_d) on L_T
+            return g.utility_move(self.train_stream, with_encoder=True)
+        if stage == "init_budget":
+            # init (3): f_b on the frozen f_d output
+            return g.budget_move(self.train_stream)
+        try:
+            return g.step(self.train_stream, self.val_stream)
+        except NonFiniteLossError as e:
+            raise NonFiniteLossError(g.step_count + 1, e.player, e.loss_name) from None
+
+
+def train(cfg: Config, out: str | Path, *, resume: bool = False, splits: Splits | None = None) -> Path:
+    """Train ``cfg`` into ``out`` (see :class:`Trainer`)."""
+    return Trainer(cfg, out, splits).run(resume=resume)
+
+
+def load_run_config(run_dir: str | Path) -> Config:
+    p = Path(run_dir) / "config.yaml"
+    if not p.exists():
+        raise PrivacamError(f"{run_dir} is not a run directory (no config.yaml); train one with `privacam train --out {run_dir}`")
+    return load_config(p)
+
+
+def read_metrics(run_dir: str | Path) -> list[dict]:
+    p = Path(run_dir) / "metrics.jsonl"
+    if not p.exists():
+        return []
+    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]

@@ -1,0 +1,22 @@
+import os
+
+import pytest
+import torch
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+TINY = [
+    "data.size=16", "data.clip_len=4", "data.params={num_actors: 3, clips_per_pair: 3, actions: [wave1, jump, bend]}",
+    "encoder.name=small_conv", "encoder.params={width: 4, depth: 2}", "utility.params={width: 4}",
+    "budget.params={width: 4}", "budget.m=2", "init.encoder_steps=2", "init.utility_steps=2", "init.budget_steps=2",
+    "train.steps=4", "train.batch_size=4", "train.log_every=1", "train.checkpoint_every=2",
+    "schedule.max_utility_steps=1", "schedule.max_budget_steps=1", "budget.restart_steps=1",
+    "schedule.kbeam_encoder_steps=2", "schedule.kbeam_budget_steps=2", "schedule.kbeam_utility_steps=1",
+    "train.device=cpu",
+]
+
+
+@pytest.fixture
+def tiny_overrides():
+    """Overrides that make the default config train in about a second on a CPU."""
+    return list(TINY)

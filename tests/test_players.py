@@ -1,0 +1,77 @@
+"""Every registered player: shapes and a backward pass (parametrised over the registries)."""
+
+import pytest
+import torch
+
+from privacam.registry import (ADVERSARIES, ENCODERS, UTILITY_MODELS, create_adversary, create_encoder,
+                               create_utility, list_adversaries, list_encoders, list_utility_models)
+from privacam.errors import ConfigError, RegistryError
+
+list_encoders()  # fill the registries
+
+SLOW_UTILITY = {"c3d", "r2plus1d_18", "r3d_18", "mc3_18"}
+
+
+@pytest.mark.parametrize("name", ENCODERS.list())
+@pytest.mark.parametrize("kind", ["clip", "image"])
+def test_encoder_shapes_range_and_backward(name, kind):
+    torch.manual_seed(0)
+    enc = create_encoder(name)
+    x = torch.rand(2, 3, 4, 16, 16) if kind == "clip" else torch.rand(2, 3, 16, 16)
+    x.requires_grad_(True)
+    y = enc(x)
+    assert y.shape[0] == 2 and y.dim() == x.dim()
+    if getattr(enc, "releases", "image") == "image":
+        assert y.shape[-2:] == x.shape[-2:]
+        assert float(y.min()) >= 0.0 and float(y.max()) <= 1.0
+    params = [p for p in enc.parameters() if p.requires_grad]
+    if getattr(enc, "trainable", True) and params:
+        y.float().mean().backward()
+        assert any(p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0 for p in params)
+
+
+@pytest.mark.parametrize("name", ["small_conv", "st_conv", "transform_net", "identity"])
+def test_grey_output_has_one_channel(name):
+    enc = create_encoder(name, grey=True)
+    assert enc(torch.rand(1, 3, 2, 16, 16)).shape[1] == 1
+
+
+@pytest.mark.parametrize("name", UTILITY_MODELS.list())
+def test_utility_shapes_and_backward(name):
+    size, t = (32, 8) if name in SLOW_UTILITY else (16, 4)
+    m = create_utility(name, num_classes=5, size=size, clip_len=t)
+    x = torch.rand(2, 3, t, size, size)
+    y = m(x)
+    assert y.shape == (2, 5)
+    y.sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in m.parameters() if p.grad is not None)
+    assert m(torch.rand(2, 3, size, size)).shape == (2, 5)  # images as one-frame clips
+
+
+@pytest.mark.parametrize("name", ADVERSARIES.list())
+def test_adversary_framewise_average(name):
+    m = create_adversary(name, num_classes=7, size=16)
+    m.eval()
+    x = torch.rand(2, 3, 3, 16, 16)
+    y = m(x)
+    assert y.shape == (2, 7)
+    # logits are the mean of the per-frame logits
+    per_frame = torch.stack([m(x[:, :, i]) for i in range(3)], 1).mean(1)
+    assert torch.allclose(y, per_frame, atol=1e-5)
+    m.train()
+    m(x).sum().backward()
+
+
+def test_mobilenet_width_multiplier_changes_size():
+    small = sum(p.numel() for p in create_adversary("mobilenet_v2", num_classes=3, width=0.3).parameters())
+    big = sum(p.numel() for p in create_adversary("mobilenet_v2", num_classes=3, width=0.6).parameters())
+    assert small < big
+
+
+def test_registry_errors_list_valid_names_and_params():
+    with pytest.raises(RegistryError, match="did you mean 'small_conv'.*valid names"):
+        create_encoder("small_conf")
+    with pytest.raises(ConfigError, match="takes no parameter 'widht'.*width"):
+        create_encoder("small_conv", widht=3)
+    assert "mobilenet_v2" in list_adversaries("mobile*")
+    assert list_utility_models("small*") == ["small3d", "small_cnn_image"]
