@@ -122,7 +122,12 @@ def build_game(cfg: Config, shapes: Shapes, device: torch.device, generator: tor
     encoder = build_encoder(cfg, shapes.in_channels)
     zshape = encoded_shape(encoder, shapes)
     utility = build_utility(cfg, shapes, zshape)
-    budget = build_budget(cfg, shapes, zshape, reconstruction=reconstruction)
+    if reconstruction:  # CPGAN: the adversaries rebuild the input from the code
+        from .models.compress import build_reconstructors
+
+        budget = build_reconstructors(cfg, shapes, zshape)
+    else:
+        budget = build_budget(cfg, shapes, zshape)
     for m in (encoder, utility, budget):
         m.to(device)
     optimizers = {

@@ -101,6 +101,10 @@ def _ensure_builtins() -> None:
     from . import data, models  # noqa: F401
     from .game import losses, schedules  # noqa: F401
     try:
+        from .game import cpgan  # noqa: F401  (multiple-adversary schedule of CPGAN)
+    except ImportError:
+        pass
+    try:
         from .evaluate import attackers  # noqa: F401
     except ImportError:  # the audit is optional for the game
         pass

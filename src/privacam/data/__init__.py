@@ -21,6 +21,10 @@ try:
     from . import builtin  # noqa: F401
 except ImportError:  # pragma: no cover
     pass
+try:
+    from . import compressive  # noqa: F401  (digits, Gaussian mixture, MNIST, ... for CPGAN)
+except ImportError:  # pragma: no cover
+    pass
 
 
 def apply_data_spec(data_cfg, spec: str | None):
