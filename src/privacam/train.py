@@ -299,3 +299,26 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
     if not p.exists():
         return []
     return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+
+
+def load_encoder(run_dir: str | Path, device: str | torch.device = "cpu"):
+    """The trained (frozen, eval-mode) encoder f_d of a run, with its config and ``run.json``.
+
+    Returns:
+        ``(encoder, cfg, meta)``.
+    """
+    from .builders import build_encoder
+    from .utils import read_json
+
+    run_dir = Path(run_dir)
+    cfg = load_run_config(run_dir)
+    meta = read_json(run_dir / "run.json")
+    weights = run_dir / "encoder.pt"
+    if not weights.exists():
+        raise PrivacamError(f"{run_dir} has no encoder.pt (training did not finish); resume it with `privacam train --out {run_dir} --resume`")
+    enc = build_encoder(cfg, meta["shapes"]["in_channels"])
+    enc.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    enc.to(device).eval()
+    for p in enc.parameters():
+        p.requires_grad_(False)
+    return enc, cfg, meta
