@@ -116,9 +116,26 @@ def _maybe_load(module: nn.Module, pc: PlayerConfig, player: str) -> None:
     log.info("%s: loaded %d/%d tensors from %s", player, len(kept), len(own), pc.weights)
 
 
+def to_channels_last(module: nn.Module) -> nn.Module:
+    """Store every conv weight channels-last, in place: 4-D weights (2D convs) ``channels_last``,
+    5-D weights (3D convs) ``channels_last_3d``; other tensors untouched. Values are unchanged."""
+    for m in module.modules():
+        for p in list(m.parameters(recurse=False)) + list(m.buffers(recurse=False)):
+            fmt = {4: torch.channels_last, 5: torch.channels_last_3d}.get(p.dim())
+            if fmt is not None:
+                p.data = p.data.contiguous(memory_format=fmt)
+    return module
+
+
 def build_game(cfg: Config, shapes: Shapes, device: torch.device, generator: torch.Generator | None = None,
-               reconstruction: bool = False) -> AdversarialGame:
-    """Everything the game needs, sized for ``shapes``."""
+               reconstruction: bool = False, distributed: bool = False) -> AdversarialGame:
+    """Everything the game needs, sized for ``shapes``.
+
+    ``cfg.train.channels_last`` stores conv weights channels-last (GPU tensor cores);
+    ``cfg.train.compile`` compiles each player in place (``nn.Module.compile``, so state dicts keep
+    their keys); ``distributed`` builds a :class:`~privacam.distributed.DistributedGame` that keeps
+    the players identical over ``torch.distributed`` ranks.
+    """
     encoder = build_encoder(cfg, shapes.in_channels)
     zshape = encoded_shape(encoder, shapes)
     utility = build_utility(cfg, shapes, zshape)
@@ -130,6 +147,11 @@ def build_game(cfg: Config, shapes: Shapes, device: torch.device, generator: tor
         budget = build_budget(cfg, shapes, zshape)
     for m in (encoder, utility, budget):
         m.to(device)
+        if cfg.train.channels_last:
+            to_channels_last(m)
+    if cfg.train.compile:
+        for m in (encoder, utility, *budget.models):
+            m.compile()
     optimizers = {
         "encoder": make_optimizer(encoder.parameters(), cfg.encoder),
         "utility": make_optimizer(utility.parameters(), cfg.utility),
@@ -138,7 +160,12 @@ def build_game(cfg: Config, shapes: Shapes, device: torch.device, generator: tor
     loss = cfg.game.privacy_loss
     if shapes.multilabel and loss == "neg_entropy":
         log.info("multi-label private labels: using per-attribute negative entropy")
-    return AdversarialGame(
+    game_cls = AdversarialGame
+    if distributed:
+        from .distributed import DistributedGame
+
+        game_cls = DistributedGame
+    return game_cls(
         encoder=encoder, utility=utility, budget=budget, optimizers=optimizers,
         privacy_loss=loss, gamma=cfg.game.gamma, aggregate=cfg.game.aggregate, multilabel=shapes.multilabel,
         schedule=cfg.schedule.name, schedule_params=schedule_params(cfg.schedule),

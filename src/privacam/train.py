@@ -34,14 +34,21 @@ class BatchStream:
     Epoch ``e`` visits the dataset in the order of a permutation seeded by ``(seed, e)``; the state
     is ``(epoch, position)``, so a resumed stream yields exactly the batches it would have.
     Datasets with ``set_epoch`` are told the epoch (seeded clip sampling).
+
+    With ``world > 1`` (distributed training) every rank draws the same permutation and takes its
+    positions ``rank, rank + world, ...`` (see :mod:`privacam.distributed`): disjoint shards.
     """
 
     def __init__(self, dataset: Dataset, batch_size: int, seed: int, *, shuffle: bool = True,
-                 drop_last: bool = True, num_workers: int = 0, pin_memory: bool = False, name: str = "train"):
+                 drop_last: bool = True, num_workers: int = 0, pin_memory: bool = False, name: str = "train",
+                 rank: int = 0, world: int = 1):
         if len(dataset) == 0:
             raise PrivacamError(f"the {name} split is empty; check the manifest's split column or data.val_fraction")
+        if len(dataset) < world:
+            raise PrivacamError(f"the {name} split has {len(dataset)} samples, fewer than the {world} processes; use fewer processes or more data")
         self.dataset, self.seed, self.shuffle = dataset, seed, shuffle
-        self.batch_size = min(batch_size, len(dataset))
+        self.rank, self.world = rank, world
+        self.batch_size = min(batch_size, len(dataset) // world)
         self.drop_last = drop_last
         self.num_workers, self.pin_memory = num_workers, pin_memory
         self.epoch, self.pos = 0, 0
@@ -50,6 +57,11 @@ class BatchStream:
     def _batches(self, epoch: int) -> list[list[int]]:
         n = len(self.dataset)
         order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed * 100003 + epoch)).tolist() if self.shuffle else list(range(n))
+        if self.world > 1:
+            from .distributed import shard_positions
+
+            order = order[shard_positions(n, self.rank, self.world)]
+            n = len(order)
         bs = self.batch_size
         batches = [order[i:i + bs] for i in range(0, n, bs)]
         if self.drop_last and len(batches) > 1 and len(batches[-1]) < bs:
@@ -130,13 +142,21 @@ class Trainer:
         cfg: the resolved config.
         out: run directory (created).
         splits: data splits (built from ``cfg.data`` when omitted).
+
+    Under ``torchrun`` (``WORLD_SIZE > 1``) the trainer joins the process group, shards the batch
+    streams over the ranks and plays a :class:`~privacam.distributed.DistributedGame`; only rank 0
+    writes the run directory (see :mod:`privacam.distributed`).
     """
 
     def __init__(self, cfg: Config, out: str | Path, splits: Splits | None = None):
+        from . import distributed
+
         self.cfg = cfg
         self.out = Path(out)
         self.ckpt_dir = self.out / "checkpoints"
-        self.device = resolve_device(cfg.train.device)
+        self.dist = distributed.init_from_env(resolve_device(cfg.train.device))
+        self.device = distributed.device_for(resolve_device(cfg.train.device), self.dist)
+        self.is_main = self.dist.is_main
         self.splits = splits
 
     # -------------------------------------------------------------- set-up
@@ -149,18 +169,21 @@ class Trainer:
         self.shapes = shapes_from_splits(s, cfg)
         gen = torch.Generator().manual_seed(cfg.train.seed + 1)
         self.game = build_game(cfg, self.shapes, self.device, generator=gen,
-                               reconstruction=cfg.task == "cpgan")
+                               reconstruction=cfg.task == "cpgan", distributed=self.dist.enabled)
         pin = self.device.type == "cuda"
         bs, nw = cfg.train.batch_size, cfg.train.num_workers
-        train = BatchStream(s.train, bs, cfg.train.seed, num_workers=nw, pin_memory=pin)
+        shard = {"rank": self.dist.rank, "world": self.dist.world}
+        train = BatchStream(s.train, bs, cfg.train.seed, num_workers=nw, pin_memory=pin, **shard)
         if s.privacy is not None:
-            train = CrossStream(train, BatchStream(s.privacy.train, bs, cfg.train.seed + 7, num_workers=nw, pin_memory=pin))
+            train = CrossStream(train, BatchStream(s.privacy.train, bs, cfg.train.seed + 7, num_workers=nw, pin_memory=pin, **shard))
         self.train_stream = train
-        self.val_stream = BatchStream(s.val, bs, cfg.train.seed + 13, num_workers=0, name="val")
+        self.val_stream = BatchStream(s.val, bs, cfg.train.seed + 13, num_workers=0, pin_memory=pin, name="val", **shard)
         self.stage, self.stage_i = STAGES[0], 0
         self.metric_lines = 0
 
     def _write_run_files(self):
+        if not self.is_main:
+            return
         self.out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.out / "config.yaml", dump_config(self.cfg))
         zshape = encoded_shape(self.game.encoder, self.shapes)
@@ -192,6 +215,8 @@ class Trainer:
         return st
 
     def save(self, name: str = "last.pt") -> None:
+        if not self.is_main:
+            return
         save_checkpoint(self.ckpt_dir / name, self._state())
 
     def _load(self, path: Path) -> None:
@@ -206,11 +231,14 @@ class Trainer:
             torch.cuda.set_rng_state_all([t.cpu() for t in st["cuda_rng"]])
         # drop metric lines written after the checkpoint so the file matches the resumed run
         mfile = self.out / "metrics.jsonl"
-        if mfile.exists():
+        if mfile.exists() and self.is_main:
             lines = mfile.read_text().splitlines(keepends=True)[: self.metric_lines]
             atomic_write_text(mfile, "".join(lines))
 
     def _log(self, record: dict) -> None:
+        if not self.is_main:
+            self.metric_lines += 1
+            return
         with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
         self.metric_lines += 1
@@ -228,7 +256,7 @@ class Trainer:
         else:
             if resume:
                 log.info("no checkpoint in %s: starting from scratch", self.ckpt_dir)
-            if (self.out / "metrics.jsonl").exists():
+            if self.is_main and (self.out / "metrics.jsonl").exists():
                 (self.out / "metrics.jsonl").unlink()
             self._write_run_files()
         cfg = self.cfg
@@ -236,7 +264,8 @@ class Trainer:
                       "init_budget": cfg.init.budget_steps, "game": cfg.train.steps}
         total = sum(init_steps.values())
         done = sum(init_steps[s] for s in STAGES[: STAGES.index(self.stage)]) + self.stage_i
-        bar = tqdm(total=total, initial=done, desc=f"train {self.out.name}", unit="step", disable=None, dynamic_ncols=True)
+        bar = tqdm(total=total, initial=done, desc=f"train {self.out.name}", unit="step",
+                   disable=None if self.is_main else True, dynamic_ncols=True)
         g = self.game
         try:
             for stage in STAGES[STAGES.index(self.stage):]:
@@ -262,7 +291,11 @@ class Trainer:
         self.stage, self.stage_i = "game", cfg.train.steps
         self.save()
         self.save("final.pt")
-        torch.save(g.encoder.state_dict(), self.out / "encoder.pt")
+        if self.is_main:
+            torch.save(g.encoder.state_dict(), self.out / "encoder.pt")
+        from .distributed import barrier
+
+        barrier()  # the run directory is complete when any rank returns
         return self.out
 
     def _one(self, stage: str) -> dict:

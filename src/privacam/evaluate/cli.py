@@ -1,0 +1,60 @@
+"""``privacam evaluate``: the audit from the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..cli import Command
+from ..errors import PrivacamError
+
+
+def print_summary(s: dict) -> None:
+    u, p = s["utility"], s["privacy"]
+    fmt = lambda v: "-" if v is None else f"{100 * v:.1f}"  # noqa: E731
+    print(f"encoder {s['encoder']['name']} {s['encoder'].get('params', {})} on {s['dataset']}")
+    print(f"  utility  {fmt(u.get('value'))} (retrained {fmt(u.get('retrained'))}, raw {fmt(u.get('raw'))}, chance {fmt(u.get('chance'))})")
+    print(f"  privacy  best {fmt(p['best'])} by {p['best_attacker']} (raw {fmt(p.get('raw'))}, chance {fmt(p['chance'])}, NAG {fmt(p.get('nag'))})")
+    for name, v in sorted(p["attackers"].items(), key=lambda kv: -kv[1]):
+        print(f"    {name:<16} {fmt(v)}")
+    for name, v in p.get("training_adversaries", {}).items():
+        print(f"    (training adversary {name}: {fmt(v)})")
+    if "reconstruction" in s:
+        r = s["reconstruction"]
+        print(f"  reconstruction  PSNR {r.get('psnr', float('nan')):.2f} dB  SSIM {r.get('ssim', float('nan')):.3f}")
+
+
+class Evaluate(Command):
+    name = "evaluate"
+    help = "audit an encoder: retrain unseen attackers on its output and score utility and privacy"
+
+    def add_arguments(self, p):
+        p.add_argument("args", nargs="*", help="RUN_DIR and/or key.sub=value overrides")
+        p.add_argument("--encoder", help="a registered encoder instead of a run, e.g. downsample:factor=4")
+        p.add_argument("--config", help="config for --encoder (default: 'default')")
+        p.add_argument("--data", help="manifest CSV, NAME or NAME:ROOT")
+        p.add_argument("--out", help="output directory (default RUN_DIR/eval)")
+        p.add_argument("--no-raw", action="store_true", help="skip the raw-data reference")
+        p.add_argument("--device", default="auto")
+
+    def run(self, args):
+        from ..cli import _resolve_config
+        from .runner import evaluate_named, evaluate_run
+
+        run_dirs = [a for a in args.args if "=" not in a]
+        overrides = [a for a in args.args if "=" in a]
+        raw = not args.no_raw
+        if args.encoder:
+            if run_dirs:
+                raise PrivacamError("give either RUN_DIR or --encoder, not both")
+            if not args.out:
+                raise PrivacamError("--encoder needs --out DIR")
+            cfg = _resolve_config(args.config, args.data, overrides)
+            s = evaluate_named(args.encoder, cfg, args.out, raw=raw, device=args.device)
+            print(f"wrote {Path(args.out) / 'eval' / 'summary.json'}")
+        else:
+            if len(run_dirs) != 1:
+                raise PrivacamError("give one RUN_DIR (or --encoder NAME --out DIR)")
+            s = evaluate_run(run_dirs[0], out_dir=args.out, overrides=overrides, data=args.data, raw=raw, device=args.device)
+            print(f"wrote {Path(args.out or Path(run_dirs[0]) / 'eval') / 'summary.json'}")
+        print_summary(s)
+        return 0

@@ -1,0 +1,288 @@
+"""Trade-off report from run files only: figure (PNG), table, example releases, training curves.
+
+``privacam report DIR... -o report.html`` collects every ``summary.json`` under the given run,
+eval or output directories and draws the paper's plot: x = best retrained attacker (A_B^N),
+y = utility (A_T); upper-left is better; a y = x line, dashed raw-data lines, dotted chance lines;
+marker size grows with the downsampling factor or the ensemble size M.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import logging
+from pathlib import Path
+
+from .cli import Command
+from .errors import PrivacamError
+
+log = logging.getLogger(__name__)
+
+
+def find_summaries(paths: list[str | Path]) -> list[Path]:
+    """Every ``summary.json`` of an audit under ``paths`` (sorted, de-duplicated)."""
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_file() and p.name == "summary.json":
+            found.append(p)
+        elif p.is_dir():
+            found += [q for q in p.rglob("summary.json") if "attackers" not in q.parts and ".cache" not in q.parts]
+        else:
+            raise PrivacamError(f"{p} does not exist; give run directories, eval directories or summary.json files")
+    out = sorted(set(q.resolve() for q in found))
+    if not out:
+        raise PrivacamError(f"no eval/summary.json under {', '.join(map(str, paths))}; run `privacam evaluate` first")
+    return out
+
+
+def label_of(s: dict) -> str:
+    e = s["encoder"]
+    params = {k: v for k, v in (e.get("params") or {}).items()}
+    if e.get("run"):
+        extra = f" {e.get('schedule', '')} M={e.get('m')} γ={e.get('gamma')}"
+        return f"{e['name']}{extra}"
+    return e["name"] + (" " + ",".join(f"{k}={v}" for k, v in params.items()) if params else "")
+
+
+def load_points(paths: list[str | Path]) -> list[dict]:
+    pts = []
+    for f in find_summaries(paths):
+        s = json.loads(f.read_text())
+        s["_path"] = str(f)
+        s["_label"] = label_of(s)
+        pts.append(s)
+    return pts
+
+
+def _marker_size(s: dict) -> float:
+    e = s["encoder"]
+    p = e.get("params") or {}
+    if "factor" in p:
+        return 30 + 25 * float(p["factor"])
+    if e.get("m"):
+        return 40 + 20 * float(e["m"])
+    return 70
+
+
+def tradeoff_figure(points: list[dict], path: str | Path, title: str = "") -> Path:
+    """Draw the utility-privacy trade-off plot and save it as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 6), dpi=110)
+    ax.plot([0, 100], [0, 100], color="0.7", lw=1, zorder=0, label="y = x")
+    raw = next((p for p in points if p["privacy"].get("raw") is not None), None)
+    if raw:
+        if raw["utility"].get("raw") is not None:
+            ax.axhline(100 * raw["utility"]["raw"], ls="--", color="tab:gray", lw=1, label="raw data (utility)")
+        ax.axvline(100 * raw["privacy"]["raw"], ls="--", color="tab:gray", lw=1, label="raw data (privacy)")
+    ch = points[0]
+    if ch["utility"].get("chance") is not None:
+        ax.axhline(100 * ch["utility"]["chance"], ls=":", color="tab:red", lw=1, label="chance (utility)")
+    ax.axvline(100 * ch["privacy"]["chance"], ls=":", color="tab:red", lw=1, label="chance (privacy)")
+    cmap = plt.get_cmap("tab10")
+    for i, p in enumerate(points):
+        u = p["utility"].get("value")
+        x = p["privacy"]["best"]
+        if u is None:
+            continue
+        learned = bool(p["encoder"].get("run"))
+        ax.scatter(100 * x, 100 * u, s=_marker_size(p), color=cmap(i % 10), marker="*" if learned else "o",
+                   edgecolor="k", lw=0.6, zorder=3, label=p["_label"])
+        t = p["privacy"].get("training_adversaries") or {}
+        if t:  # what the encoder's own adversaries saw: the gap to the retrained attacker
+            ax.scatter(100 * max(t.values()), 100 * u, s=30, facecolor="none", edgecolor=cmap(i % 10), marker="s", zorder=2)
+            ax.annotate("", xy=(100 * x, 100 * u), xytext=(100 * max(t.values()), 100 * u),
+                        arrowprops=dict(arrowstyle="->", color=cmap(i % 10), lw=0.8))
+    metric = points[0]["privacy"]["metric"]
+    ax.set_xlabel(f"best retrained attacker A_B^N ({'cMAP' if metric == 'cmap' else 'accuracy'}, %) — lower is more private")
+    ax.set_ylabel("utility A_T (accuracy, %) — higher is better")
+    ax.set_xlim(-2, 102)
+    ax.set_ylim(-2, 102)
+    ax.set_title(title or f"utility–privacy trade-off on {points[0]['dataset']}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right", framealpha=0.9)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def table_rows(points: list[dict]) -> list[dict]:
+    rows = []
+    for p in points:
+        u, q = p["utility"], p["privacy"]
+        t = q.get("training_adversaries") or {}
+        r = p.get("reconstruction") or {}
+        rows.append({
+            "encoder": p["_label"],
+            "utility": u.get("value"), "utility_retrained": u.get("retrained"), "utility_raw": u.get("raw"),
+            "utility_chance": u.get("chance"),
+            "privacy_best": q["best"], "best_attacker": q["best_attacker"], "privacy_raw": q.get("raw"),
+            "privacy_chance": q["chance"], "nag": q.get("nag"),
+            "training_adversary": max(t.values()) if t else None,
+            "psnr": r.get("psnr"), "ssim": r.get("ssim"),
+        })
+    return rows
+
+
+def _pct(v) -> str:
+    return "–" if v is None else f"{100 * v:.1f}"
+
+
+def markdown_table(points: list[dict]) -> str:
+    """The table of every point, as Markdown (used by the demo and README generation)."""
+    head = "| encoder | utility % | utility retrained % | best attacker % | best attacker | NAG | own adversaries % |"
+    lines = [head, "|---|---:|---:|---:|---|---:|---:|"]
+    for r in table_rows(points):
+        lines.append(f"| {r['encoder']} | {_pct(r['utility'])} | {_pct(r['utility_retrained'])} | {_pct(r['privacy_best'])} | "
+                     f"{r['best_attacker']} | {_nag(r['nag'])} | {_pct(r['training_adversary'])} |")
+    p0 = points[0]
+    lines.append("")
+    lines.append(f"Chance: utility {_pct(p0['utility'].get('chance'))} %, privacy {_pct(p0['privacy']['chance'])} %; "
+                 f"raw data: utility {_pct(p0['utility'].get('raw'))} %, privacy {_pct(p0['privacy'].get('raw'))} %.")
+    return "\n".join(lines)
+
+
+def _nag(v) -> str:
+    return "–" if v is None else f"{v:.2f}"
+
+
+def _png_b64(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _examples_html(points: list[dict]) -> str:
+    import matplotlib
+    import torch
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    blocks = []
+    for p in points:
+        ex = Path(p["_path"]).parent / "examples.pt"
+        if not ex.exists():
+            continue
+        d = torch.load(ex, weights_only=True)
+        x, z = d["input"].float(), d["released"].float()
+        if z.dim() != 4 or z.shape[1] not in (1, 3):
+            continue  # features and codes are not pictures
+        n = len(x)
+        fig, axes = plt.subplots(2, n, figsize=(1.3 * n, 2.8), dpi=90)
+        for i in range(n):
+            for row, t in enumerate((x, z)):
+                img = t[i].clamp(0, 1).permute(1, 2, 0).numpy()
+                axes[row, i].imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+                axes[row, i].axis("off")
+        axes[0, 0].set_title("x", fontsize=8, loc="left")
+        axes[1, 0].set_title("E(x)", fontsize=8, loc="left")
+        fig.tight_layout()
+        blocks.append(f"<h3>{html.escape(p['_label'])}</h3><img src='data:image/png;base64,{_png_b64(fig)}'>")
+        plt.close(fig)
+    return "\n".join(blocks)
+
+
+def _curves_html(points: list[dict]) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    blocks = []
+    for p in points:
+        run = p["encoder"].get("run")
+        mfile = Path(run) / "metrics.jsonl" if run else None
+        if not mfile or not mfile.exists():
+            continue
+        recs = [json.loads(line) for line in mfile.read_text().splitlines() if line.strip()]
+        game = [r for r in recs if r.get("stage") == "game"]
+        if not game:
+            continue
+        keys = [k for k in ("loss/utility", "loss/privacy", "loss/budget", "acc/utility_val", "acc/budget_train_max") if any(k in r for r in game)]
+        fig, axes = plt.subplots(1, len(keys), figsize=(3 * len(keys), 2.6), dpi=90)
+        for ax, k in zip(axes if len(keys) > 1 else [axes], keys):
+            pts = [(r["step"], r[k]) for r in game if k in r]
+            ax.plot([a for a, _ in pts], [b for _, b in pts], lw=1)
+            for r in game:
+                if r.get("restarted"):
+                    ax.axvline(r["step"], color="0.8", lw=0.6)
+            ax.set_title(k, fontsize=8)
+            ax.tick_params(labelsize=7)
+        fig.tight_layout()
+        blocks.append(f"<h3>{html.escape(p['_label'])}</h3><img src='data:image/png;base64,{_png_b64(fig)}'>")
+        plt.close(fig)
+    return "\n".join(blocks)
+
+
+def write_report(paths: list[str | Path], out: str | Path, title: str = "") -> tuple[Path, Path]:
+    """Write the HTML report and the trade-off PNG beside it; returns both paths."""
+    points = load_points(paths)
+    out = Path(out)
+    png = tradeoff_figure(points, out.with_suffix(".png"), title)
+    rows = table_rows(points)
+    cols = [("encoder", "encoder"), ("utility", "utility %"), ("utility_retrained", "utility retrained %"),
+            ("privacy_best", "best attacker %"), ("best_attacker", "best attacker"), ("nag", "NAG"),
+            ("training_adversary", "own adversaries %"), ("psnr", "recon. PSNR dB"), ("ssim", "recon. SSIM")]
+
+    def cell(k, v):
+        if v is None:
+            return "–"
+        if k in ("psnr",):
+            return f"{v:.1f}"
+        if k in ("ssim", "nag"):
+            return f"{v:.2f}"
+        if isinstance(v, float):
+            return f"{100 * v:.1f}"
+        return html.escape(str(v))
+
+    table = "<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for _, c in cols) + "</tr>"
+    for r in rows:
+        table += "<tr>" + "".join(f"<td>{cell(k, r[k])}</td>" for k, _ in cols) + "</tr>"
+    table += "</table>"
+    p0 = points[0]
+    attackers = sorted({a for p in points for a in p["privacy"]["attackers"]})
+    sources = "".join(f"<li><code>{html.escape(p['_path'])}</code></li>" for p in points)
+    doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>privacam report</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}}
+table{{border-collapse:collapse;font-size:14px}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}
+td:first-child,th:first-child{{text-align:left}}th{{background:#f3f3f3}}img{{max-width:100%}}</style></head><body>
+<h1>privacam report — {html.escape(p0['dataset'])}</h1>
+<p>Every number below is read from the audit files listed at the end. Privacy = the best of
+{len(attackers)} attackers retrained from scratch on the released data ({html.escape(', '.join(attackers))}),
+each selected on validation and scored per clip on the test split. NAG = max(0, (A − chance) / (A_raw − chance)).
+Chance: utility {_pct(p0['utility'].get('chance'))} %, privacy {_pct(p0['privacy']['chance'])} %.</p>
+<img src="data:image/png;base64,{base64.b64encode(png.read_bytes()).decode()}" alt="trade-off">
+<h2>All points</h2>{table}
+<p>“own adversaries” = the best of the budget models the encoder was trained against, on the same test data:
+the gap to the retrained attacker is what an in-loop evaluation would have hidden.</p>
+<h2>Releases</h2>{_examples_html(points)}
+<h2>Training curves</h2>{_curves_html(points) or '<p>(no training runs among the points)</p>'}
+<h2>Sources</h2><ul>{sources}</ul></body></html>"""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(doc, encoding="utf-8")
+    return out, png
+
+
+class ReportCommand(Command):
+    name = "report"
+    help = "trade-off figure (PNG) and HTML report from audit files"
+
+    def add_arguments(self, p):
+        p.add_argument("paths", nargs="+", help="run, eval or output directories (searched for summary.json)")
+        p.add_argument("-o", "--out", default="report.html", help="HTML file to write (the PNG goes beside it)")
+        p.add_argument("--title", default="")
+
+    def run(self, args):
+        html_path, png = write_report(args.paths, args.out, args.title)
+        print(f"wrote {html_path} and {png}")
+        print(markdown_table(load_points(args.paths)))
+        return 0
