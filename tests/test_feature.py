@@ -188,8 +188,10 @@ def _probe_accuracy(encoder, splits):
     return float((predict(probe, enc["test"], torch.device("cpu")).argmax(1) == enc["test"].private).float().mean())
 
 
-@pytest.mark.parametrize("steps", [pytest.param(30, id="fast"), pytest.param(120, id="long", marks=pytest.mark.slow)])
-def test_confusion_loss_weakens_a_linear_probe_on_the_features(tmp_path, steps):
+@pytest.mark.slow
+def test_confusion_loss_weakens_a_linear_probe_on_the_features(tmp_path, steps=150):
+    """Seeded; opt-in (minutes on a CPU). At 30 game steps the probe still reached 100 % on both
+    networks (the in-loop heads are fooled first), so the claim needs the longer run."""
     from privacam.data import make_splits
     from privacam.train import load_encoder, train
 

@@ -247,6 +247,9 @@ class AdversarialGame:
     def budget_move(self, batches: Batches, models: list[int] | None = None) -> dict:
         """f_b step: every (or the listed) budget model on L_B with f_d frozen."""
         idx = list(range(len(self.budget))) if models is None else models
+        idx = [i for i in idx if any(p.requires_grad for p in self.budget.models[i].parameters())]
+        if not idx:  # closed-form adversaries only (CPGAN): nothing to train by gradient
+            return {}
 
         def compute(batch):
             xp, yp = self._private_view(batch)

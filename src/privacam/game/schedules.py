@@ -163,4 +163,7 @@ def schedule_params(sched_cfg) -> dict:
         return dict(utility_bar=sched_cfg.utility_bar, budget_bar=sched_cfg.budget_bar,
                     encoder_steps=sched_cfg.kbeam_encoder_steps, budget_steps=sched_cfg.kbeam_budget_steps,
                     utility_steps=sched_cfg.kbeam_utility_steps, plateau=sched_cfg.kbeam_plateau)
+    if sched_cfg.name == "multi_adversary":  # CPGAN: the kbeam_* step counts are reused
+        return dict(encoder_steps=sched_cfg.kbeam_encoder_steps, decoder_steps=sched_cfg.kbeam_budget_steps,
+                    utility_steps=sched_cfg.kbeam_utility_steps)
     return {}

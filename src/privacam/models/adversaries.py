@@ -39,3 +39,42 @@ def resnet18(in_channels: int = 3, num_classes: int = 2, size: int = 32) -> nn.M
 @register_adversary("small_cnn")
 def small_cnn(in_channels: int = 3, num_classes: int = 2, size: int = 32, width: int = 16) -> nn.Module:
     return FrameClassifier(SmallCNN(in_channels, num_classes, width))
+
+
+class _PooledLinear(nn.Module):
+    """Linear budget model on the clip-mean frame and the motion-energy image, pooled to ``p x p``.
+
+    A cheap probe inside the game: FINDINGS showed such probes are often the strongest attacker.
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, pool: int = 8):
+        super().__init__()
+        self.pool = pool
+        self.norm = nn.BatchNorm1d(2 * in_channels * pool * pool, affine=False)
+        self.fc = nn.Linear(2 * in_channels * pool * pool, num_classes)
+
+    def forward(self, x):
+        import torch
+        import torch.nn.functional as F
+
+        if x.dim() == 5:
+            mean = x.mean(2)
+            motion = (x[:, :, 1:] - x[:, :, :-1]).abs().mean(2) if x.shape[2] > 1 else mean
+        else:
+            mean = motion = x
+        f = torch.cat([F.adaptive_avg_pool2d(mean, self.pool).flatten(1), F.adaptive_avg_pool2d(motion, self.pool).flatten(1)], 1)
+        return self.fc(self.norm(f))
+
+
+@register_adversary("clip3d")
+def clip3d(in_channels: int = 3, num_classes: int = 2, size: int = 32, width: int = 16) -> nn.Module:
+    """A clip-level budget model (small 3D CNN over the whole clip)."""
+    from .utility import Small3D, _AsClip
+
+    return _AsClip(Small3D(in_channels, num_classes, width))
+
+
+@register_adversary("probe")
+def probe(in_channels: int = 3, num_classes: int = 2, size: int = 32, pool: int = 8) -> nn.Module:
+    """A linear budget model on pooled clip summaries (mean frame, motion energy)."""
+    return _PooledLinear(in_channels, num_classes, min(pool, size))
