@@ -127,7 +127,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # key=value overrides may also come after options (`train CONFIG --out X a.b=1`)
+    dest = next((d for d in ("overrides", "args") if isinstance(getattr(args, d, None), list)), None)
+    bad = [e for e in extra if "=" not in e or e.startswith("-") or dest is None]
+    if bad:
+        parser.error(f"unrecognized arguments: {' '.join(bad)}")
+    if extra:
+        getattr(args, dest).extend(extra)
     logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose + 1, 2), format="%(levelname)s %(name)s: %(message)s")
     if not getattr(args, "_cmd", None):
         parser.print_help()
