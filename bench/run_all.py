@@ -106,8 +106,8 @@ def main():
               {"ms_per_clip": "{:.1f}", "flops_ratio_fT_over_fd": "{:.1f}", "time_ratio_fT_over_fd": "{:.1f}"}),
         "",
         f"The paper-size transform_net costs {tn['gflops_per_clip']:.1f} GFLOPs per 16x112x112 clip, "
-        f"{tn['flops_ratio_fT_over_fd']:.1f}x less than C3D — far from the 45x quoted for the original "
-        "system at this width: at width 32 with 5 residual blocks of 128 channels at 28x28 the encoder is "
+        f"{tn['flops_ratio_fT_over_fd']:.1f}x less than C3D — far from the paper's 45x "
+        "at this width: with 5 residual blocks of 128 channels at 28x28 the encoder is "
         "itself a large network. The camera-sized families are where the cost argument holds.",
         "",
         "## Training throughput per schedule (default config, 32x32, 16 frames, batch 16, CPU)",

@@ -64,8 +64,11 @@ class Train(Command):
             cfg = apply_overrides(load_run_config(out), overrides)
         else:
             cfg = _resolve_config(config, args.data, overrides)
+        import os
+
         run_dir = train(cfg, out, resume=args.resume)
-        print(f"run written to {run_dir}")
+        if int(os.environ.get("RANK", "0")) == 0:  # one line under torchrun too
+            print(f"run written to {run_dir}")
         return 0
 
 
