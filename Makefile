@@ -7,7 +7,6 @@ BIN := $(VENV)/bin
 
 $(BIN)/privacam: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(BIN)/privacam
 

@@ -26,8 +26,9 @@ def main():
     fig.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(res["figure"], fig)
     learned = next(p for p in res["points"] if p["encoder"].get("run"))
-    dominated_by = [p["_label"] for p in res["points"] if p["encoder"]["name"] == "downsample"
-                    and p["utility"]["value"] >= learned["utility"]["value"] and p["privacy"]["best"] <= learned["privacy"]["best"]]
+    from privacam.report import dominated_by as dom
+
+    dominated_by = dom(learned, res["points"], "downsample")
     cmd = f"python scripts/weizmann_doc.py --out {a.out} " + " ".join(a.overrides)
     text = f"""# Weizmann: the trade-off on real video
 

@@ -126,3 +126,20 @@ def test_quick_demo_end_to_end(tiny_overrides, tmp_path, monkeypatch, capsys):
     names = {json.loads(p.read_text())["encoder"]["name"] for p in (tmp_path / "demo").rglob("summary.json") if "attackers" not in p.parts}
     assert names == {"identity", "downsample", "blur", "small_conv"}
     assert (tmp_path / "demo" / "report.png").exists()
+
+
+class LowContrast(Encoder):
+    trainable = False
+
+    def forward(self, x):
+        return 0.5 + 0.1 * (x - 0.5)
+
+
+def test_low_contrast_release_is_not_mistaken_for_privacy(tiny, tmp_path):
+    """Retrained models see standardised releases: shrinking the contrast hides nothing."""
+    cfg, splits = tiny
+    raw = evaluate_encoder(IdentityEncoder(), cfg, splits, tmp_path / "raw", encoder_info={"name": "identity", "params": {}}, raw=False)
+    low = evaluate_encoder(LowContrast(), cfg, splits, tmp_path / "low", encoder_info={"name": "low", "params": {}}, raw=raw)
+    assert raw["privacy"]["best"] > raw["privacy"]["chance"] + 0.2
+    assert low["privacy"]["best"] >= raw["privacy"]["best"] - 0.1
+    assert low["privacy"]["nag"] >= 0.85

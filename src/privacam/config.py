@@ -115,6 +115,7 @@ class InitConfig:
 @dataclass
 class TrainConfig:
     steps: int = 200
+    final_utility_steps: int = 0  # f_T alone on the frozen f_d after the game
     batch_size: int = 16
     seed: int = 0
     device: str = "auto"
@@ -128,12 +129,16 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    attackers: list = field(default_factory=lambda: ["linear_probe", "small_cnn_a", "resnet_tiny", "mobilenet_v3_a", "c3d_tiny"])
+    """The audit: retrained attackers (``attackers``) and the retrained utility model."""
+
+    attackers: list = field(default_factory=lambda: ["linear_probe", "motion_probe", "small_cnn_a", "resnet_tiny", "shufflenet_a", "c3d_tiny"])
     epochs: int = 15
     patience: int = 4
     batch_size: int = 32
     lr: float = 2e-3
-    utility_epochs: int = 15
+    utility_epochs: int = 25
+    utility_lr: float = 3e-3
+    utility_batch_size: int = 16
     reconstruction: bool = True
     raw_reference: bool = True
     seed: int = 0

@@ -147,7 +147,19 @@ def markdown_table(points: list[dict]) -> str:
     lines.append("")
     lines.append(f"Chance: utility {_pct(p0['utility'].get('chance'))} %, privacy {_pct(p0['privacy']['chance'])} %; "
                  f"raw data: utility {_pct(p0['utility'].get('raw'))} %, privacy {_pct(p0['privacy'].get('raw'))} %.")
+    for p in points:
+        if p["encoder"].get("run"):
+            dom = dominated_by(p, points, "downsample")
+            lines.append(f"Learned `{p['_label']}`: dominated by a downsampling rate (higher utility and lower best "
+                         f"attacker): {', '.join(dom) if dom else 'no'}.")
     return "\n".join(lines)
+
+
+def dominated_by(point: dict, others: list[dict], family: str | None = None) -> list[str]:
+    """Labels of the points with both higher utility and a lower best attacker than ``point``."""
+    u, x = point["utility"].get("value"), point["privacy"]["best"]
+    return [o["_label"] for o in others if o is not point and (family is None or o["encoder"]["name"] == family)
+            and o["utility"].get("value") is not None and o["utility"]["value"] > u and o["privacy"]["best"] < x]
 
 
 def _nag(v) -> str:

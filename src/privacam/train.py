@@ -25,7 +25,7 @@ from .utils import atomic_write_text, load_checkpoint, resolve_device, save_chec
 
 log = logging.getLogger(__name__)
 
-STAGES = ("init_encoder", "init_utility", "init_budget", "game")
+STAGES = ("init_encoder", "init_utility", "init_budget", "game", "final_utility")
 
 
 class BatchStream:
@@ -261,7 +261,8 @@ class Trainer:
             self._write_run_files()
         cfg = self.cfg
         init_steps = {"init_encoder": cfg.init.encoder_steps, "init_utility": cfg.init.utility_steps,
-                      "init_budget": cfg.init.budget_steps, "game": cfg.train.steps}
+                      "init_budget": cfg.init.budget_steps, "game": cfg.train.steps,
+                      "final_utility": cfg.train.final_utility_steps}
         total = sum(init_steps.values())
         done = sum(init_steps[s] for s in STAGES[: STAGES.index(self.stage)]) + self.stage_i
         bar = tqdm(total=total, initial=done, desc=f"train {self.out.name}", unit="step",
@@ -281,14 +282,13 @@ class Trainer:
                         self._log({"step": step, "stage": stage, "i": self.stage_i, **rec})
                     if stage == "game" and cfg.train.checkpoint_every and step % cfg.train.checkpoint_every == 0:
                         self.save()
-                if stage != "game":
-                    self.save()  # stage boundary
+                self.save()  # stage boundary
         except NonFiniteLossError as e:
             log.error("%s", e)
             raise
         finally:
             bar.close()
-        self.stage, self.stage_i = "game", cfg.train.steps
+        self.stage, self.stage_i = STAGES[-1], cfg.train.final_utility_steps
         self.save()
         self.save("final.pt")
         if self.is_main:
@@ -309,6 +309,9 @@ class Trainer:
         if stage == "init_budget":
             # init (3): f_b on the frozen f_d output
             return g.budget_move(self.train_stream)
+        if stage == "final_utility":
+            # after the game: f_T alone on the frozen f_d (the release no longer changes)
+            return g.utility_move(self.train_stream, with_encoder=False)
         try:
             return g.step(self.train_stream, self.val_stream)
         except NonFiniteLossError as e:

@@ -46,12 +46,39 @@ class Encoded:
     private: torch.Tensor
     ids: list
     scale: float = 1.0  # multiply x.float() by this to get the released values
+    norm: tuple | None = None  # (mean, std) per channel: what retrained models see (train statistics)
 
     def __len__(self) -> int:
         return len(self.x)
 
-    def batch(self, idx: torch.Tensor, device: torch.device) -> torch.Tensor:
-        return self.x[idx].to(device).float() * self.scale
+    def batch(self, idx: torch.Tensor, device: torch.device, raw: bool = False) -> torch.Tensor:
+        x = self.x[idx].to(device).float() * self.scale
+        if self.norm is not None and not raw:
+            mean, std = self.norm
+            x = (x - mean.to(device)) / std.to(device)
+        return x
+
+
+def channel_stats(enc: Encoded, chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std of a released split, shaped to broadcast over a batch.
+
+    Retrained models see standardised releases: a low-contrast release must not pass for a private
+    one just because an attacker trained on raw pixel values fails to converge.
+    """
+    c = enc.x.shape[1]
+    s1 = torch.zeros(c, dtype=torch.float64)
+    s2 = torch.zeros(c, dtype=torch.float64)
+    n = 0
+    for i in range(0, len(enc), chunk):
+        x = enc.x[i:i + chunk].double() * enc.scale
+        x = x.transpose(0, 1).reshape(c, -1)
+        s1 += x.sum(1)
+        s2 += (x * x).sum(1)
+        n += x.shape[1]
+    mean = s1 / max(n, 1)
+    std = (s2 / max(n, 1) - mean ** 2).clamp_min(0).sqrt().clamp_min(1e-3)
+    shape = (1, c) + (1,) * (enc.x.dim() - 2)
+    return mean.float().reshape(shape), std.float().reshape(shape)
 
 
 class Sealed:
@@ -128,12 +155,14 @@ def _loss(out: torch.Tensor, y: torch.Tensor, multilabel: bool) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, data: Encoded, device: torch.device, batch_size: int = 64, frames: bool = False) -> torch.Tensor:
-    """Logits ``[N,K]`` (or per-frame ``[N,T,K]`` with ``frames`` for frame-level models)."""
+def predict(model: nn.Module, data: Encoded, device: torch.device, batch_size: int = 64, frames: bool = False,
+            raw: bool = False) -> torch.Tensor:
+    """Logits ``[N,K]`` (or per-frame ``[N,T,K]`` with ``frames``). ``raw``: feed the release
+    unstandardised (the run's own f_T and f_b were trained on it as it is)."""
     model.eval()
     outs = []
     for s in range(0, len(data), batch_size):
-        x = data.batch(torch.arange(s, min(len(data), s + batch_size)), device)
+        x = data.batch(torch.arange(s, min(len(data), s + batch_size)), device, raw=raw)
         outs.append((model.frame_logits(x) if frames else model(x)).float().cpu())
     return torch.cat(outs)
 
@@ -250,6 +279,10 @@ def audit(encoder: nn.Module, splits, spec: AuditSpec, *, out_dir: str | Path, d
         test_p = Sealed(encode_split(encoder, psplits.test, batch_size=bs, device=device, desc="encode private test"))
     else:
         enc_p, test_p = enc_u, test_u
+    for group, test in ((enc_u, test_u), (enc_p, test_p)):
+        stats = channel_stats(group["train"])
+        for e in (group["train"], group["val"], test._value):
+            e.norm = stats
     shape = _shape_args(enc_u["train"])
     # 2. fit the retrained utility model and every attacker on train, select on val
     has_utility = splits.meta.get("has_utility", True) and splits.num_utility > 1
@@ -299,14 +332,14 @@ def audit(encoder: nn.Module, splits, spec: AuditSpec, *, out_dir: str | Path, d
     trained_adv = {}
     for name, m in (training_adversaries or {}).items():
         m.to(device)
-        trained_adv[name] = _score(predict(m, tp, device), tp.private, multilabel)
+        trained_adv[name] = _score(predict(m, tp, device, raw=True), tp.private, multilabel)
     utility: dict[str, Any] = {"metric": "accuracy"}
     if has_utility:
         utility["chance"] = metrics.chance_accuracy(enc_u["train"].utility, tu.utility)
         utility["retrained"] = metrics.accuracy(predict(fitted_util, tu, device), tu.utility)
         if utility_model is not None:
             utility_model.to(device)
-            utility["value"] = metrics.accuracy(predict(utility_model, tu, device), tu.utility)
+            utility["value"] = metrics.accuracy(predict(utility_model, tu, device, raw=True), tu.utility)
         else:
             utility["value"] = utility["retrained"]
     privacy: dict[str, Any] = {
