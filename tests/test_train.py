@@ -142,3 +142,14 @@ def test_sigkill_then_resume_completes(tmp_path, tiny_overrides):
     assert subprocess.call(cmd + ["--resume"]) == 0
     assert load_checkpoint(ck)["game"]["step_count"] == 400
     assert read_metrics(out)[-1]["step"] == 400
+
+
+def test_final_utility_stage_moves_only_the_utility_model(tmp_path, tiny_overrides):
+    a = train(_cfg(tiny_overrides), tmp_path / "a")
+    b = train(_cfg(tiny_overrides, "train.final_utility_steps=3"), tmp_path / "b")
+    ea, eb = _encoder_state(a), _encoder_state(b)
+    assert all(torch.equal(ea[k], eb[k]) for k in ea)  # the release is unchanged
+    ua = load_checkpoint(a / "checkpoints/final.pt")["game"]["utility"]
+    ub = load_checkpoint(b / "checkpoints/final.pt")["game"]["utility"]
+    assert any(not torch.equal(ua[k], ub[k]) for k in ua)
+    assert [r["stage"] for r in read_metrics(b)][-3:] == ["final_utility"] * 3

@@ -73,7 +73,7 @@ def tradeoff_figure(points: list[dict], path: str | Path, title: str = "") -> Pa
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7.5, 6), dpi=110)
+    fig, ax = plt.subplots(figsize=(10, 6), dpi=110)
     ax.plot([0, 100], [0, 100], color="0.7", lw=1, zorder=0, label="y = x")
     raw = next((p for p in points if p["privacy"].get("raw") is not None), None)
     if raw:
@@ -92,7 +92,7 @@ def tradeoff_figure(points: list[dict], path: str | Path, title: str = "") -> Pa
             continue
         learned = bool(p["encoder"].get("run"))
         ax.scatter(100 * x, 100 * u, s=_marker_size(p), color=cmap(i % 10), marker="*" if learned else "o",
-                   edgecolor="k", lw=0.6, zorder=3, label=p["_label"])
+                   edgecolor="k", lw=0.6, zorder=3 + 100 / _marker_size(p), label=p["_label"])
         t = p["privacy"].get("training_adversaries") or {}
         if t:  # what the encoder's own adversaries saw: the gap to the retrained attacker
             ax.scatter(100 * max(t.values()), 100 * u, s=30, facecolor="none", edgecolor=cmap(i % 10), marker="s", zorder=2)
@@ -105,7 +105,7 @@ def tradeoff_figure(points: list[dict], path: str | Path, title: str = "") -> Pa
     ax.set_ylim(-2, 102)
     ax.set_title(title or f"utility–privacy trade-off on {points[0]['dataset']}")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right", framealpha=0.9)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, framealpha=0.9)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
