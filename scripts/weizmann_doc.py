@@ -25,10 +25,6 @@ def main():
     fig = Path("docs/figures/weizmann_tradeoff.png")
     fig.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(res["figure"], fig)
-    learned = next(p for p in res["points"] if p["encoder"].get("run"))
-    from privacam.report import dominated_by as dom
-
-    dominated_by = dom(learned, res["points"], "downsample")
     cmd = f"python scripts/weizmann_doc.py --out {a.out} " + " ".join(a.overrides)
     text = f"""# Weizmann: the trade-off on real video
 
@@ -39,9 +35,6 @@ validation carved from the train part of each video by time, never from test. Ut
 of the retrained attacker pool, identity per clip. Same audit for every row.
 
 {res['table']}
-
-Learned anonymizer dominated by a downsampling rate (higher utility and lower best attacker):
-{', '.join(dominated_by) if dominated_by else 'none'}.
 
 ![trade-off](figures/weizmann_tradeoff.png)
 """

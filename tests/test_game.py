@@ -160,3 +160,25 @@ def test_gradient_accumulation_matches_big_batch():
         g.budget_move(iter(batches))
         grads.append(torch.cat([p.grad.flatten() for p in g.budget.parameters()]))
     assert torch.allclose(grads[0], grads[1], atol=1e-6)
+
+
+def test_standardised_budget_cannot_be_fooled_by_shrinking_contrast():
+    from privacam.game.game import standardise_channels
+
+    z = torch.rand(6, 3, 2, 8, 8)
+    shrunk = 0.1 * z + 0.45  # the same content at a tenth of the contrast
+    assert torch.allclose(standardise_channels(z), standardise_channels(shrunk), atol=1e-2)
+    game = _game(standardise_budget=True)
+    game.budget.eval()  # no dropout: the same input gives the same output
+    with torch.no_grad():
+        a = game._budget_outputs(z)[0]
+        b = game._budget_outputs(shrunk)[0]
+    assert torch.allclose(a, b, atol=1e-2)
+    plain = _game()
+    plain.budget.eval()
+    with torch.no_grad():
+        assert not torch.allclose(plain._budget_outputs(z)[0], plain._budget_outputs(shrunk)[0], atol=1e-2)
+    # the privacy gradient still reaches the encoder through the standardisation
+    before = _snapshot(game.encoder)
+    game.encoder_move(_batches())
+    assert _moved(before, game.encoder)

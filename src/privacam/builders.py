@@ -171,6 +171,7 @@ def build_game(cfg: Config, shapes: Shapes, device: torch.device, generator: tor
         schedule=cfg.schedule.name, schedule_params=schedule_params(cfg.schedule),
         restarter=Restarter(cfg.budget.restart_every, cfg.budget.restart_on_plateau),
         restart_steps=cfg.budget.restart_steps, accum_steps=cfg.game.accum_steps,
+        standardise_budget=cfg.game.standardise_budget,
         l1_weight=cfg.encoder.l1_weight, l1_decay=cfg.encoder.l1_decay,
         device=device, amp=cfg.train.amp, generator=generator,
     )

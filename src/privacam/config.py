@@ -85,6 +85,9 @@ class GameConfig:
     privacy_loss: str = "neg_entropy"
     aggregate: str = "max"  # max (per sample, over the ensemble) | mean
     accum_steps: int = 1
+    # budget models see E(x) standardised per channel over the batch (as the audit's retrained
+    # attackers do), so f_d cannot fool them by shrinking contrast
+    standardise_budget: bool = False
 
 
 @dataclass

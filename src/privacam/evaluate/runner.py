@@ -98,6 +98,17 @@ def evaluate_encoder(encoder, cfg: Config, splits, out_dir: str | Path, *, encod
     return summary
 
 
+class _Standardised(torch.nn.Module):
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, z):
+        from ..game.game import standardise_channels
+
+        return self.model(standardise_channels(z))
+
+
 def _run_players(run_dir: Path, cfg: Config, meta: dict):
     """The run's trained f_T and budget models f_b (rebuilt from the registries, no game)."""
     ck = run_dir / "checkpoints" / "final.pt"
@@ -120,6 +131,8 @@ def _run_players(run_dir: Path, cfg: Config, meta: dict):
             m = create_adversary(name, in_channels=z[0], num_classes=sh["num_private"], size=size, **params)
             prefix = f"models.{i}."
             m.load_state_dict({k[len(prefix):]: v for k, v in state["budget"].items() if k.startswith(prefix)})
+            if cfg.game.standardise_budget:  # as in the game: batch-standardised E(x)
+                m = _Standardised(m)
             advs[f"{name}_{i}" + (f"_w{params['width']}" if "width" in params and name == "mobilenet_v2" else "")] = m
     return util, advs
 

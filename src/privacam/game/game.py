@@ -30,6 +30,15 @@ log = logging.getLogger(__name__)
 Batches = Iterator[dict]
 
 
+def standardise_channels(z: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """Per-channel standardisation over the batch and every non-channel axis (differentiable)."""
+    dims = [0] + list(range(2, z.dim()))
+    zf = z.float()
+    mean = zf.mean(dim=dims, keepdim=True)
+    std = zf.var(dim=dims, keepdim=True, unbiased=False).add(eps * eps).sqrt()
+    return ((zf - mean) / std).to(z.dtype)
+
+
 class AdversarialGame:
     """One three-player game for Wu et al., Li & Cavallaro and CPGAN.
 
@@ -72,6 +81,7 @@ class AdversarialGame:
         device: str | torch.device = "cpu",
         amp: str = "off",
         generator: torch.Generator | None = None,
+        standardise_budget: bool = False,
     ):
         self.encoder, self.utility, self.budget = encoder, utility, budget
         self.optimizers = optimizers
@@ -89,6 +99,7 @@ class AdversarialGame:
         self.amp = amp
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=(amp == "fp16"))
         self.generator = generator or torch.Generator().manual_seed(0)
+        self.standardise_budget = standardise_budget
         self.step_count = 0
         self.last_budget_loss: float | None = None
 
@@ -152,6 +163,8 @@ class AdversarialGame:
 
     def _budget_outputs(self, z: torch.Tensor, models: list[int] | None = None) -> list[torch.Tensor]:
         idx = range(len(self.budget)) if models is None else models
+        if self.standardise_budget and not self.budget.reconstruction:
+            z = standardise_channels(z)
         return [self.budget.models[i](z) for i in idx]
 
     # ------------------------------------------------------------------ moves
