@@ -64,6 +64,8 @@ def table(rows: list[dict], cols: list[str], fmt: dict | None = None) -> str:
 
 
 def setup_threads() -> int:
-    n = os.cpu_count() or 1
+    """Torch threads: ``OMP_NUM_THREADS`` when set (e.g. 1 on a shared machine), else every core."""
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    n = int(env) if env.isdigit() and int(env) > 0 else (os.cpu_count() or 1)
     torch.set_num_threads(n)
     return n

@@ -24,6 +24,7 @@ ENCODERS = [
     ("st_conv", "st_conv", {}),
     ("transform_net (w32, 5 blocks)", "transform_net", {"width": 32, "blocks": 5}),
     ("bdq", "bdq", {}),
+    ("motion", "motion", {}),
     ("downsample x4", "downsample", {"factor": 4}),
     ("pixelate 8", "pixelate", {"block": 8}),
     ("blur sigma 2", "blur", {"sigma": 2.0}),

@@ -1,13 +1,24 @@
-"""Evaluation wall time for N attackers with and without the encoded cache.
+"""Evaluation wall time for the audit's attackers with and without the encoded cache.
 
-The audit freezes f_d, so the train split can be encoded once and every attacker trained on the
-cached tensors. Measured here as the equivalent core of the protocol: N attackers
-(``privacam.registry.create_attacker``) trained for E epochs on f_d(X_train)
+The audit freezes f_d, so it encodes the train and validation splits once and trains every
+attacker on the cached releases (``privacam.evaluate.protocol``). This bench runs the protocol's
+own attacker fitting (``fit_classifier``: the config's attackers, epochs, early stopping, batch
+size, learning rate, frame subsampling, flips; validation every epoch) with the config's encoder
+(the demo: ``st_conv``, untrained, which costs the same as a trained one), twice:
 
-- cached: load + encode the split once, then N x E epochs over the cached tensors;
-- re-encoding: every batch of every epoch of every attacker is loaded and encoded again.
+- encoded cache: load and encode train + validation once (8-bit releases, as a camera sends them),
+  compute the channel statistics, then fit every attacker on the cached tensors. All of it timed;
+- re-encoding: the same fits, where every batch of every epoch of every attacker (training batches
+  and the per-epoch validation pass alike) is loaded and encoded again, then quantised and
+  standardised exactly as the cache does. The channel statistics are handed over from the cache
+  run for free, which favours this mode.
 
-    python bench/bench_eval.py [--attackers 3] [--epochs 2] [--clips 96]
+Both modes see the same values in the same order, so the fits are the same: the bench reports
+every attacker's epochs and validation score in both modes and whether they (and the selected
+weights) agree, and how many clips each mode encoded. The split sizes are subsets of the config's splits (``--clips``,
+``--val-clips``) to keep the run short; both modes scale linearly with them.
+
+    python bench/bench_eval.py [--config demo] [--clips 96] [--val-clips 32] [--attackers a b ...] [--epochs E]
 """
 
 from __future__ import annotations
@@ -23,82 +34,129 @@ import torch
 from _common import machine, setup_threads, table
 
 
-def _batches(ds, n, bs):
-    from privacam.data import collate
+class _Reencoded:
+    """Stands in for ``protocol.Encoded`` in ``fit_classifier`` / ``predict``: every ``batch`` call
+    loads the clips from the dataset and runs f_d on them, then releases them as the cache does
+    (8-bit, times 1/255, standardised with ``norm``)."""
 
-    for i in range(0, n, bs):
-        yield collate([ds[j] for j in range(i, min(n, i + bs))])
+    def __init__(self, dataset, encoder, cached):
+        self.dataset, self.encoder = dataset, encoder
+        self.utility, self.private, self.norm, self.scale = cached.utility, cached.private, cached.norm, cached.scale
+        self.x = cached.x[:0]  # shape rank only (fit_classifier checks x.dim())
+        self.clips_encoded = 0
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def batch(self, idx: torch.Tensor, device: torch.device, raw: bool = False) -> torch.Tensor:
+        from privacam.data import collate
+
+        b = collate([self.dataset[int(i)] for i in idx])
+        with torch.no_grad():
+            z = self.encoder(b["input"].to(device)).float()
+        self.clips_encoded += len(idx)
+        x = (z.clamp(0, 1) * 255 + 0.5).to(torch.uint8).float() * self.scale  # what encode_split stores, then Encoded.batch
+        if self.norm is not None and not raw:
+            mean, std = self.norm
+            x = (x - mean.to(device)) / std.to(device)
+        return x
 
 
-def run(attackers: int = 3, epochs: int = 2, clips: int = 96, batch_size: int = 16, encoder: str = "st_conv") -> dict:
+def run(config: str = "demo", clips: int = 96, val_clips: int = 32, attackers: list[str] | None = None,
+        epochs: int | None = None) -> dict:
+    from torch.utils.data import Subset
+
+    from privacam.builders import build_encoder
     from privacam.config import load_config
     from privacam.data import make_splits
-    from privacam.registry import create_attacker, create_encoder
+    from privacam.evaluate.protocol import _shape_args, channel_stats, encode_split, fit_classifier
+    from privacam.evaluate.runner import audit_spec
+    from privacam.registry import create_attacker
 
     setup_threads()
-    cfg = load_config("default", ["train.device=cpu"])
-    splits = make_splits(cfg.data, seed=0)
-    ds, n = splits.train, min(clips, len(splits.train))
+    cfg = load_config(config, ["train.device=cpu"])
+    if attackers:
+        cfg.eval.attackers = list(attackers)
+    if epochs:
+        cfg.eval.epochs = int(epochs)
+    spec = audit_spec(cfg)
+    device = torch.device("cpu")
+    splits = make_splits(cfg.data, seed=cfg.train.seed)
+    train = Subset(splits.train, range(min(clips, len(splits.train))))
+    val = Subset(splits.val, range(min(val_clips, len(splits.val))))
+    multilabel = bool(splits.multilabel)
     torch.manual_seed(0)
-    f_d = create_encoder(encoder, in_channels=3, **(cfg.encoder.params if encoder == cfg.encoder.name else {})).eval()
-    x0 = ds[0]["input"]
+    f_d = build_encoder(cfg, int(splits.train[0]["input"].shape[0])).eval()
+    with torch.no_grad():  # warm-up outside both timings
+        f_d(splits.train[0]["input"].unsqueeze(0))
 
-    def new_attacker(i):
-        torch.manual_seed(i)
-        return create_attacker("small_cnn_a", in_channels=3, num_classes=splits.num_private, size=x0.shape[-1], clip_len=x0.shape[1])
+    def fit_all(tr, va) -> dict:
+        out = {}
+        for i, name in enumerate(spec.attackers):
+            torch.manual_seed(1000 + i)  # the same initial weights in both modes
+            model = create_attacker(name, num_classes=splits.num_private, **shape)
+            sel = fit_classifier(model, tr, va, "private", multilabel=multilabel, cfg=spec.fit, device=device,
+                                 desc=f"fit {name}")
+            weights = float(sum(p.detach().double().abs().sum() for p in model.parameters()))
+            out[name] = {"epochs_run": sel["epochs_run"], "val": sel["val"], "seconds": sel["seconds"], "weights": weights}
+            logging.info("%s: %s", name, out[name])
+        return out
 
-    def fit(model, batches):
-        opt = torch.optim.Adam(model.parameters(), 1e-3)
-        model.train()
-        for z, y in batches:
-            loss = torch.nn.functional.cross_entropy(model(z), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-
-    # re-encoding every batch of every epoch
+    # encoded cache: encode train + val once, statistics, then every attacker on the tensors
     t = time.perf_counter()
-    for i in range(attackers):
-        m = new_attacker(i)
-        for _ in range(epochs):
-            def enc_batches():
-                for b in _batches(ds, n, batch_size):
-                    with torch.no_grad():
-                        z = f_d(b["input"])
-                    yield z, b["private"]  # outside no_grad: the generator suspends here
-            fit(m, enc_batches())
+    enc_tr = encode_split(f_d, train, batch_size=spec.fit.batch_size, device=device, desc="encode train")
+    enc_va = encode_split(f_d, val, batch_size=spec.fit.batch_size, device=device, desc="encode val")
+    enc_tr.norm = enc_va.norm = channel_stats(enc_tr)
+    t_encode = time.perf_counter() - t
+    shape = _shape_args(enc_tr)
+    sel_cached = fit_all(enc_tr, enc_va)
+    t_cached = time.perf_counter() - t
+
+    # re-encoding every batch of every epoch of every attacker
+    re_tr, re_va = _Reencoded(train, f_d, enc_tr), _Reencoded(val, f_d, enc_va)
+    t = time.perf_counter()
+    sel_re = fit_all(re_tr, re_va)
     t_reencode = time.perf_counter() - t
 
-    # encoded cache: encode once, then train from tensors
-    t = time.perf_counter()
-    zs, ys = [], []
-    for b in _batches(ds, n, batch_size):
-        with torch.no_grad():
-            zs.append(f_d(b["input"]))
-        ys.append(b["private"])
-    t_encode = time.perf_counter() - t
-    for i in range(attackers):
-        m = new_attacker(i)
-        for _ in range(epochs):
-            fit(m, zip(zs, ys))
-    t_cached = time.perf_counter() - t
-    rows = [{"mode": "re-encode every epoch", "seconds": t_reencode},
-            {"mode": "encoded cache (incl. one encoding pass)", "seconds": t_cached, "encode_once_s": t_encode}]
-    return {"encoder": encoder, "attackers": attackers, "epochs": epochs, "clips": n, "batch_size": batch_size,
-            "rows": rows, "speedup": t_reencode / t_cached}
+    # the same epochs, validation scores and selected weights (sum of |w|) in both modes
+    same = all(sel_cached[k]["epochs_run"] == sel_re[k]["epochs_run"] and abs(sel_cached[k]["val"] - sel_re[k]["val"]) < 1e-9
+               and abs(sel_cached[k]["weights"] - sel_re[k]["weights"]) <= 1e-6 * max(1.0, sel_cached[k]["weights"])
+               for k in sel_cached)
+    if not same:
+        logging.warning("the two modes' fits differ: cached %s, re-encoded %s", sel_cached, sel_re)
+    rows = [{"mode": "re-encode every batch of every epoch", "seconds": t_reencode,
+             "clips_encoded": re_tr.clips_encoded + re_va.clips_encoded},
+            {"mode": "encoded cache (incl. the one encoding pass)", "seconds": t_cached, "encode_once_s": t_encode,
+             "clips_encoded": len(train) + len(val)}]
+    per_attacker = [{"attacker": k, "epochs_run": sel_cached[k]["epochs_run"], "val_cached": sel_cached[k]["val"],
+                     "val_reencoded": sel_re[k]["val"], "fit_s_cached": sel_cached[k]["seconds"],
+                     "fit_s_reencoded": sel_re[k]["seconds"]} for k in sel_cached]
+    return {"config": config, "encoder": cfg.encoder.name, "encoder_params": dict(cfg.encoder.params),
+            "attackers": list(spec.attackers), "epochs": spec.fit.epochs, "patience": spec.fit.patience,
+            "batch_size": spec.fit.batch_size, "clips": len(train), "val_clips": len(val),
+            "size": shape["size"], "clip_len": shape["clip_len"], "rows": rows, "per_attacker": per_attacker,
+            "same_fits": same, "speedup": t_reencode / t_cached}
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--attackers", type=int, default=3)
-    ap.add_argument("--epochs", type=int, default=2)
-    ap.add_argument("--clips", type=int, default=96)
-    ap.add_argument("--encoder", default="st_conv")
+    ap.add_argument("--config", default="demo", help="config whose data, encoder and eval section are used (default demo)")
+    ap.add_argument("--clips", type=int, default=96, help="training clips (a subset of the config's train split)")
+    ap.add_argument("--val-clips", type=int, default=32, help="validation clips (a subset of the val split)")
+    ap.add_argument("--attackers", nargs="+", help="override the config's eval.attackers")
+    ap.add_argument("--epochs", type=int, help="override the config's eval.epochs")
     ap.add_argument("--json")
     a = ap.parse_args()
-    res = run(a.attackers, a.epochs, a.clips, encoder=a.encoder)
+    logging.basicConfig(level=logging.WARNING)
+    res = run(a.config, a.clips, a.val_clips, a.attackers, a.epochs)
     print(json.dumps(machine()))
-    print(table(res["rows"], ["mode", "seconds", "encode_once_s"], {"seconds": "{:.1f}", "encode_once_s": "{:.1f}"}))
+    print(f"{len(res['attackers'])} attackers ({', '.join(res['attackers'])}), up to {res['epochs']} epochs "
+          f"(patience {res['patience']}), batch {res['batch_size']}, {res['clips']} train + {res['val_clips']} val clips "
+          f"{res['clip_len']}x{res['size']}x{res['size']}, encoder {res['encoder']} {res['encoder_params']}")
+    print(table(res["rows"], ["mode", "seconds", "encode_once_s", "clips_encoded"], {"seconds": "{:.1f}", "encode_once_s": "{:.1f}"}))
+    print(table(res["per_attacker"], ["attacker", "epochs_run", "val_cached", "val_reencoded", "fit_s_cached", "fit_s_reencoded"],
+                {"val_cached": "{:.3f}", "val_reencoded": "{:.3f}"}))
+    print(f"same fits in both modes: {res['same_fits']}")
     print(f"speed-up of the cache: {res['speedup']:.2f}x")
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=1))

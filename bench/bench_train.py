@@ -1,7 +1,14 @@
 """Training throughput (clips/s) of each schedule on the default config (32x32, 16 frames).
 
 Clips/s counts every clip a top-level game step draws from the batch stream (all moves of the
-step, restarts included), timed over ``--steps`` game steps after one warm-up step.
+step, restarts included), timed over ``--steps`` game steps after one warm-up step. Only game
+steps are timed: the players are built (``Trainer._setup``) and ``AdversarialGame.step`` is called
+directly, so the initialisation stages (``init.*``) never run. The players start untrained, so the
+schedules' inner loops run to their caps (``schedule.max_*_steps``): a step here is the longest a
+step gets. Torch threads: ``OMP_NUM_THREADS`` when set, else every core. On a CPU shared with other
+jobs use ``OMP_NUM_THREADS=1``: with more threads than free cores every parallel op waits for
+descheduled threads (an earlier reading of 60 s per entropy step, taken with 2 threads at load
+average 6.9 on 2 cores, was about 3.3 s per step with one thread).
 
     python bench/bench_train.py [--steps 4]
 """

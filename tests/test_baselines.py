@@ -157,3 +157,20 @@ def test_bdq_weights_roundtrip(tmp_path):
     torch.save(a.state_dict(), tmp_path / "bdq.pt")
     b = ENCODERS.create("bdq", weights=str(tmp_path / "bdq.pt"))
     torch.testing.assert_close(b.sigma, a.sigma)
+
+
+@pytest.mark.parametrize("hw", [(32, 32), (30, 17), (7, 5), (3, 2), (1, 9)])
+def test_traceable_forms_match_eager(hw):
+    """The export-friendly forms used under tracing (ONNX export) give the eager releases, also at
+    sizes not divisible by the factor and smaller than the blur radius."""
+    x = torch.rand(2, 3, *hw, generator=torch.Generator().manual_seed(0))
+    for factor in (1, 3, 4):
+        for up in (True, False):
+            ref = baselines.Downsample(3, factor=factor, upsample=up).encode_frames(x)
+            got = baselines.traceable_area_resize(x, factor, up)
+            assert got.shape == ref.shape
+            torch.testing.assert_close(got, ref, atol=1e-6, rtol=0)
+    for sigma in (1.0, 2.0):
+        enc = baselines.GaussianBlur(3, sigma=sigma)
+        torch.testing.assert_close(baselines.traceable_separable_blur(x, enc.taps), enc.encode_frames(x), atol=1e-6, rtol=0)
+    assert baselines.GaussianBlur(3).state_dict() == {}  # the fixed taps are not saved

@@ -90,6 +90,57 @@ def test_clip_encoder_exports_with_time_axis(tmp_path):
     assert [d.dim_param for d in dims] == ["batch", "", "time", "height", "width"]
 
 
+def _ort_parity(path, enc, shapes):
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    worst = 0.0
+    for shape in shapes:
+        x = torch.rand(shape, generator=torch.Generator().manual_seed(len(shape) + shape[-1]))
+        with torch.no_grad():
+            ref = enc(x).numpy()
+        got = sess.run(None, {"input": x.numpy()})[0]
+        assert got.shape == ref.shape, (shape, got.shape, ref.shape)
+        worst = max(worst, float(np.abs(got - ref).max()))
+    return worst
+
+
+@pytest.mark.parametrize("name,params", [("downsample", {"factor": 4}), ("downsample", {"factor": 3}),
+                                         ("blur", {"sigma": 2.0})])
+def test_fixed_baselines_export_with_dynamic_axes(tmp_path, name, params):
+    """downsample / blur export (frame-wise, batch and spatial axes dynamic) and match PyTorch at
+    other batches and sizes, also sizes not divisible by the factor and smaller than the blur radius."""
+    import onnx
+
+    from privacam.registry import create_encoder
+
+    enc = create_encoder(name, **params).eval()
+    assert not is_clip_level(enc)
+    path = tmp_path / f"{name}.onnx"
+    assert export_onnx(enc, path, in_channels=3, size=16, clip_len=8) < 1e-4
+    dims = onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param for d in dims] == ["batch", "", "height", "width"]
+    assert _ort_parity(path, enc, [(1, 3, 16, 16), (3, 3, 30, 17), (2, 3, 5, 7), (1, 3, 2, 3)]) < 1e-4
+
+
+def test_motion_encoder_exports_with_time_axis(tmp_path):
+    import onnx
+
+    from privacam.registry import create_encoder
+
+    torch.manual_seed(0)
+    enc = create_encoder("motion", width=4).eval()
+    with torch.no_grad():  # a non-trivial net (the untrained last layer is zero)
+        enc.last.weight.normal_(0, 0.3)
+        enc.last.bias.normal_(0, 0.3)
+    assert is_clip_level(enc)
+    path = tmp_path / "motion.onnx"
+    assert export_onnx(enc, path, in_channels=3, size=16, clip_len=4) < 1e-4
+    dims = onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param for d in dims] == ["batch", "", "time", "height", "width"]
+    assert _ort_parity(path, enc, [(1, 3, 4, 16, 16), (2, 3, 6, 12, 20)]) < 1e-4
+
+
 def test_anonymize_video_keeps_frame_count_and_rate(trained_run, tmp_path):
     src = _write_video(tmp_path / "in.mp4", n=11, fps=10)
     out = tmp_path / "out.mp4"

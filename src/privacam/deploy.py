@@ -41,14 +41,17 @@ DEFAULT_FPS = 25.0
 
 # ---------------------------------------------------------------------------------------- encoders
 def is_clip_level(encoder: nn.Module) -> bool:
-    """True when f_d mixes neighbouring frames (it overrides the frame-wise ``Encoder.forward``)."""
+    """True when f_d mixes neighbouring frames (it overrides the frame-wise ``Encoder.forward``;
+    ``FixedEncoder.forward``, the frame-wise forward plus a clamp of downsampling, blur, pixelation
+    and greyscale, is frame-wise too)."""
+    from .models.baselines import FixedEncoder
     from .models.common import Encoder
     from .models.encoders import IdentityEncoder
 
     if isinstance(encoder, IdentityEncoder):
         return False
     if isinstance(encoder, Encoder):
-        return type(encoder).forward is not Encoder.forward
+        return type(encoder).forward not in (Encoder.forward, FixedEncoder.forward)
     return True
 
 

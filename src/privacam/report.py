@@ -152,7 +152,24 @@ def markdown_table(points: list[dict]) -> str:
             dom = dominated_by(p, points, "downsample")
             lines.append(f"Learned `{p['_label']}`: dominated by a downsampling rate (higher utility and lower best "
                          f"attacker): {', '.join(dom) if dom else 'no'}.")
+            bar = quality_bar(p)
+            if bar:
+                lines.append(bar)
     return "\n".join(lines)
+
+
+def quality_bar(point: dict, utility_points: float = 0.10, privacy_points: float = 0.15) -> str:
+    """One line: is utility within ``utility_points`` of raw and the best attacker within
+    ``privacy_points`` of chance? Empty when the summary lacks the raw or chance values."""
+    u, p = point["utility"], point["privacy"]
+    if u.get("value") is None or u.get("raw") is None or p.get("chance") is None:
+        return ""
+    du = u["raw"] - u["value"]
+    dp = p["best"] - p["chance"]
+    ok = lambda b: "yes" if b else "NO"  # noqa: E731
+    return (f"Quality bar: utility within {100 * utility_points:.0f} points of raw: {ok(du <= utility_points)} "
+            f"({100 * u['value']:.1f} vs {100 * u['raw']:.1f}); best attacker within {100 * privacy_points:.0f} points of "
+            f"chance: {ok(dp <= privacy_points)} ({100 * p['best']:.1f} vs {100 * p['chance']:.1f}).")
 
 
 def dominated_by(point: dict, others: list[dict], family: str | None = None) -> list[str]:

@@ -86,6 +86,78 @@ def separable_blur(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     return F.conv2d(y, kernel.reshape(c, 1, k, 1).to(x.dtype), groups=c)
 
 
+# Export-friendly (traceable) forms of the fixed degradations. The TorchScript ONNX exporter traces
+# the encoder once; with dynamic batch and spatial axes every size is a tensor in the trace, so ops
+# whose shapes are computed from Python ints (adaptive pooling to ``h // factor``, a blur kernel
+# expanded to ``x.shape[1]`` channels) either fail to export or would be frozen at the example
+# size. These helpers build the same results from shape tensors (arange, comparisons, gathers,
+# matrix products), which export with dynamic axes; under tracing the encoders below switch to
+# them, while eager PyTorch keeps the original (bit-identical) ops. They accept ``int`` or 0-dim
+# integer tensors for sizes, so they can be tested without tracing.
+
+
+def _size(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """``x.shape[dim]`` as a 0-dim int64 tensor (a traced value under ``torch.jit.trace``)."""
+    return torch.as_tensor(x.shape[dim], dtype=torch.long)
+
+
+def _area_matrix(n_in: torch.Tensor, n_out: torch.Tensor, dtype: torch.dtype, device) -> torch.Tensor:
+    """``[n_out, n_in]`` averaging matrix of adaptive average pooling along one axis: output ``i``
+    averages inputs ``[floor(i n_in / n_out), ceil((i + 1) n_in / n_out))`` (PyTorch's bins)."""
+    i = torch.arange(n_out, device=device)
+    start = torch.div(i * n_in, n_out, rounding_mode="floor")
+    end = torch.div((i + 1) * n_in + n_out - 1, n_out, rounding_mode="floor")
+    j = torch.arange(n_in, device=device).unsqueeze(0)
+    inside = (j >= start.unsqueeze(1)) & (j < end.unsqueeze(1))
+    return inside.to(dtype) / (end - start).unsqueeze(1).to(dtype)
+
+
+def _nearest_index(n_in: torch.Tensor, n_out: torch.Tensor, device) -> torch.Tensor:
+    """Source indices of ``F.interpolate(mode="nearest")`` from ``n_in`` to ``n_out`` samples,
+    computed as PyTorch does: ``min(floor(dst * float32(n_in / n_out)), n_in - 1)``."""
+    scale = n_in.to(torch.float32) / n_out.to(torch.float32)
+    idx = torch.floor(torch.arange(n_out, device=device).to(torch.float32) * scale).to(torch.long)
+    return torch.minimum(idx, n_in - 1)
+
+
+def _pad_index(n: torch.Tensor, r: int, reflect: torch.Tensor, device) -> torch.Tensor:
+    """Indices ``[n + 2r]`` of an axis of length ``n`` padded by ``r`` on both sides: reflected
+    (``F.pad(mode="reflect")``) where ``reflect``, else replicated."""
+    i = torch.arange(n + 2 * r, device=device) - r
+    last = n - 1
+    mirrored = last - (last - i.abs()).abs()
+    replicated = torch.minimum(i.clamp_min(0), last)
+    return torch.where(reflect, torch.minimum(mirrored.clamp_min(0), last), replicated)
+
+
+def traceable_area_resize(x: torch.Tensor, factor: int, upsample: bool) -> torch.Tensor:
+    """``adaptive_avg_pool2d`` to ``max(1, size // factor)`` (then nearest back to the input size
+    with ``upsample``) of ``[N,C,H,W]`` in export-friendly ops; equals the eager ops up to float
+    rounding of the averages (the nearest indices are exact)."""
+    h, w = _size(x, -2), _size(x, -1)
+    oh = torch.clamp(torch.div(h, factor, rounding_mode="floor"), min=1)
+    ow = torch.clamp(torch.div(w, factor, rounding_mode="floor"), min=1)
+    ah = _area_matrix(h, oh, x.dtype, x.device)
+    aw = _area_matrix(w, ow, x.dtype, x.device)
+    small = torch.matmul(torch.matmul(ah, x), aw.transpose(0, 1))
+    if not upsample:
+        return small
+    return small.index_select(-2, _nearest_index(oh, h, x.device)).index_select(-1, _nearest_index(ow, w, x.device))
+
+
+def traceable_separable_blur(x: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
+    """:func:`separable_blur` of ``[N,C,H,W]`` with per-channel taps ``[C,K]`` in export-friendly ops:
+    the border (reflect, or replicate when the image is not larger than the radius) is gathered
+    with computed indices, so one graph serves every size."""
+    c, k = taps.shape
+    r = k // 2
+    h, w = _size(x, -2), _size(x, -1)
+    reflect = torch.minimum(h, w) > r
+    y = x.index_select(-2, _pad_index(h, r, reflect, x.device)).index_select(-1, _pad_index(w, r, reflect, x.device))
+    y = F.conv2d(y, taps.reshape(c, 1, 1, k).to(x.dtype), groups=c)
+    return F.conv2d(y, taps.reshape(c, 1, k, 1).to(x.dtype), groups=c)
+
+
 def luminance(x: torch.Tensor) -> torch.Tensor:
     """Grey level ``[N,1,...]`` (ITU-R BT.601 weights for RGB, channel mean otherwise)."""
     if x.shape[1] == 3:
@@ -210,6 +282,8 @@ class Downsample(FixedEncoder):
         self.factor, self.upsample = int(factor), upsample
 
     def encode_frames(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_tracing():  # ONNX export: the output size is a traced value, see traceable_area_resize
+            return traceable_area_resize(x, self.factor, self.upsample)
         h, w = x.shape[-2:]
         small = F.adaptive_avg_pool2d(x, (max(1, h // self.factor), max(1, w // self.factor)))
         return F.interpolate(small, size=(h, w), mode="nearest") if self.upsample else small
@@ -241,11 +315,18 @@ class GaussianBlur(FixedEncoder):
     def __init__(self, in_channels: int = 3, grey: bool = False, sigma: float = 2.0):
         super().__init__(in_channels, grey)
         self.sigma = float(sigma)
+        self.radius = int(math.ceil(3 * self.sigma)) if self.sigma > 0 else 0
+        # the taps of every channel, fixed: a kernel of known shape for the ONNX exporter (not saved
+        # in the state dict, which stays empty)
+        taps = gaussian_kernel1d(self.sigma, self.radius) if self.sigma > 0 else torch.ones(1)
+        self.register_buffer("taps", taps.expand(in_channels, -1).contiguous(), persistent=False)
 
     def encode_frames(self, x: torch.Tensor) -> torch.Tensor:
         if self.sigma <= 0:
             return x
-        k = gaussian_kernel1d(self.sigma, int(math.ceil(3 * self.sigma)), device=x.device, dtype=x.dtype)
+        if torch.jit.is_tracing():  # ONNX export, see traceable_separable_blur
+            return traceable_separable_blur(x, self.taps)
+        k = gaussian_kernel1d(self.sigma, self.radius, device=x.device, dtype=x.dtype)
         return separable_blur(x, k)
 
 

@@ -6,6 +6,11 @@
 - ``small_conv``: a small, fast frame-wise residual conv encoder for CPUs and cameras.
 - ``st_conv``: a spatio-temporal encoder that sees neighbouring frames (temporal-difference stem
   plus 3D convolutions), so it can tell the static background and clothing from the moving person.
+- ``motion``: releases only what moves, as a binary (or few-level) mask: grey temporal
+  differences, a small 3D conv net, a hard straight-through quantiser. Static appearance
+  (background, clothing colour, skin tone) has no path to the output, and the quantiser leaves
+  no contrast for the person's colours to hide in; the game then removes what the shape of the
+  motion still gives away.
 - ``identity``: releases the input unchanged (the raw-data reference).
 """
 
@@ -118,6 +123,69 @@ class SpatioTemporalEncoder(Encoder):
         return self._grey(y)
 
 
+def _luminance(x: torch.Tensor) -> torch.Tensor:
+    if x.shape[1] == 3:
+        w = torch.tensor([0.299, 0.587, 0.114], device=x.device, dtype=x.dtype)
+        return (x * w.reshape(1, 3, 1, 1, 1)).sum(1, keepdim=True)
+    return x.mean(1, keepdim=True)
+
+
+class MotionEncoder(Encoder):
+    """f_d that releases a quantised motion map: ``q(sigmoid(prior + net(d) / temperature))``.
+
+    ``d`` is the signed difference of consecutive grey frames (frame 0 repeats frame 1's), fed to
+    a small 3D conv net together with ``|d|``. The prior ``(|d| - threshold) * sharpness`` makes the
+    untrained encoder a thresholded motion detector (a strong starting point: the net's last layer
+    starts at zero); the game then learns what to keep. The quantiser is a hard staircase with
+    ``levels`` levels in the forward pass and the sigmoid's gradient in the backward pass
+    (straight-through), so what f_T and f_b see in training is exactly what is released.
+
+    Args:
+        width, depth: channels and number of 3x3x3 conv layers of the net on ``[d, |d|]``.
+        levels: quantisation levels of the release (2 = a binary mask; 0 = no quantiser).
+        threshold: the motion level at which the untrained encoder switches on.
+        sharpness: slope of the prior (per unit of grey-level difference).
+        out_channels: released channels (the map is replicated; 3 keeps video viewers happy).
+    """
+
+    def __init__(self, in_channels: int = 3, width: int = 8, depth: int = 3, levels: int = 2,
+                 threshold: float = 0.12, sharpness: float = 40.0, out_channels: int = 3, grey: bool = False):
+        super().__init__(in_channels, grey)
+        self.out_channels = 1 if grey else out_channels
+        self.levels, self.threshold, self.sharpness = int(levels), float(threshold), float(sharpness)
+        layers: list[nn.Module] = []
+        cin = 2
+        for _ in range(max(0, depth - 1)):
+            layers += [nn.Conv3d(cin, width, 3, 1, 1), nn.ReLU(inplace=True)]
+            cin = width
+        last = nn.Conv3d(cin, 1, 3, 1, 1)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+        self.net = nn.Sequential(*layers, last)
+        self.last = last
+
+    def soft(self, x: torch.Tensor) -> torch.Tensor:
+        """The map before quantisation, in (0, 1)."""
+        g = _luminance(x)
+        if g.shape[2] < 2:  # a single frame carries no motion
+            d = torch.zeros_like(g)
+        else:
+            d = g[:, :, 1:] - g[:, :, :-1]
+            d = torch.cat([d[:, :, :1], d], dim=2)
+        prior = (d.abs() - self.threshold) * self.sharpness
+        return torch.sigmoid(prior + self.net(torch.cat([d, d.abs()], dim=1)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 4:  # images: a one-frame clip, no motion
+            return self.forward(x.unsqueeze(2)).squeeze(2)
+        s = self.soft(x)
+        if self.levels >= 2:
+            k = self.levels - 1
+            hard = torch.floor(s.detach() * k + 0.5) / k
+            s = s + (hard - s).detach()
+        return s.expand(-1, self.out_channels, -1, -1, -1)
+
+
 class IdentityEncoder(Encoder):
     """E = identity: the raw-data reference of the evaluation."""
 
@@ -146,9 +214,15 @@ def st_conv(in_channels: int = 3, width: int = 16, depth: int = 3, out_channels:
     return SpatioTemporalEncoder(in_channels, width, depth, out_channels, grey)
 
 
+@register_encoder("motion")
+def motion(in_channels: int = 3, width: int = 8, depth: int = 3, levels: int = 2, threshold: float = 0.12,
+           sharpness: float = 40.0, out_channels: int = 3, grey: bool = False) -> Encoder:
+    return MotionEncoder(in_channels, width, depth, levels, threshold, sharpness, out_channels, grey)
+
+
 @register_encoder("identity")
 def identity(in_channels: int = 3, grey: bool = False) -> Encoder:
     return IdentityEncoder(in_channels, grey)
 
 
-__all__ = ["TransformNet", "SmallConvEncoder", "SpatioTemporalEncoder", "IdentityEncoder", "fold_frames", "unfold_frames"]
+__all__ = ["TransformNet", "SmallConvEncoder", "SpatioTemporalEncoder", "MotionEncoder", "IdentityEncoder", "fold_frames", "unfold_frames"]
