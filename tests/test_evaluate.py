@@ -126,6 +126,15 @@ def test_quick_demo_end_to_end(tiny_overrides, tmp_path, monkeypatch, capsys):
     names = {json.loads(p.read_text())["encoder"]["name"] for p in (tmp_path / "demo").rglob("summary.json") if "attackers" not in p.parts}
     assert names == {"identity", "downsample", "blur", "small_conv"}
     assert (tmp_path / "demo" / "report.png").exists()
+    # a killed demo resumes: finished audits are reused, not recomputed
+    summaries = sorted(p for p in (tmp_path / "demo").rglob("summary.json") if "attackers" not in p.parts)
+    before = {p: p.stat().st_mtime_ns for p in summaries}
+    (summaries[0]).unlink()  # as if the demo had been killed during this audit
+    assert main(["demo", "--quick", "--resume", "--out", str(tmp_path / "demo")]) == 0
+    assert "| encoder |" in capsys.readouterr().out
+    assert summaries[0].exists()
+    assert all(p.stat().st_mtime_ns == t for p, t in before.items() if p != summaries[0])
+    assert json.loads((tmp_path / "demo" / "demo.json").read_text())["resumed"] is True
 
 
 class LowContrast(Encoder):

@@ -7,6 +7,7 @@ blur baselines with the same retrained attacker pool, writes every ``eval/summar
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -25,9 +26,21 @@ QUICK_OVERRIDES = [
 QUICK_BASELINES = ["downsample:factor=4", "blur:sigma=2"]
 
 
+def _done(path: Path, resume: bool) -> dict | None:
+    """The summary already written at ``path`` when resuming, else None."""
+    if resume and path.exists():
+        log.info("resume: reusing %s", path)
+        return json.loads(path.read_text())
+    return None
+
+
 def run_demo(out: str | Path, *, quick: bool = False, config: str | None = None, data: str | None = None,
-             overrides: list[str] | None = None, baselines: list[str] | None = None) -> dict:
-    """Run the demo; returns ``{"points": [summary dicts], "report": path, "table": markdown}``."""
+             overrides: list[str] | None = None, baselines: list[str] | None = None, resume: bool = False) -> dict:
+    """Run the demo; returns ``{"points": [summary dicts], "report": path, "table": markdown}``.
+
+    ``resume``: continue a killed demo in ``out``: training resumes from its last checkpoint and
+    every audit whose ``summary.json`` exists is reused (its time is then not counted).
+    """
     from .config import load_config
     from .data import apply_data_spec, make_splits
     from .evaluate.runner import evaluate_encoder, evaluate_named, evaluate_run, raw_reference, audit_spec
@@ -46,28 +59,33 @@ def run_demo(out: str | Path, *, quick: bool = False, config: str | None = None,
     timings = {}
     # 1. the learned anonymizer
     t = time.time()
-    run_dir = train(cfg, out / "anonymizer", splits=splits)
+    run_dir = train(cfg, out / "anonymizer", splits=splits, resume=resume)
     timings["train"] = round(time.time() - t, 1)
     # 2. the raw-data reference, written under --out like every other point
     t = time.time()
     spec = audit_spec(cfg)
-    raw = raw_reference(cfg, splits, spec, device=device, out_dir=out / "raw" / "eval", use_cache=False)
-    timings["raw"] = round(time.time() - t, 1)
+    raw = _done(out / "raw" / "eval" / "summary.json", resume)
+    if raw is None:
+        raw = raw_reference(cfg, splits, spec, device=device, out_dir=out / "raw" / "eval", use_cache=False)
+        timings["raw"] = round(time.time() - t, 1)
     # 3. the anonymizer's audit
     t = time.time()
-    evaluate_run(run_dir, raw=raw)
-    timings["anonymizer_eval"] = round(time.time() - t, 1)
+    if _done(run_dir / "eval" / "summary.json", resume) is None:
+        evaluate_run(run_dir, raw=raw)
+        timings["anonymizer_eval"] = round(time.time() - t, 1)
     # 4. baselines, same protocol
     for b in baselines if baselines is not None else (QUICK_BASELINES if quick else DEMO_BASELINES):
         t = time.time()
-        evaluate_named(b, cfg, out / b.replace(":", "_").replace(",", "_").replace("=", ""), raw=raw, device=str(device), splits=splits)
-        timings[b] = round(time.time() - t, 1)
+        b_out = out / b.replace(":", "_").replace(",", "_").replace("=", "")
+        if _done(b_out / "eval" / "summary.json", resume) is None:
+            evaluate_named(b, cfg, b_out, raw=raw, device=str(device), splits=splits)
+            timings[b] = round(time.time() - t, 1)
     html_path, png = write_report([out], out / "report.html", title="privacam demo: embedded actors-and-actions data")
     points = load_points([out])
     table = markdown_table(points)
     timings["total"] = round(time.time() - t0, 1)
     (out / "summary.md").write_text(table + "\n")
-    write_json(out / "demo.json", {"quick": quick, "seconds": timings, "report": str(html_path), "figure": str(png)})
+    write_json(out / "demo.json", {"quick": quick, "resumed": resume, "seconds": timings, "report": str(html_path), "figure": str(png)})
     return {"points": points, "report": html_path, "figure": png, "table": table, "seconds": timings}
 
 
@@ -81,9 +99,12 @@ class Demo(Command):
         p.add_argument("--quick", action="store_true", help="a smaller, faster run (about 3 minutes)")
         p.add_argument("--config", help="config (default: the shipped 'demo')")
         p.add_argument("--data", help="manifest CSV, NAME or NAME:ROOT instead of the embedded data")
+        p.add_argument("--resume", action="store_true",
+                       help="continue a killed demo in --out (training from its checkpoint; finished audits reused)")
 
     def run(self, args):
-        res = run_demo(args.out, quick=args.quick, config=args.config, data=args.data, overrides=args.overrides)
+        res = run_demo(args.out, quick=args.quick, config=args.config, data=args.data, overrides=args.overrides,
+                       resume=args.resume)
         print(res["table"])
         print(f"\nreport: {res['report']}  figure: {res['figure']}  ({res['seconds']['total']:.0f} s)")
         return 0
