@@ -130,8 +130,10 @@ def _fit_decoder(trz, trx, vz, vx, *, seed: int, epochs: int, hidden: int, lr: f
         torch.manual_seed(seed)
         net = nn.Sequential(nn.Linear(trz.shape[1], hidden), nn.ReLU(), nn.Linear(hidden, trx.shape[1]))
     # standardise inputs with train statistics: the attacker must not depend on the code's scale
-    mu, sd = trz.mean(0), trz.std(0).clamp_min(1e-6) if len(trz) > 1 else torch.ones(trz.shape[1])
+    # (a floor on the std: a code entry constant on train must not blow up on validation)
+    mu, sd = trz.mean(0), trz.std(0).clamp_min(1e-3) if len(trz) > 1 else torch.ones(trz.shape[1])
     xm = trx.mean(0)
+    lo, hi = float(trx.min()), float(trx.max())  # a reconstruction stays in the inputs' range
     norm = lambda z: (z - mu) / sd  # noqa: E731
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     best, best_state, since = math.inf, None, 0
@@ -146,7 +148,7 @@ def _fit_decoder(trz, trx, vz, vx, *, seed: int, epochs: int, hidden: int, lr: f
             opt.step()
         net.eval()
         with torch.no_grad():
-            err = _mse(net(norm(vz)) + xm, vx)
+            err = _mse((net(norm(vz)) + xm).clamp(lo, hi), vx)
         if err < best - 1e-7:
             best, best_state, since = err, {k: v.clone() for k, v in net.state_dict().items()}, 0
         else:
@@ -158,7 +160,7 @@ def _fit_decoder(trz, trx, vz, vx, *, seed: int, epochs: int, hidden: int, lr: f
 
     def predict(z):
         with torch.no_grad():
-            return net(norm(z)) + xm
+            return (net(norm(z)) + xm).clamp(lo, hi)
 
     return best, predict, {"epochs_run": ep + 1, "hidden": hidden}
 
