@@ -12,7 +12,7 @@ TINY = [
     "train.steps=4", "train.batch_size=4", "train.log_every=1", "train.checkpoint_every=2",
     "schedule.max_utility_steps=1", "schedule.max_budget_steps=1", "budget.restart_steps=1",
     "schedule.kbeam_encoder_steps=2", "schedule.kbeam_budget_steps=2", "schedule.kbeam_utility_steps=1",
-    "train.device=cpu",
+    "train.device=cpu", "train.final_utility_steps=0",
 ]
 
 
