@@ -80,7 +80,9 @@ def run_demo(out: str | Path, *, quick: bool = False, config: str | None = None,
         if _done(b_out / "eval" / "summary.json", resume) is None:
             evaluate_named(b, cfg, b_out, raw=raw, device=str(device), splits=splits)
             timings[b] = round(time.time() - t, 1)
-    html_path, png = write_report([out], out / "report.html", title="privacam demo: embedded actors-and-actions data")
+    title = ("privacam demo: embedded actors-and-actions data" if splits.name == "synthetic"
+             else f"privacam: {Path(cfg.data.root).parent.name if splits.name == 'manifest' and cfg.data.root else splits.name}")
+    html_path, png = write_report([out], out / "report.html", title=title)
     points = load_points([out])
     table = markdown_table(points)
     timings["total"] = round(time.time() - t0, 1)
