@@ -1,6 +1,7 @@
 """Feature-level privacy (Li & Cavallaro): tap shapes, the split is the full network, gamma = 0 is
 plain training, the confusion loss weakens a probe on the tapped features, the shipped config runs."""
 
+import contextlib
 import copy
 import json
 
@@ -15,16 +16,18 @@ from privacam.registry import create_adversary, create_encoder, create_utility
 
 TAPS = [(b, t) for b in BACKBONES for t in list_taps(b)]
 WIDTH = {"resnet18": 8, "small_cnn": 4, "small3d": 4}
-# spatial reduction at each tap for a small input (ResNet small stem; SmallCNN / Small3D pooling)
-REDUCTION = {"resnet18": (1, 2, 4, 8), "small_cnn": (2, 4, 4), "small3d": (2, 4, 8, 8)}
-TIME_REDUCTION = {"small3d": (1, 2, 4, 4)}
+# spatial reduction at each tap for a 16x16 input (ResNet small stem; SmallCNN / Small3D pooling;
+# the last tap, "pool", is the globally pooled feature vector: 1x1)
+REDUCTION = {"resnet18": (1, 2, 4, 8, 16), "small_cnn": (2, 4, 4, 16), "small3d": (2, 4, 8, 8, 16)}
+TIME_REDUCTION = {"small3d": (1, 2, 4, 4, 4)}
 
 TINY = [
     "data.size=16", "data.params={num_actors: 3, clips_per_pair: 4, actions: [wave1, jump, bend]}",
-    "encoder.params={backbone: small_cnn, layer: block2, width: 4, input_size: 16}", "budget.params={hidden: 8}",
+    "encoder.params={backbone: small_cnn, layer: block2, width: 4, input_size: 16}",
+    "utility.params={backbone: small_cnn, layer: block2}", "budget.params={hidden: 8}",
     "init.utility_steps=1", "init.budget_steps=1", "train.steps=2", "train.batch_size=4", "train.log_every=1",
     "train.checkpoint_every=1", "schedule.max_utility_steps=1", "schedule.max_budget_steps=1", "budget.restart_steps=1",
-    "train.device=cpu",
+    "train.device=cpu", "train.final_utility_steps=0",
 ]
 
 
@@ -41,7 +44,7 @@ def test_tap_yields_declared_shape(backbone, layer, kind):
     x = torch.rand(2, 3, 4, 16, 16) if kind == "clip" else torch.rand(2, 3, 16, 16)
     z = enc(x)
     if kind == "clip":
-        t = 4 // TIME_REDUCTION.get(backbone, (1,) * 4)[k]
+        t = 4 // TIME_REDUCTION.get(backbone, (1,) * len(list_taps(backbone)))[k]
         assert z.shape == (2, c, t, 16 // r, 16 // r)
     else:
         assert z.shape == (2, c, 16 // r, 16 // r)
@@ -54,7 +57,7 @@ def test_tap_yields_declared_shape(backbone, layer, kind):
 
 
 @pytest.mark.parametrize("backbone,layer", [("resnet18", "layer2"), ("resnet18", "layer4"), ("small_cnn", "block1"),
-                                            ("small3d", "block3")])
+                                            ("small_cnn", "pool"), ("small3d", "block3"), ("small3d", "pool")])
 def test_encoder_and_rest_are_exactly_the_full_network(backbone, layer):
     torch.manual_seed(0)
     kw = dict(in_channels=3, num_classes=4, input_size=16, width=WIDTH[backbone])
@@ -69,6 +72,13 @@ def test_encoder_and_rest_are_exactly_the_full_network(backbone, layer):
     enc.eval(), rest.eval()
     x = torch.rand(2, 3, 4, 16, 16) if backbone == "small3d" else torch.rand(2, 3, 16, 16)
     assert torch.equal(rest(enc(x)), full(x))
+
+
+@pytest.mark.parametrize("backbone", ["small_cnn", "small3d"])
+def test_rest_after_pool_tap_takes_maps_of_any_size(backbone):
+    """The audit's raw-data reference retrains f_T on images: after the pool tap it pools them first."""
+    rest = create_utility("tap_rest", in_channels=3, num_classes=4, backbone=backbone, layer="pool", width=4)
+    assert rest(torch.rand(2, 3, 16, 16)).shape == (2, 4)
 
 
 def test_split_rejects_unknown_tap_and_backbone():
@@ -188,23 +198,74 @@ def _probe_accuracy(encoder, splits):
     return float((predict(probe, enc["test"], torch.device("cpu")).argmax(1) == enc["test"].private).float().mean())
 
 
-@pytest.mark.slow
-def test_confusion_loss_weakens_a_linear_probe_on_the_features(tmp_path, steps=150):
-    """Seeded; opt-in (minutes on a CPU). At 30 game steps the probe still reached 100 % on both
-    networks (the in-loop heads are fooled first), so the claim needs the longer run."""
+@contextlib.contextmanager
+def _one_thread():
+    """Small tensors: a second thread only adds contention on a shared CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_protected_features_weaken_a_linear_probe(tmp_path):
+    """Seeded, about 10 s on a CPU. The shipped recipe (pooled tap, whitened probes as f_b, confusion
+    loss) scaled down: 16x16 images of 4 actors, a width-8 network, 100 utility-first and 100 game
+    steps. A linear probe retrained on the protected network's features must be at least 10 points
+    weaker than on the unprotected network's (measured with seed 0: 75 % vs 58 %; seeds 1 and 2:
+    69 % vs 44 %, 73 % vs 52 %; chance 25 %)."""
     from privacam.data import make_splits
     from privacam.train import load_encoder, train
 
-    ov = ["data.size=16", "data.params={num_actors: 4, clips_per_pair: 8, actions: [wave1, bend, jack]}",
-          "encoder.params={backbone: small_cnn, layer: block2, width: 8, input_size: 16}", "budget.params={hidden: 16}",
-          "init.utility_steps=20", "init.budget_steps=10", f"train.steps={steps}", "train.batch_size=16",
-          "budget.restart_every=0", "train.device=cpu", "train.checkpoint_every=1000", "encoder.lr=0.003"]
+    ov = ["data.size=16", "data.params={num_actors: 4, clips_per_pair: 10, actions: [wave1, wave2, bend, jack]}",
+          "encoder.params={backbone: small_cnn, layer: pool, width: 8, input_size: 16}",
+          "budget.params={pool: 1, hidden: 32, layers: 2, whiten: true, shrink: 0.1}",
+          "init.utility_steps=100", "init.budget_steps=20", "train.steps=100", "train.final_utility_steps=20",
+          "train.batch_size=16", "budget.restart_every=20", "budget.restart_steps=10", "train.device=cpu",
+          "train.checkpoint_every=1000", "train.seed=0"]
     acc = {}
-    for gamma in (0.0, 3.0):
-        cfg = load_config("feature_synthetic_image", ov + [f"game.gamma={gamma}"])
-        run = train(cfg, tmp_path / f"g{gamma}")
-        enc, _, _ = load_encoder(run)
-        acc[gamma] = _probe_accuracy(enc, make_splits(cfg.data, seed=0))
+    with _one_thread():
+        for gamma in (0.0, 2.0):
+            cfg = load_config("feature_synthetic_image", ov + [f"game.gamma={gamma}"])
+            run = train(cfg, tmp_path / f"g{gamma}")
+            enc, _, _ = load_encoder(run)
+            acc[gamma] = _probe_accuracy(enc, make_splits(cfg.data, seed=0))
     # chance is 25 % (4 actors); the unprotected features give the actor away to a linear probe
     assert acc[0.0] >= 0.6, acc
-    assert acc[3.0] <= acc[0.0] - 0.15, acc
+    assert acc[2.0] <= acc[0.0] - 0.10, acc
+
+
+def test_running_whitening_whitens_and_resets():
+    from privacam.models.feature import RunningWhitening
+
+    torch.manual_seed(0)
+    mix = torch.randn(6, 6) * torch.tensor([3.0, 1.0, 0.5, 0.3, 0.2, 0.1])
+    w = RunningWhitening(6, momentum=0.05, eps=1e-4)
+    with _one_thread():
+        for _ in range(60):
+            w(torch.randn(256, 6) @ mix + 2.0)
+    w.eval()
+    y = w(torch.randn(4000, 6) @ mix + 2.0)
+    assert y.mean(0).abs().max() < 0.1
+    assert (y.t() @ y / len(y) - torch.eye(6)).abs().max() < 0.15
+    x = torch.randn(4, 6, requires_grad=True)
+    w(x).sum().backward()
+    assert x.grad is not None and w.running_cov.grad is None  # gradients reach the input, not the statistics
+    w.reset_parameters()
+    assert torch.equal(w.running_cov, torch.eye(6)) and int(w.num_batches_tracked) == 0
+
+
+def test_probe_adversaries_share_budget_params():
+    """feature_linear / feature_mlp accept one shared budget.params; restarting resets their whitening."""
+    from privacam.game.ensemble import BudgetEnsemble
+
+    kw = dict(in_channels=16, num_classes=3, size=1, pool=1, hidden=8, layers=2, whiten=True, shrink=0.1, depth=1)
+    lin, mlp = create_adversary("feature_linear", **kw), create_adversary("feature_mlp", **kw)
+    z = torch.rand(8, 16, 1, 1)
+    assert lin(z).shape == mlp(z).shape == (8, 3)
+    assert sum(isinstance(m, torch.nn.Linear) for m in lin.modules()) == 1
+    assert sum(isinstance(m, torch.nn.Linear) for m in mlp.modules()) == 3
+    ens = BudgetEnsemble([lin, mlp])
+    ens.restart(torch.Generator().manual_seed(0))
+    assert all(int(m.net.norm.num_batches_tracked) == 0 for m in ens.models)

@@ -7,7 +7,9 @@ map:
 
 - f_d = ``tap`` encoder: the network from its input up to the tap layer (``releases = "feature"``);
 - f_T = ``tap_rest`` utility model: the rest of the same network, from the tap to the logits;
-- f_b = ``feature_head`` adversaries: small heads predicting the private attribute from the tap;
+- f_b = adversaries predicting the private attribute from the tap: ``feature_head`` (conv layers,
+  pooling, an MLP), ``feature_linear`` and ``feature_mlp`` (probes on the pooled map, optionally on
+  whitened features: :class:`RunningWhitening`);
 - L_priv = ``confusion`` (cross-entropy to uniform), so f_d is penalised when a head is confident.
 
 The encoder and the utility model are built separately (``builders.build_game``: the encoder
@@ -24,6 +26,10 @@ Backbones (``BACKBONES``) and their taps:
   its pooling); taps ``block1``..``block3``. Frame-wise on clips.
 - ``small3d``: privacam's :class:`~privacam.models.utility.Small3D` blocks for clips
   ``[B,C,T,H,W]``; taps ``block1``..``block4``. Images are one-frame clips.
+
+Every backbone also has the tap ``pool``: the globally average-pooled feature vector (``[B,C,1,1]``,
+``[B,C,T,1,1]`` for 2D backbones on clips), i.e. the input of the final linear classifier; the rest
+of the network is then that classifier alone.
 """
 
 from __future__ import annotations
@@ -44,9 +50,9 @@ log = logging.getLogger(__name__)
 
 #: backbone -> (dims, default width, tap names, channel multiple of the width at each tap)
 BACKBONES: dict[str, tuple[int, int, tuple[str, ...], tuple[int, ...]]] = {
-    "resnet18": (2, 64, ("layer1", "layer2", "layer3", "layer4"), (1, 2, 4, 8)),
-    "small_cnn": (2, 16, ("block1", "block2", "block3"), (1, 2, 4)),
-    "small3d": (3, 16, ("block1", "block2", "block3", "block4"), (1, 2, 4, 4)),
+    "resnet18": (2, 64, ("layer1", "layer2", "layer3", "layer4", "pool"), (1, 2, 4, 8, 8)),
+    "small_cnn": (2, 16, ("block1", "block2", "block3", "pool"), (1, 2, 4, 4)),
+    "small3d": (3, 16, ("block1", "block2", "block3", "block4", "pool"), (1, 2, 4, 4, 4)),
 }
 
 
@@ -95,7 +101,7 @@ def _resnet18_stages(in_channels: int, num_classes: int, input_size: int, width:
     return [
         ("stem", nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)),
         ("layer1", net.layer1), ("layer2", net.layer2), ("layer3", net.layer3), ("layer4", net.layer4),
-        ("head", nn.Sequential(net.avgpool, nn.Flatten(), net.fc)),
+        ("pool", net.avgpool), ("head", nn.Sequential(nn.Flatten(), net.fc)),
     ]
 
 
@@ -105,7 +111,8 @@ def _small_cnn_stages(in_channels: int, num_classes: int, width: int) -> list[tu
         ("block1", nn.Sequential(f.features[0], f.features[1])),
         ("block2", nn.Sequential(f.features[2], f.features[3])),
         ("block3", f.features[4]),
-        ("head", nn.Sequential(f.features[5], *f.head)),
+        ("pool", f.features[5]),
+        ("head", nn.Sequential(*f.head)),
     ]
 
 
@@ -116,13 +123,15 @@ def _small3d_stages(in_channels: int, num_classes: int, width: int) -> list[tupl
         ("block2", nn.Sequential(f.features[2], f.features[3])),
         ("block3", nn.Sequential(f.features[4], f.features[5])),
         ("block4", f.features[6]),
-        ("head", nn.Sequential(f.features[7], *f.head)),
+        ("pool", f.features[7]),
+        ("head", nn.Sequential(*f.head)),
     ]
 
 
 def backbone_stages(backbone: str, *, in_channels: int = 3, num_classes: int = 2, input_size: int = 32,
                     width: int | None = None) -> OrderedDict[str, nn.Module]:
-    """The full network as named stages: (``stem``), the taps in order, ``head`` (pool + classifier).
+    """The full network as named stages: (``stem``), the taps in order (the last, ``pool``, being the
+    global average pooling), ``head`` (the classifier).
 
     Args:
         backbone: a key of :data:`BACKBONES`.
@@ -193,6 +202,10 @@ class TapEncoder(Encoder):
 class TapRest(nn.Module):
     """f_T of Li & Cavallaro: the rest of the network, from the tap to the logits.
 
+    After the ``pool`` tap the rest is the global pooling (a no-op on the pooled features) and the
+    classifier, so that it also takes maps of any size (the audit's raw-data reference retrains it
+    on images).
+
     2D backbones on clip features ``[B,C',T,h,w]`` run frame-wise and average the logits over
     frames; the 3D backbone takes image-shaped features as one-frame clips.
     """
@@ -206,6 +219,9 @@ class TapRest(nn.Module):
             width = in_channels // mult[k]
         self.backbone, self.layer, self.dims = backbone, layer, dims
         _, self.net = split_network(backbone, layer, num_classes=num_classes, width=width)
+        if layer == "pool":  # pool first (a no-op on the pooled tap), so that a map of any size fits
+            pool = nn.AdaptiveAvgPool2d(1) if dims == 2 else nn.AdaptiveAvgPool3d(1)
+            self.net = nn.Sequential(OrderedDict([("pool", pool), *self.net.named_children()]))
         expected = tap_channels(backbone, layer, width)
         self.adapter: nn.Module = nn.Identity()
         if in_channels != expected:
@@ -250,6 +266,87 @@ class FeatureHead(nn.Module):
         return self.head(self.pool(self.body(z)))
 
 
+class RunningWhitening(nn.Module):
+    """Whitens vectors ``[B, D]`` with a running estimate of their mean and covariance.
+
+    Training mode updates the estimate from the batch (a cumulative average over the first
+    ``1 / momentum`` batches after a reset, an exponential one after) and recomputes the whitening
+    matrix ``W = (C + eps * mean(diag C) * I)^(-1/2)``; both modes apply ``(x - mean) @ W`` with the
+    stored estimate, so gradients reach ``x`` but not the statistics. A batch smaller than ``D``
+    cannot estimate a ``D x D`` covariance; the running average over batches can.
+
+    Why: a network trained for another task concentrates its feature variance in a few directions;
+    what it carries about anything else sits in directions of tiny variance, where a probe on merely
+    standardised features needs thousands of steps to find it. A retrained attacker has those steps;
+    an adversary inside the game does not, unless it sees whitened features.
+    """
+
+    def __init__(self, dim: int, momentum: float = 0.1, eps: float = 1e-3):
+        super().__init__()
+        self.dim, self.momentum, self.eps = dim, momentum, eps
+        self.register_buffer("running_mean", torch.zeros(dim))
+        self.register_buffer("running_cov", torch.eye(dim))
+        self.register_buffer("weight", torch.eye(dim))
+        self.register_buffer("num_batches_tracked", torch.zeros((), dtype=torch.long))
+
+    def reset_parameters(self) -> None:
+        """Forget the statistics (budget restarting calls this)."""
+        self.running_mean.zero_()
+        self.running_cov.copy_(torch.eye(self.dim))
+        self.weight.copy_(torch.eye(self.dim))
+        self.num_batches_tracked.zero_()
+
+    @torch.no_grad()
+    def _update(self, x: torch.Tensor) -> None:
+        x = x.detach().double()
+        mean = x.mean(0)
+        xc = x - mean
+        cov = xc.t() @ xc / max(1, x.shape[0])
+        n = int(self.num_batches_tracked)
+        m = max(self.momentum, 1.0 / (n + 1))
+        rm = (1 - m) * self.running_mean.double() + m * mean
+        # the covariance about the new running mean (the batch's spread plus its offset)
+        d = (mean - rm)[:, None]
+        rc = (1 - m) * self.running_cov.double() + m * (cov + d @ d.t())
+        self.running_mean.copy_(rm.float())
+        self.running_cov.copy_(rc.float())
+        self.num_batches_tracked += 1
+        rc = 0.5 * (rc + rc.t())
+        shrink = self.eps * float(rc.diagonal().mean().clamp_min(1e-12))
+        evals, evecs = torch.linalg.eigh(rc + shrink * torch.eye(self.dim, dtype=rc.dtype, device=rc.device))
+        self.weight.copy_((evecs * evals.clamp_min(shrink).rsqrt()) @ evecs.t())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and x.shape[0] > 1:
+            self._update(x)
+        return (x - self.running_mean) @ self.weight
+
+
+class FeatureProbe(nn.Module):
+    """f_b as a probe: the feature map average-pooled to ``pool`` squared and flattened, normalised,
+    then one linear layer (``hidden = 0``, the in-loop twin of the audit's ``linear_probe``) or an
+    MLP with ``layers`` hidden layers of ``hidden`` units.
+
+    ``whiten``: normalise with :class:`RunningWhitening` (covariance shrinkage ``shrink``) instead
+    of a per-dimension (non-affine batch norm) standardisation.
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, pool: int = 2, hidden: int = 0, whiten: bool = False,
+                 shrink: float = 1e-2, layers: int = 1):
+        super().__init__()
+        d = in_channels * pool * pool
+        self.pool = nn.AdaptiveAvgPool2d(pool)
+        self.norm: nn.Module = RunningWhitening(d, eps=shrink) if whiten else nn.BatchNorm1d(d, affine=False)
+        mlp: list[nn.Module] = []
+        for _ in range(max(1, layers) if hidden else 0):
+            mlp += [nn.Linear(d, hidden), nn.ReLU(inplace=True)]
+            d = hidden
+        self.head = nn.Sequential(*mlp, nn.Linear(d, num_classes))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.head(self.norm(self.pool(z).flatten(1)))
+
+
 @register_encoder("tap")
 def tap(in_channels: int = 3, grey: bool = False, backbone: str = "resnet18", layer: str = "layer3",
         input_size: int = 32, width: int | None = None) -> Encoder:
@@ -273,5 +370,25 @@ def feature_head(in_channels: int = 3, num_classes: int = 2, size: int = 8, hidd
     return FrameClassifier(FeatureHead(in_channels, num_classes, hidden, depth, max(1, min(pool, size))))
 
 
-__all__ = ["BACKBONES", "FeatureHead", "TapEncoder", "TapRest", "backbone_stages", "list_taps", "split_network",
-           "tap_channels"]
+@register_adversary("feature_linear")
+def feature_linear(in_channels: int = 3, num_classes: int = 2, size: int = 8, pool: int = 2, whiten: bool = False,
+                   shrink: float = 1e-2, hidden: int | None = None, layers: int | None = None,
+                   depth: int | None = None) -> nn.Module:
+    """A linear f_b on the pooled tapped features (:class:`FeatureProbe` with ``hidden = 0``).
+
+    ``hidden``, ``layers`` (``feature_mlp``'s) and ``depth`` (``feature_head``'s) are accepted and
+    ignored, so that the models of ``budget.names`` can share one ``budget.params``."""
+    return FrameClassifier(FeatureProbe(in_channels, num_classes, max(1, min(pool, size)), 0, whiten, shrink))
+
+
+@register_adversary("feature_mlp")
+def feature_mlp(in_channels: int = 3, num_classes: int = 2, size: int = 8, pool: int = 2, hidden: int = 64,
+                whiten: bool = False, shrink: float = 1e-2, layers: int = 1, depth: int | None = None) -> nn.Module:
+    """An MLP f_b (``layers`` hidden layers of ``hidden`` units) on the pooled tapped features
+    (:class:`FeatureProbe`); ``depth`` (``feature_head``'s) is accepted and ignored."""
+    probe = FeatureProbe(in_channels, num_classes, max(1, min(pool, size)), max(1, hidden), whiten, shrink, layers)
+    return FrameClassifier(probe)
+
+
+__all__ = ["BACKBONES", "FeatureHead", "FeatureProbe", "RunningWhitening", "TapEncoder", "TapRest", "backbone_stages",
+           "list_taps", "split_network", "tap_channels"]
