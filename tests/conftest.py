@@ -1,3 +1,4 @@
+import contextlib
 import os
 
 import pytest
@@ -20,3 +21,15 @@ TINY = [
 def tiny_overrides():
     """Overrides that make the default config train in about a second on a CPU."""
     return list(TINY)
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Run tiny tensors on one intra-op thread (on a shared CPU a second thread only waits for a busy
+    core), restoring the thread count afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)

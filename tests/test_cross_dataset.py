@@ -7,13 +7,12 @@ of images with two binary private attributes (multi-label, like VISPR) is the pr
 
 from __future__ import annotations
 
-import contextlib
 import json
 
 import pytest
 import torch
 
-from conftest import TINY
+from conftest import TINY, one_thread
 from conftest_data import write_csv, write_image
 from privacam.config import load_config
 from privacam.data import make_splits
@@ -48,17 +47,6 @@ def _cfg(csv, gamma: float):
     ])
 
 
-@contextlib.contextmanager
-def _one_thread():
-    """Tiny tensors: on a shared machine a second intra-op thread only waits for a busy core."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def _params(run) -> dict:
     return torch.load(run / "encoder.pt", weights_only=True)
 
@@ -69,7 +57,7 @@ def runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("cross")
     csv = {v: _privacy_manifest(base / f"p{v}", v) for v in (0, 1)}
     out = {}
-    with _one_thread():
+    with one_thread():
         for gamma in (1.0, 0.0):
             for v in (0, 1):
                 out[gamma, v] = train(_cfg(csv[v], gamma), base / f"run_g{gamma}_p{v}")
@@ -88,7 +76,7 @@ def test_utility_on_utility_source_privacy_on_privacy_source(runs):
     game = [r for r in records if r["stage"] == "game"]
     assert game and all("loss/privacy" in r and "acc/budget_train_min" in r for r in game)
 
-    with _one_thread():
+    with one_thread():
         s = evaluate_run(run, raw=False, device="cpu")
     splits = make_splits(load_config(run / "config.yaml").data, seed=0)
     assert splits.privacy is not None and splits.privacy.multilabel and splits.privacy.kind == "image"

@@ -1,13 +1,14 @@
 """Feature-level privacy (Li & Cavallaro): tap shapes, the split is the full network, gamma = 0 is
 plain training, the confusion loss weakens a probe on the tapped features, the shipped config runs."""
 
-import contextlib
 import copy
 import json
 
 import pytest
 import torch
 import torch.nn.functional as F
+
+from conftest import one_thread
 
 from privacam.builders import Shapes, build_game
 from privacam.config import load_config
@@ -198,17 +199,6 @@ def _probe_accuracy(encoder, splits):
     return float((predict(probe, enc["test"], torch.device("cpu")).argmax(1) == enc["test"].private).float().mean())
 
 
-@contextlib.contextmanager
-def _one_thread():
-    """Small tensors: a second thread only adds contention on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def test_protected_features_weaken_a_linear_probe(tmp_path):
     """Seeded, about 10 s on a CPU. The shipped recipe (pooled tap, whitened probes as f_b, confusion
     loss) scaled down: 16x16 images of 4 actors, a width-8 network, 100 utility-first and 100 game
@@ -225,7 +215,7 @@ def test_protected_features_weaken_a_linear_probe(tmp_path):
           "train.batch_size=16", "budget.restart_every=20", "budget.restart_steps=10", "train.device=cpu",
           "train.checkpoint_every=1000", "train.seed=0"]
     acc = {}
-    with _one_thread():
+    with one_thread():
         for gamma in (0.0, 2.0):
             cfg = load_config("feature_synthetic_image", ov + [f"game.gamma={gamma}"])
             run = train(cfg, tmp_path / f"g{gamma}")
@@ -242,7 +232,7 @@ def test_running_whitening_whitens_and_resets():
     torch.manual_seed(0)
     mix = torch.randn(6, 6) * torch.tensor([3.0, 1.0, 0.5, 0.3, 0.2, 0.1])
     w = RunningWhitening(6, momentum=0.05, eps=1e-4)
-    with _one_thread():
+    with one_thread():
         for _ in range(60):
             w(torch.randn(256, 6) @ mix + 2.0)
     w.eval()
