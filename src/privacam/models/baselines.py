@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..registry import register_encoder
-from .common import Encoder, fold_frames, unfold_frames
+from .common import Encoder, fold_frames, luminance, unfold_frames
 
 log = logging.getLogger(__name__)
 
@@ -156,14 +156,6 @@ def traceable_separable_blur(x: torch.Tensor, taps: torch.Tensor) -> torch.Tenso
     y = x.index_select(-2, _pad_index(h, r, reflect, x.device)).index_select(-1, _pad_index(w, r, reflect, x.device))
     y = F.conv2d(y, taps.reshape(c, 1, 1, k).to(x.dtype), groups=c)
     return F.conv2d(y, taps.reshape(c, 1, k, 1).to(x.dtype), groups=c)
-
-
-def luminance(x: torch.Tensor) -> torch.Tensor:
-    """Grey level ``[N,1,...]`` (ITU-R BT.601 weights for RGB, channel mean otherwise)."""
-    if x.shape[1] == 3:
-        w = torch.tensor([0.299, 0.587, 0.114], device=x.device, dtype=x.dtype)
-        return (x * w.reshape(1, 3, *([1] * (x.dim() - 2)))).sum(1, keepdim=True)
-    return x.mean(1, keepdim=True)
 
 
 def motion_mask(x: torch.Tensor, threshold: float = 0.1, dilate: int = 3) -> torch.Tensor:

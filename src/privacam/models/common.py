@@ -26,6 +26,14 @@ def unfold_frames(y: torch.Tensor, t: int) -> torch.Tensor:
     return y.reshape(bt // t, t, c, h, w).transpose(1, 2)
 
 
+def luminance(x: torch.Tensor) -> torch.Tensor:
+    """Grey level ``[N,1,...]`` (ITU-R BT.601 weights for RGB, channel mean otherwise)."""
+    if x.shape[1] == 3:
+        w = torch.tensor([0.299, 0.587, 0.114], device=x.device, dtype=x.dtype)
+        return (x * w.reshape(1, 3, *([1] * (x.dim() - 2)))).sum(1, keepdim=True)
+    return x.mean(1, keepdim=True)
+
+
 class Encoder(nn.Module):
     """Base class of every f_d (learned or baseline): releases a transformed input.
 

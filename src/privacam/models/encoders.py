@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ..registry import register_encoder
-from .common import Encoder, fold_frames, unfold_frames
+from .common import Encoder, fold_frames, luminance, unfold_frames
 
 
 def _to_unit(y: torch.Tensor) -> torch.Tensor:
@@ -123,13 +123,6 @@ class SpatioTemporalEncoder(Encoder):
         return self._grey(y)
 
 
-def _luminance(x: torch.Tensor) -> torch.Tensor:
-    if x.shape[1] == 3:
-        w = torch.tensor([0.299, 0.587, 0.114], device=x.device, dtype=x.dtype)
-        return (x * w.reshape(1, 3, 1, 1, 1)).sum(1, keepdim=True)
-    return x.mean(1, keepdim=True)
-
-
 class MotionEncoder(Encoder):
     """f_d that releases a quantised motion map: ``q(sigmoid(prior + net(d) / temperature))``.
 
@@ -166,7 +159,7 @@ class MotionEncoder(Encoder):
 
     def soft(self, x: torch.Tensor) -> torch.Tensor:
         """The map before quantisation, in (0, 1)."""
-        g = _luminance(x)
+        g = luminance(x)
         if g.shape[2] < 2:  # a single frame carries no motion
             d = torch.zeros_like(g)
         else:
