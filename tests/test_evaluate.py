@@ -126,6 +126,9 @@ def test_quick_demo_end_to_end(tiny_overrides, tmp_path, monkeypatch, capsys):
     names = {json.loads(p.read_text())["encoder"]["name"] for p in (tmp_path / "demo").rglob("summary.json") if "attackers" not in p.parts}
     assert names == {"identity", "downsample", "blur", "small_conv"}
     assert (tmp_path / "demo" / "report.png").exists()
+    # the summary README copies carries the table and the run's own wall time
+    summary_md = (tmp_path / "demo" / "summary.md").read_text()
+    assert summary_md.startswith("| encoder |") and "Wall time: " in summary_md and "Wall time: " in out
     # a killed demo resumes: finished audits are reused, not recomputed
     summaries = sorted(p for p in (tmp_path / "demo").rglob("summary.json") if "attackers" not in p.parts)
     before = {p: p.stat().st_mtime_ns for p in summaries}

@@ -48,3 +48,26 @@ def test_quantised_release_passes_gradients_straight_through():
     z.sum().backward()
     assert enc.last.bias.grad is not None and enc.last.bias.grad.abs() > 0
     assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_colour_motion_sees_a_change_of_colour_at_equal_brightness():
+    x = torch.full((1, 3, 4, 8, 8), 0.5)
+    # frames 2..3: a patch turns from grey to a red/green mix of the same luminance
+    x[:, 0, 2:, 2:4, 2:4], x[:, 1, 2:, 2:4, 2:4] = 0.5 + 0.3, 0.5 - 0.3 * 0.299 / 0.587
+    grey, colour = create_encoder("motion").eval(), create_encoder("motion", colour=True).eval()
+    with torch.no_grad():
+        assert grey(x).sum() == 0  # the grey difference is (almost) zero: nothing shows
+        z = colour(x)
+    assert z[0, 0, 2, 2:4, 2:4].eq(1).all() and z[0, 0, 3].sum() == 0 and z[0, 0, 2].sum() == 4
+
+
+def test_cell_releases_whole_blocks():
+    x = _moving_square()
+    with torch.no_grad():
+        fine, coarse = create_encoder("motion").eval()(x), create_encoder("motion", cell=4).eval()(x)
+    assert coarse.shape == fine.shape
+    # every 4x4 block is constant, and on exactly when some pixel in it was on in the fine map
+    blocks = coarse[0, 0].unfold(1, 4, 4).unfold(2, 4, 4)
+    assert (blocks == blocks[..., :1, :1]).all()
+    on = fine[0, 0].unfold(1, 4, 4).unfold(2, 4, 4).amax((-1, -2))
+    assert torch.equal(blocks[..., 0, 0], on)

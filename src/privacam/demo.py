@@ -34,6 +34,16 @@ def _done(path: Path, resume: bool) -> dict | None:
     return None
 
 
+def timing_line(timings: dict, resumed: bool = False) -> str:
+    """One line with the demo's wall time, so that README quotes it from the run, not by hand."""
+    import torch
+
+    audits = sum(v for k, v in timings.items() if k not in ("train", "total"))
+    line = (f"Wall time: {timings['total']:.0f} s in all (training {timings['train']:.0f} s, audits {audits:.0f} s), "
+            f"{torch.get_num_threads()} torch threads")
+    return line + (" (resumed: reused parts are not counted)." if resumed else ".")
+
+
 def run_demo(out: str | Path, *, quick: bool = False, config: str | None = None, data: str | None = None,
              overrides: list[str] | None = None, baselines: list[str] | None = None, resume: bool = False) -> dict:
     """Run the demo; returns ``{"points": [summary dicts], "report": path, "table": markdown}``.
@@ -86,7 +96,7 @@ def run_demo(out: str | Path, *, quick: bool = False, config: str | None = None,
     points = load_points([out])
     table = markdown_table(points)
     timings["total"] = round(time.time() - t0, 1)
-    (out / "summary.md").write_text(table + "\n")
+    (out / "summary.md").write_text(table + "\n\n" + timing_line(timings, resume) + "\n")
     write_json(out / "demo.json", {"quick": quick, "resumed": resume, "seconds": timings, "report": str(html_path), "figure": str(png)})
     return {"points": points, "report": html_path, "figure": png, "table": table, "seconds": timings}
 
@@ -108,5 +118,6 @@ class Demo(Command):
         res = run_demo(args.out, quick=args.quick, config=args.config, data=args.data, overrides=args.overrides,
                        resume=args.resume)
         print(res["table"])
-        print(f"\nreport: {res['report']}  figure: {res['figure']}  ({res['seconds']['total']:.0f} s)")
+        print("\n" + timing_line(res["seconds"], args.resume))
+        print(f"report: {res['report']}  figure: {res['figure']}")
         return 0

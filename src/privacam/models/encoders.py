@@ -139,15 +139,22 @@ class MotionEncoder(Encoder):
         threshold: the motion level at which the untrained encoder switches on.
         sharpness: slope of the prior (per unit of grey-level difference).
         out_channels: released channels (the map is replicated; 3 keeps video viewers happy).
+        colour: measure motion as the largest change over the colour channels instead of the grey
+            change, so a person whose clothes match the background in brightness still shows (how
+            much of a person shows then depends less on their colours).
+        cell: release the map on a grid of ``cell x cell`` blocks (a block is on when the map is on
+            anywhere in it): limb thickness and outline detail below the block size do not leave.
     """
 
     def __init__(self, in_channels: int = 3, width: int = 8, depth: int = 3, levels: int = 2,
-                 threshold: float = 0.12, sharpness: float = 40.0, out_channels: int = 3, grey: bool = False):
+                 threshold: float = 0.12, sharpness: float = 40.0, out_channels: int = 3, grey: bool = False,
+                 colour: bool = False, cell: int = 1):
         super().__init__(in_channels, grey)
         self.out_channels = 1 if grey else out_channels
         self.levels, self.threshold, self.sharpness = int(levels), float(threshold), float(sharpness)
+        self.colour, self.cell = bool(colour) and in_channels > 1, max(1, int(cell))
         layers: list[nn.Module] = []
-        cin = 2
+        cin = 2 * in_channels if self.colour else 2
         for _ in range(max(0, depth - 1)):
             layers += [nn.Conv3d(cin, width, 3, 1, 1), nn.ReLU(inplace=True)]
             cin = width
@@ -159,14 +166,19 @@ class MotionEncoder(Encoder):
 
     def soft(self, x: torch.Tensor) -> torch.Tensor:
         """The map before quantisation, in (0, 1)."""
-        g = luminance(x)
+        g = x if self.colour else luminance(x)
         if g.shape[2] < 2:  # a single frame carries no motion
             d = torch.zeros_like(g)
         else:
             d = g[:, :, 1:] - g[:, :, :-1]
             d = torch.cat([d[:, :, :1], d], dim=2)
-        prior = (d.abs() - self.threshold) * self.sharpness
-        return torch.sigmoid(prior + self.net(torch.cat([d, d.abs()], dim=1)))
+        prior = (d.abs().amax(1, keepdim=True) - self.threshold) * self.sharpness
+        s = torch.sigmoid(prior + self.net(torch.cat([d, d.abs()], dim=1)))
+        if self.cell > 1:
+            h, w, k = s.shape[3], s.shape[4], self.cell
+            s = torch.nn.functional.max_pool3d(s, (1, k, k), ceil_mode=True)
+            s = torch.nn.functional.interpolate(s, scale_factor=(1, k, k), mode="nearest")[..., :h, :w]
+        return s
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 4:  # images: a one-frame clip, no motion
@@ -209,8 +221,9 @@ def st_conv(in_channels: int = 3, width: int = 16, depth: int = 3, out_channels:
 
 @register_encoder("motion")
 def motion(in_channels: int = 3, width: int = 8, depth: int = 3, levels: int = 2, threshold: float = 0.12,
-           sharpness: float = 40.0, out_channels: int = 3, grey: bool = False) -> Encoder:
-    return MotionEncoder(in_channels, width, depth, levels, threshold, sharpness, out_channels, grey)
+           sharpness: float = 40.0, out_channels: int = 3, grey: bool = False, colour: bool = False,
+           cell: int = 1) -> Encoder:
+    return MotionEncoder(in_channels, width, depth, levels, threshold, sharpness, out_channels, grey, colour, cell)
 
 
 @register_encoder("identity")
