@@ -182,3 +182,21 @@ def test_standardised_budget_cannot_be_fooled_by_shrinking_contrast():
     before = _snapshot(game.encoder)
     game.encoder_move(_batches())
     assert _moved(before, game.encoder)
+
+
+def test_utility_batchnorm_is_recalibrated_on_the_final_release_without_moving_parameters():
+    game = _game()
+    x = next(_batches())["input"]
+    bn = next(m for m in game.utility.modules() if isinstance(m, nn.BatchNorm3d))
+    bn.running_mean.fill_(5.0)  # stale statistics, as after a game whose release kept changing
+    bn.running_var.fill_(9.0)
+    before = _snapshot(game.utility)
+    assert game.recalibrate_utility_bn(_batches(), 3) > 0
+    assert not _moved(before, game.utility)
+    # the first BN layer now holds the plain statistics of its input on the release
+    with torch.no_grad():
+        h = game.utility.net.features[0][0](game.encoder.eval()(x))  # the conv in front of it
+    dims = [0, 2, 3, 4]
+    assert torch.allclose(bn.running_mean, h.mean(dims), atol=1e-5)
+    assert torch.allclose(bn.running_var, h.var(dims, unbiased=True), rtol=1e-4, atol=1e-6)
+    assert bn.momentum == 0.1 and game.utility.training  # settings and mode restored

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Iterator
@@ -289,6 +290,11 @@ class Trainer:
         finally:
             bar.close()
         self.stage, self.stage_i = STAGES[-1], cfg.train.final_utility_steps
+        if cfg.task != "cpgan":
+            # the deployed f_T runs in eval mode: its batch-norm statistics from the final release
+            n = g.recalibrate_utility_bn(self.train_stream, math.ceil(len(self.splits.train) / cfg.train.batch_size))
+            if n:
+                log.info("recalibrated %d batch-norm layers of f_T on the final release", n)
         self.save()
         self.save("final.pt")
         if self.is_main:

@@ -321,6 +321,37 @@ class AdversarialGame:
             self.encoder.train(modes[0])
             self.utility.train(modes[1])
 
+    @torch.no_grad()
+    def recalibrate_utility_bn(self, batches: Batches, n_batches: int) -> int:
+        """Recompute f_T's batch-norm statistics as plain averages over ``n_batches`` of the release.
+
+        During training the running statistics are moving averages of the last few batches, taken
+        while f_d still changed; the deployed f_T (eval mode) then sees other statistics than the
+        ones it was trained with. Only the statistics change (no parameter moves). Returns the number
+        of batch-norm layers recalibrated.
+        """
+        bns = [m for m in self.utility.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        if not bns or n_batches <= 0:
+            return 0
+        momenta = [m.momentum for m in bns]
+        modes = (self.encoder.training, self.utility.training)
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average
+        self.encoder.eval()
+        self.utility.train()
+        try:
+            for _ in range(n_batches):
+                batch = self._to_device(next(batches))
+                with self._autocast():
+                    self.utility(self.encoder(batch["input"]))
+        finally:
+            for m, mom in zip(bns, momenta):
+                m.momentum = mom
+            self.encoder.train(modes[0])
+            self.utility.train(modes[1])
+        return len(bns)
+
     def restart_budget(self, batches: Batches, steps: int | None = None) -> dict:
         """Re-initialise the budget models and their optimizer state, then retrain them."""
         self.budget.restart(self.generator)
