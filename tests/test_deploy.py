@@ -243,3 +243,20 @@ def test_errors_are_one_line(trained_run, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(SmallConvEncoder, "releases", "feature")
     with pytest.raises(PrivacamError, match="privacam export"):
         anonymize(trained_run, str(bad), tmp_path / "o.mp4")
+
+
+def test_randomised_motion_encoder_keeps_its_draws_on_the_camera(tmp_path):
+    import onnx
+
+    from privacam.deploy import onnx_session
+    from privacam.registry import create_encoder
+
+    enc = create_encoder("motion", width=4, jitter=0.5, dilate=2).eval()
+    path = tmp_path / "motion_random.onnx"
+    assert export_onnx(enc, path, in_channels=3, size=16, clip_len=4) < 1e-4  # every op but the draws
+    assert "RandomUniformLike" in {n.op_type for n in onnx.load(str(path)).graph.node}
+    sess = onnx_session(path)
+    x = np.random.default_rng(0).random((16, 3, 4, 16, 16), dtype=np.float32) * 0.3
+    a, b = sess.run(None, {"input": x})[0], sess.run(None, {"input": x})[0]
+    assert set(np.unique(a)) <= {0.0, 1.0} and a.shape == x.shape
+    assert not np.array_equal(a, b)  # a fresh draw per call, as in PyTorch

@@ -71,3 +71,56 @@ def test_cell_releases_whole_blocks():
     assert (blocks == blocks[..., :1, :1]).all()
     on = fine[0, 0].unfold(1, 4, 4).unfold(2, 4, 4).amax((-1, -2))
     assert torch.equal(blocks[..., 0, 0], on)
+
+
+def _ramp_clips(n: int) -> torch.Tensor:
+    """Clips whose frame-1 grey change grows from 0 to 0.3 along the width (frame 0 repeats it)."""
+    x = torch.zeros(n, 3, 2, 4, 32)
+    x[:, :, 1] = torch.linspace(0, 0.3, 32)
+    return x
+
+
+def test_jitter_draws_a_threshold_per_clip_within_its_range():
+    enc = create_encoder("motion", jitter=0.5, seed=3).eval()
+    x = _ramp_clips(64)
+    change = torch.linspace(0, 0.3, 32)
+    with torch.no_grad():
+        z = enc(x)[:, 0, 1, 0]  # [clip, column]
+    t = enc.threshold
+    assert z[:, change > t * 1.5 + 0.01].eq(1).all() and z[:, change < t * 0.5 - 0.01].eq(0).all()
+    # each clip is a threshold: on exactly above its own cut, and the cut varies between clips
+    cuts = z.sum(1)
+    assert all(torch.equal(row, (torch.arange(32) >= 32 - c).float()) for row, c in zip(z, cuts.long()))
+    assert len(cuts.unique()) > 5
+    # the same seed gives the same release; the next draw another one
+    again = create_encoder("motion", jitter=0.5, seed=3).eval()
+    with torch.no_grad():
+        assert torch.equal(again(x)[:, 0, 1, 0], z)
+        assert not torch.equal(again(x)[:, 0, 1, 0], z)
+
+
+def test_dilate_thickens_each_clip_by_a_random_radius():
+    x = _moving_square()
+    x = x.expand(40, -1, -1, -1, -1).contiguous()
+    plain = create_encoder("motion").eval()
+    enc = create_encoder("motion", dilate=2, seed=1).eval()
+    with torch.no_grad():
+        m, z = plain(x)[:, :1], enc(x)[:, :1]
+    grown = [m] + [torch.nn.functional.max_pool3d(m, (1, 2 * r + 1, 2 * r + 1), 1, (0, r, r)) for r in (1, 2)]
+    radii = []
+    for i in range(len(x)):
+        match = [r for r in range(3) if torch.equal(z[i], grown[r][i])]
+        assert match, f"clip {i} is not a dilation of the plain release"
+        radii.append(match[0])
+    assert set(radii) == {0, 1, 2}
+
+
+def test_bad_randomisation_settings_are_config_errors():
+    import pytest
+
+    from privacam.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="jitter"):
+        create_encoder("motion", jitter=1.5)
+    with pytest.raises(ConfigError, match="dilate"):
+        create_encoder("motion", dilate=-1)

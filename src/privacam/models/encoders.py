@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from ..registry import register_encoder
 from .common import Encoder, fold_frames, luminance, unfold_frames
 
@@ -144,15 +145,26 @@ class MotionEncoder(Encoder):
             much of a person shows then depends less on their colours).
         cell: release the map on a grid of ``cell x cell`` blocks (a block is on when the map is on
             anywhere in it): limb thickness and outline detail below the block size do not leave.
+        jitter: randomise the release per clip: the threshold is drawn from
+            ``threshold * U(1 - jitter, 1 + jitter)`` (how much of a low-contrast person shows, and
+            how thick moving edges are, then varies from clip to clip, not only from person to person).
+        dilate: randomise the release per clip: the mask is dilated by a radius drawn uniformly from
+            ``0..dilate`` pixels (build and limb thickness are masked by a random thickening).
+        seed: seed of the release's random draws (``jitter``, ``dilate``).
     """
 
     def __init__(self, in_channels: int = 3, width: int = 8, depth: int = 3, levels: int = 2,
                  threshold: float = 0.12, sharpness: float = 40.0, out_channels: int = 3, grey: bool = False,
-                 colour: bool = False, cell: int = 1):
+                 colour: bool = False, cell: int = 1, jitter: float = 0.0, dilate: int = 0, seed: int = 0):
         super().__init__(in_channels, grey)
         self.out_channels = 1 if grey else out_channels
         self.levels, self.threshold, self.sharpness = int(levels), float(threshold), float(sharpness)
         self.colour, self.cell = bool(colour) and in_channels > 1, max(1, int(cell))
+        if not 0.0 <= jitter < 1.0 or dilate < 0:
+            raise ConfigError(f"encoder.params: motion needs 0 <= jitter < 1 and dilate >= 0 (got jitter={jitter}, "
+                              f"dilate={dilate})")
+        self.jitter, self.dilate = float(jitter), int(dilate)
+        self.generator = torch.Generator().manual_seed(int(seed))
         layers: list[nn.Module] = []
         cin = 2 * in_channels if self.colour else 2
         for _ in range(max(0, depth - 1)):
@@ -172,7 +184,11 @@ class MotionEncoder(Encoder):
         else:
             d = g[:, :, 1:] - g[:, :, :-1]
             d = torch.cat([d[:, :, :1], d], dim=2)
-        prior = (d.abs().amax(1, keepdim=True) - self.threshold) * self.sharpness
+        threshold = self.threshold
+        if self.jitter > 0:
+            u = self._uniform(d.shape[0], d)
+            threshold = threshold * (1 + self.jitter * (2 * u - 1))
+        prior = (d.abs().amax(1, keepdim=True) - threshold) * self.sharpness
         s = torch.sigmoid(prior + self.net(torch.cat([d, d.abs()], dim=1)))
         if self.cell > 1:
             h, w, k = s.shape[3], s.shape[4], self.cell
@@ -188,7 +204,38 @@ class MotionEncoder(Encoder):
             k = self.levels - 1
             hard = torch.floor(s.detach() * k + 0.5) / k
             s = s + (hard - s).detach()
+        if self.dilate > 0:
+            s = self._random_dilation(s)
         return s.expand(-1, self.out_channels, -1, -1, -1)
+
+    @property
+    def randomised(self) -> bool:
+        """Whether the release draws per-clip randomness (``jitter``, ``dilate``)."""
+        return self.jitter > 0 or self.dilate > 0
+
+    def deterministic(self) -> "MotionEncoder":
+        """A copy that releases without the per-clip draws (threshold at its centre, no dilation)."""
+        import copy
+
+        det = copy.deepcopy(self)
+        det.jitter, det.dilate = 0.0, 0
+        return det
+
+    def _uniform(self, n: int, like: torch.Tensor) -> torch.Tensor:
+        """``n`` draws from U(0, 1), shaped ``[n, 1, 1, 1, 1]``; an ONNX export gets a RandomUniform op."""
+        if torch.onnx.is_in_onnx_export():
+            return torch.rand_like(like[:, :1, :1, :1, :1])
+        return torch.rand(n, 1, 1, 1, 1, generator=self.generator).to(like)
+
+    def _random_dilation(self, s: torch.Tensor) -> torch.Tensor:
+        """Dilate each clip's map by a radius drawn uniformly from 0..dilate (max filter)."""
+        radius = torch.floor(self._uniform(s.shape[0], s) * (self.dilate + 1)).clamp_max(self.dilate)
+        out = s
+        for r in range(1, self.dilate + 1):
+            grown = torch.nn.functional.max_pool3d(s, (1, 2 * r + 1, 2 * r + 1), 1, (0, r, r))
+            pick = (radius == r).to(s.dtype)
+            out = out + pick * (grown - s)
+        return out
 
 
 class IdentityEncoder(Encoder):
@@ -222,8 +269,9 @@ def st_conv(in_channels: int = 3, width: int = 16, depth: int = 3, out_channels:
 @register_encoder("motion")
 def motion(in_channels: int = 3, width: int = 8, depth: int = 3, levels: int = 2, threshold: float = 0.12,
            sharpness: float = 40.0, out_channels: int = 3, grey: bool = False, colour: bool = False,
-           cell: int = 1) -> Encoder:
-    return MotionEncoder(in_channels, width, depth, levels, threshold, sharpness, out_channels, grey, colour, cell)
+           cell: int = 1, jitter: float = 0.0, dilate: int = 0, seed: int = 0) -> Encoder:
+    return MotionEncoder(in_channels, width, depth, levels, threshold, sharpness, out_channels, grey, colour, cell,
+                         jitter, dilate, seed)
 
 
 @register_encoder("identity")
