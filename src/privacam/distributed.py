@@ -249,3 +249,8 @@ class DistributedGame(AdversarialGame):
 
     def utility_accuracy(self, batch: dict) -> float:
         return float(mean_logs({"acc": super().utility_accuracy(batch)})["acc"])
+
+    def recalibrate_utility_bn(self, batches, n_batches: int) -> int:
+        n = super().recalibrate_utility_bn(batches, n_batches)
+        average_buffers_([self.utility])  # each rank saw its own shard: the mean of the shards' statistics
+        return n
