@@ -49,9 +49,12 @@ def test_same_seed_same_result_other_seed_differs(tmp_path, tiny_overrides):
     assert any(not torch.equal(a[k], c[k]) for k in a)
 
 
-@pytest.mark.parametrize("schedule", ["entropy", "kbeam", "grl"])
+@pytest.mark.parametrize("schedule", ["entropy", "kbeam", "grl", "entropy+randomised_motion"])
 def test_interrupted_then_resumed_matches_uninterrupted(tmp_path, tiny_overrides, schedule, monkeypatch):
+    schedule, _, randomised = schedule.partition("+")
     ov = tiny_overrides + [f"schedule.name={schedule}", "train.steps=6", "budget.restart_every=3"]
+    if randomised:  # the release's own draws must continue where they stopped, too
+        ov += ["encoder.name=motion", "encoder.params={width: 4, depth: 2, jitter: 0.5, dilate: 1}"]
     full = _encoder_state(train(_cfg(ov), tmp_path / "full"))
     full_metrics = read_metrics(tmp_path / "full")
 
