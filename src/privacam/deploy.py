@@ -111,7 +111,8 @@ def export_onnx(encoder: nn.Module, path: str | Path, *, in_channels: int, size:
             tmp.unlink(missing_ok=True)
     else:
         diff = onnx_parity(encoder, path, inputs)
-    log.info("exported %s: max |onnx - torch| = %.3g", path, diff)
+    log.info("exported %s: max |onnx - torch| = %.3g%s", path, diff,
+             " (without the per-clip random draws)" if getattr(encoder, "randomised", False) else "")
     if not diff <= tolerance:
         raise PrivacamError(f"{path}: onnxruntime differs from PyTorch by {diff:.3g} (> {tolerance:g}); "
                             f"report the encoder and use --backend torch meanwhile")
@@ -566,5 +567,8 @@ class Export(Command):
         out = Path(args.output or Path(args.run_dir) / "encoder.onnx")
         diff = export_onnx(encoder, out, in_channels=int(s["in_channels"]), size=int(s["size"]),
                            clip_len=int(s.get("clip_len") or 0), opset=args.opset, tolerance=args.tolerance)
-        print(f"exported {out}; max |onnx - torch| = {diff:.3g}")
+        draws = ""
+        if getattr(encoder, "randomised", False):
+            draws = " (every op but the release's per-clip random draws, which the file keeps)"
+        print(f"exported {out}; max |onnx - torch| = {diff:.3g}{draws}")
         return 0
