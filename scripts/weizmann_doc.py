@@ -30,6 +30,7 @@ def main():
     when = ("resumed: the audits already in the output folder were reused, so no total wall time" if a.resume
             else f"{res['seconds']['total']:.0f} s on this repository's 2-core CPU machine")
     learned = next(p for p in res["points"] if p["encoder"].get("run"))
+    n_test = learned["n_test"]
     action, identity = 100 * learned["utility"]["value"], 100 * learned["privacy"]["best"]
     target = ("is reached" if action >= 90 and identity <= 50
               else f"is not reached ({'action' if action >= 90 else 'identity' if identity <= 50 else 'neither'} is)")
@@ -64,7 +65,8 @@ of the retrained attacker pool, identity per clip. Same audit for every row.
   actor to actor. The claim is per clip, as the audit measures it: an attacker pooling many clips of
   one actor can average the draws out.
 - The issue's target (action >= 90 % with identity <= 50 %) {target}: action {action:.1f} %, best
-  retrained attacker {identity:.1f} %.
+  retrained attacker {identity:.1f} %. This is one run, scored on {n_test} test clips: a run at another
+  thread count or seed ends with other weights, and its best attacker can differ by many points.
 """
     Path("docs/weizmann.md").write_text(text)
     print(text)
