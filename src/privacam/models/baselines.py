@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..registry import register_encoder
-from .common import Encoder, fold_frames, luminance, unfold_frames
+from .common import Encoder, fold_frames, frame_difference, luminance, unfold_frames
 
 log = logging.getLogger(__name__)
 
@@ -343,9 +343,7 @@ class TemporalDiff(FixedEncoder):
         c = self.out_channels
         if x.dim() == 4 or x.shape[2] < 2:
             return torch.zeros_like(x[:, :1]).expand(*x[:, :1].shape[:1], c, *x.shape[2:]).contiguous()
-        g = luminance(x)
-        d = (g[:, :, 1:] - g[:, :, :-1]).abs()
-        d = torch.cat([d[:, :, :1], d], dim=2)
+        d = frame_difference(luminance(x)).abs()
         if self.normalize:
             d = d / d.flatten(1).amax(1).clamp_min(1e-6).reshape(-1, 1, 1, 1, 1)
         else:
@@ -520,9 +518,7 @@ class BDQ(Encoder):
         f, t = fold_frames(x)
         b = unfold_frames(self.blur(f), t)
         if t >= 2:
-            d = b[:, :, 1:] - b[:, :, :-1]
-            d = torch.cat([d[:, :, :1], d], dim=2)
-            u = (d + 1) / 2
+            u = (frame_difference(b) + 1) / 2
         else:
             u = b
         return self._grey(self.quantise(u.clamp(0, 1)))

@@ -34,6 +34,13 @@ def luminance(x: torch.Tensor) -> torch.Tensor:
     return x.mean(1, keepdim=True)
 
 
+def frame_difference(x: torch.Tensor) -> torch.Tensor:
+    """Signed difference of consecutive frames of clips ``[N,C,T,H,W]`` (T >= 2), same shape:
+    frame 0 repeats frame 1's difference, so every frame of the clip has one."""
+    d = x[:, :, 1:] - x[:, :, :-1]
+    return torch.cat([d[:, :, :1], d], dim=2)
+
+
 class Encoder(nn.Module):
     """Base class of every f_d (learned or baseline): releases a transformed input.
 

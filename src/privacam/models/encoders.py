@@ -21,7 +21,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..registry import register_encoder
-from .common import Encoder, fold_frames, luminance, unfold_frames
+from .common import Encoder, fold_frames, frame_difference, luminance, unfold_frames
 
 
 def _to_unit(y: torch.Tensor) -> torch.Tensor:
@@ -182,8 +182,7 @@ class MotionEncoder(Encoder):
         if g.shape[2] < 2:  # a single frame carries no motion
             d = torch.zeros_like(g)
         else:
-            d = g[:, :, 1:] - g[:, :, :-1]
-            d = torch.cat([d[:, :, :1], d], dim=2)
+            d = frame_difference(g)
         threshold = self.threshold
         if self.jitter > 0:
             u = self._uniform(d.shape[0], d)
