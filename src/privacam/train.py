@@ -213,9 +213,6 @@ class Trainer:
         }
         if torch.cuda.is_available():
             st["cuda_rng"] = torch.cuda.get_rng_state_all()
-        gen = getattr(self.game.encoder, "generator", None)
-        if isinstance(gen, torch.Generator):  # a randomised release (motion jitter/dilate) resumes its draws
-            st["encoder_rng"] = gen.get_state()
         return st
 
     def save(self, name: str = "last.pt") -> None:
@@ -233,9 +230,6 @@ class Trainer:
         torch.set_rng_state(st["torch_rng"].cpu())
         if "cuda_rng" in st and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([t.cpu() for t in st["cuda_rng"]])
-        gen = getattr(self.game.encoder, "generator", None)
-        if "encoder_rng" in st and isinstance(gen, torch.Generator):
-            gen.set_state(st["encoder_rng"].cpu())
         # drop metric lines written after the checkpoint so the file matches the resumed run
         mfile = self.out / "metrics.jsonl"
         if mfile.exists() and self.is_main:

@@ -379,7 +379,7 @@ class AdversarialGame:
         return logs
 
     def state_dict(self) -> dict:
-        return {
+        st = {
             "encoder": self.encoder.state_dict(),
             "utility": self.utility.state_dict(),
             "budget": self.budget.state_dict(),
@@ -392,6 +392,15 @@ class AdversarialGame:
             "l1_weight": self.l1_weight,
             "last_budget_loss": self.last_budget_loss,
         }
+        gen = self._encoder_generator()
+        if gen is not None:
+            st["encoder_generator"] = gen.get_state()
+        return st
+
+    def _encoder_generator(self) -> torch.Generator | None:
+        """The release's own random draws (a randomised motion encoder), resumed with the game."""
+        gen = getattr(self.encoder, "generator", None)
+        return gen if isinstance(gen, torch.Generator) else None
 
     def load_state_dict(self, s: dict) -> None:
         self.encoder.load_state_dict(s["encoder"])
@@ -405,5 +414,8 @@ class AdversarialGame:
         self.restarter.load_state_dict(s["restarter"])
         self.step_count = int(s["step_count"])
         self.generator.set_state(s["generator"])
+        gen = self._encoder_generator()
+        if gen is not None and "encoder_generator" in s:
+            gen.set_state(s["encoder_generator"].cpu())
         self.l1_weight = float(s["l1_weight"])
         self.last_budget_loss = s["last_budget_loss"]
