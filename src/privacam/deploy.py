@@ -100,7 +100,8 @@ def export_onnx(encoder: nn.Module, path: str | Path, *, in_channels: int, size:
     _export(encoder, x, tmp, {"input": axes, "output": out_axes}, opset)
     tmp.replace(path)
     inputs = [x, _example_input(in_channels, size + 8 if size % 8 == 0 else size, clip_len + 2 if clip else 0, clip, batch=3)]
-    if getattr(encoder, "randomised", False):
+    randomised = getattr(encoder, "randomised", False)
+    if randomised:
         # the release draws per-clip randomness (RandomUniformLike ops in the graph), which no
         # parity check can match: check every other op on the same encoder without its draws
         det = encoder.deterministic()
@@ -112,7 +113,7 @@ def export_onnx(encoder: nn.Module, path: str | Path, *, in_channels: int, size:
     else:
         diff = onnx_parity(encoder, path, inputs)
     log.info("exported %s: max |onnx - torch| = %.3g%s", path, diff,
-             " (without the per-clip random draws)" if getattr(encoder, "randomised", False) else "")
+             " (without the per-clip random draws)" if randomised else "")
     if not diff <= tolerance:
         raise PrivacamError(f"{path}: onnxruntime differs from PyTorch by {diff:.3g} (> {tolerance:g}); "
                             f"report the encoder and use --backend torch meanwhile")
