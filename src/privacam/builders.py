@@ -105,10 +105,9 @@ def make_optimizer(params, pc: PlayerConfig) -> torch.optim.Optimizer:
 def _maybe_load(module: nn.Module, pc: PlayerConfig, player: str) -> None:
     if not pc.weights:
         return
-    try:
-        state = torch.load(pc.weights, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file gets the same clear message
-        raise PrivacamError(f"{player}.weights: cannot read {pc.weights} ({type(e).__name__}); give a state_dict saved with torch.save") from None
+    from .utils import load_checkpoint
+
+    state = load_checkpoint(pc.weights, what=f"{player}.weights", fix="give a state_dict saved with torch.save")
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     own = module.state_dict()
     kept = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}

@@ -1,7 +1,10 @@
 """Typed configuration: YAML files map onto dataclasses; ``key.sub=value`` overrides.
 
 The resolved config is written into every run directory. A misspelt key is an error that
-suggests the nearest valid key; values are parsed as YAML scalars (``gamma=0.5``, ``x=[1,2]``).
+suggests the nearest valid key; values are parsed as YAML scalars (``gamma=0.5``, ``x=[1,2]``,
+``lr=1e-4``: numbers in YAML 1.2 style). Every value is checked against its range or set of choices
+(:data:`RULES`) whenever a config is built, so a bad value is one line naming the key, never a
+traceback later or a silently different run.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import re
 import typing
 from dataclasses import dataclass, field
 from importlib import resources
@@ -17,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from .errors import ConfigError
+from .errors import ConfigError, PrivacamError
 
 
 @dataclass
@@ -161,6 +165,23 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
+# ------------------------------------------------------------------ YAML
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader reading numbers as YAML 1.2 does: ``1e-4`` is a float, not a string."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def yaml_load(text: str) -> Any:
+    """Parse YAML text (a file or one override value) with YAML 1.2 numbers."""
+    return yaml.load(text, Loader=_Loader)
+
+
 # ------------------------------------------------------------------ conversion
 def _field_types(cls: type) -> dict[str, Any]:
     hints = typing.get_type_hints(cls)
@@ -236,7 +257,7 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
             raise ConfigError(f"override {ov!r} is not of the form key.sub=value")
         key, raw = ov.split("=", 1)
         try:
-            value = yaml.safe_load(raw) if raw != "" else ""
+            value = yaml_load(raw) if raw != "" else ""
         except yaml.YAMLError:
             value = raw
         parts = key.strip().split(".")
@@ -259,7 +280,7 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
                 else:
                     cls = nxt
                 node = node[p]
-    return from_dict(Config, d)
+    return check_values(from_dict(Config, d))
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
@@ -269,9 +290,14 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     else:
         text = read_config_text(path)
         try:
-            data = yaml.safe_load(text) or {}
+            data = yaml_load(text) or {}
         except yaml.YAMLError as e:
             raise ConfigError(f"config {path}: invalid YAML ({str(e).splitlines()[0]})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(
+                f"config {path}: the top level is a {type(data).__name__}, not a mapping; write sections "
+                f"such as 'train:' and 'encoder:' at the top level (see `privacam configs`)"
+            )
         cfg = from_dict(Config, data)
     return apply_overrides(cfg, overrides or [])
 
@@ -305,3 +331,226 @@ def dump_config(cfg: Config) -> str:
 
 def copy_config(cfg: Config) -> Config:
     return copy.deepcopy(cfg)
+
+
+# ------------------------------------------------------------------ value checks
+class Rule:
+    """What values a config key may take. ``check`` raises a one-line :class:`ConfigError`."""
+
+    def check(self, key: str, value: Any, cfg: Any = None) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Range(Rule):
+    """A number in ``[lo, hi]`` (``None``: unbounded); ``lo_open`` excludes ``lo`` itself."""
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+
+    def check(self, key, value, cfg=None):
+        if value is None:
+            return
+        low_ok = self.lo is None or (value > self.lo if self.lo_open else value >= self.lo)
+        if not (low_ok and (self.hi is None or value <= self.hi)):  # NaN fails both
+            raise ConfigError(f"config key {key!r} is {value!r}; it must be {self.text()}")
+
+    def text(self) -> str:
+        parts = []
+        if self.lo is not None:
+            parts.append(f"{'>' if self.lo_open else '>='} {self.lo:g}")
+        if self.hi is not None:
+            parts.append(f"<= {self.hi:g}")
+        return " and ".join(parts) or "a number"
+
+
+@dataclass(frozen=True)
+class OneOf(Rule):
+    """One of a fixed set of values."""
+
+    choices: tuple
+
+    def check(self, key, value, cfg=None):
+        if value not in self.choices:
+            close = difflib.get_close_matches(str(value), [str(c) for c in self.choices], n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"config key {key!r} is {value!r}{hint}; choose one of {', '.join(map(str, self.choices))}")
+
+
+@dataclass(frozen=True)
+class Named(Rule):
+    """A name registered in ``registry`` (an attribute of :mod:`privacam.registry`); ``each``: a list
+    of such names (at least one). The registry's own error lists the valid names."""
+
+    registry: str
+    each: bool = False
+
+    def check(self, key, value, cfg=None):
+        from . import registry
+
+        registry._ensure_builtins()
+        reg = getattr(registry, self.registry)
+        names = value if self.each else [value]
+        if self.each and not names:
+            raise ConfigError(f"config key {key!r} is empty; list at least one name ({', '.join(reg.list())})")
+        for name in names:
+            if name not in reg:
+                try:
+                    reg.get(str(name))
+                except PrivacamError as e:
+                    raise ConfigError(f"config key {key!r}: {e}") from None
+
+
+@dataclass(frozen=True)
+class BudgetNames(Rule):
+    """Budget model names f_b: adversaries, or reconstructors when ``task`` is ``cpgan``; ``each``: a
+    list (empty means ``budget.name`` for every model)."""
+
+    each: bool = False
+
+    def check(self, key, value, cfg=None):
+        if not self.each and cfg is not None and cfg.budget.names:
+            return  # budget.names overrides budget.name
+        if cfg is not None and cfg.task == "cpgan":
+            from .models.compress import RECONSTRUCTORS
+
+            bad = [n for n in (value if self.each else [value]) if n not in RECONSTRUCTORS]
+            if bad:
+                raise ConfigError(f"config key {key!r}: unknown reconstructor {bad[0]!r}; valid names: {', '.join(sorted(RECONSTRUCTORS))}")
+            return
+        if not (self.each and not value):
+            Named("ADVERSARIES", each=self.each).check(key, value)
+
+
+@dataclass(frozen=True)
+class Device(Rule):
+    """``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (whether it exists is checked when it is used)."""
+
+    def check(self, key, value, cfg=None):
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", str(value)):
+            raise ConfigError(f"config key {key!r} is {value!r}; use auto, cpu, cuda, cuda:N or mps")
+
+
+@dataclass(frozen=True)
+class Free(Rule):
+    """A value checked where it is used (a path, a factory's own parameters); ``why`` says where."""
+
+    why: str
+
+    def check(self, key, value, cfg=None):
+        pass
+
+
+@dataclass(frozen=True)
+class AsData(Rule):
+    """A mapping of ``data.*`` settings (the cross-dataset privacy source): each checked as ``data.*``."""
+
+    def check(self, key, value, cfg=None):
+        if value is None:
+            return
+        sub = from_dict(DataConfig, {k: v for k, v in value.items() if k != "privacy_source"}, prefix=key + ".")
+        _check_node(sub, "data", key + ".", cfg)
+
+
+_COUNT = Range(0)  # steps, patience, workers: 0 allowed
+_POSITIVE = Range(1)  # sizes and intervals that must be at least one
+_LR = Range(0)  # a player's learning rate (0 freezes it)
+_FIT_LR = Range(0, lo_open=True)  # an audit learning rate (0 would make every attacker look blind)
+
+#: Every config key and the values it may take; booleans are checked by their type. A test keeps
+#: this table and the dataclasses in step, so a new key must be added here.
+RULES: dict[str, Rule] = {
+    "task": OneOf(("video", "image", "feature", "cpgan")),
+    "data.name": Named("DATASETS"),
+    "data.root": Free("a path, checked by the dataset"),
+    "data.clip_len": _POSITIVE,
+    "data.size": _POSITIVE,
+    "data.val_fraction": Range(0, 0.95),
+    "data.on_bad_sample": OneOf(("error", "skip")),
+    "data.params": Free("the dataset's options, checked by the dataset (docs/datasets.md)"),
+    "data.privacy_source": AsData(),
+    "encoder.name": Named("ENCODERS"),
+    "utility.name": Named("UTILITY_MODELS"),
+    "budget.name": BudgetNames(),
+    "budget.names": BudgetNames(each=True),
+    "budget.m": _POSITIVE,
+    "budget.restart_every": _COUNT,
+    "budget.restart_on_plateau": _COUNT,
+    "budget.restart_steps": _COUNT,
+    "encoder.l1_weight": Range(0),
+    "encoder.l1_decay": Range(0, 1),
+    "game.gamma": Range(0),
+    "game.privacy_loss": Named("PRIVACY_LOSSES"),
+    "game.aggregate": OneOf(("max", "mean")),
+    "game.accum_steps": _POSITIVE,
+    "schedule.name": Named("SCHEDULES"),
+    "schedule.utility_bar": Range(0, 1),
+    "schedule.budget_bar": Range(0, 1),
+    "schedule.max_utility_steps": _COUNT,
+    "schedule.max_budget_steps": _COUNT,
+    "schedule.grl_lambda": Range(0),
+    "schedule.kbeam_encoder_steps": _COUNT,
+    "schedule.kbeam_budget_steps": _COUNT,
+    "schedule.kbeam_utility_steps": _COUNT,
+    "schedule.kbeam_plateau": _COUNT,
+    "init.encoder_steps": _COUNT,
+    "init.utility_steps": _COUNT,
+    "init.budget_steps": _COUNT,
+    "train.steps": _COUNT,
+    "train.final_utility_steps": _COUNT,
+    "train.batch_size": _POSITIVE,
+    "train.seed": Range(0),
+    "train.device": Device(),
+    "train.log_every": _POSITIVE,
+    "train.checkpoint_every": _COUNT,
+    "train.num_workers": _COUNT,
+    "train.amp": OneOf(("off", "bf16", "fp16")),
+    "eval.attackers": Named("ATTACKERS", each=True),
+    "eval.epochs": _POSITIVE,
+    "eval.patience": _POSITIVE,
+    "eval.batch_size": _POSITIVE,
+    "eval.lr": _FIT_LR,
+    "eval.utility_epochs": _POSITIVE,
+    "eval.utility_lr": _FIT_LR,
+    "eval.utility_batch_size": _POSITIVE,
+    "eval.seed": Range(0),
+}
+for _player in ("encoder", "utility", "budget"):  # the settings every player shares
+    RULES.setdefault(f"{_player}.params", Free(f"the {_player}'s factory parameters, checked by the factory"))
+    RULES.setdefault(f"{_player}.optimizer", OneOf(("adam", "adamw", "sgd")))
+    RULES.setdefault(f"{_player}.lr", _LR)
+    RULES.setdefault(f"{_player}.weight_decay", Range(0))
+    RULES.setdefault(f"{_player}.weights", Free("a weights file, read when the player is built"))
+
+
+def config_keys(cls: type = Config, prefix: str = "") -> dict[str, Any]:
+    """Every leaf key of the config tree (``"train.steps"``) and its type."""
+    out = {}
+    for name, tp in _field_types(cls).items():
+        if dataclasses.is_dataclass(tp):
+            out.update(config_keys(tp, prefix + name + "."))
+        else:
+            out[prefix + name] = tp
+    return out
+
+
+def _check_node(node: Any, section: str, prefix: str, root: Any) -> None:
+    for f in dataclasses.fields(node):
+        value = getattr(node, f.name)
+        if dataclasses.is_dataclass(value):
+            _check_node(value, f"{section}.{f.name}" if section else f.name, f"{prefix}{f.name}.", root)
+            continue
+        rule = RULES.get(f"{section}.{f.name}" if section else f.name)
+        if rule is not None:
+            rule.check(prefix + f.name, value, root)
+
+
+def check_values(cfg: Config) -> Config:
+    """Check every value of ``cfg`` against :data:`RULES`; returns ``cfg``.
+
+    Raises:
+        ConfigError: one line naming the key, the value and what it may be.
+    """
+    _check_node(cfg, "", "", cfg)
+    return cfg

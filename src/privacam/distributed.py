@@ -229,9 +229,11 @@ class DistributedGame(AdversarialGame):
         average_buffers_(self._players())
         return mean_logs(logs)
 
+    check_local_grads = False  # averaged inside the optimizer step; the weight check after it sees them
+
     def _check(self, value: torch.Tensor, player: str, name: str) -> None:
         if any_rank(not bool(torch.isfinite(value).all()), value.device):
-            raise NonFiniteLossError(self.step_count, player, name)
+            raise NonFiniteLossError(self.step_count, player, name, self._lr(player))
 
     def encoder_move(self, batches, objective: str = "game", target_model: int | None = None, weight: float | None = None) -> dict:
         return self._synced(super().encoder_move(batches, objective, target_model, weight))

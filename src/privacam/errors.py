@@ -24,12 +24,27 @@ class DataError(PrivacamError):
     """A data file, label or split is unusable."""
 
 
-class NonFiniteLossError(PrivacamError):
-    """A loss became NaN or infinite during training."""
+class CheckpointError(PrivacamError):
+    """A checkpoint or weights file is missing, damaged, or holds objects that are refused for safety."""
 
-    def __init__(self, step: int, player: str, loss_name: str):
-        self.step, self.player, self.loss_name = step, player, loss_name
+
+class NonFiniteLossError(PrivacamError):
+    """A loss, gradient or weight became NaN or infinite (or weights blew up) during training.
+
+    Attributes:
+        step: the top-level step; player: the player (``encoder`` f_d, ``utility`` f_T, ``budget``
+        f_b) whose loss, gradient or update went wrong first; loss_name: what was non-finite;
+        lr: that player's learning rate, when known.
+    """
+
+    def __init__(self, step: int, player: str, loss_name: str, lr: float | None = None):
+        self.step, self.player, self.loss_name, self.lr = step, player, loss_name, lr
+        now = f" (now {lr:g})" if lr is not None else ""
         super().__init__(
-            f"non-finite {loss_name} for player {player} at step {step}; the last good checkpoint is "
-            f"kept: lower that player's learning rate (e.g. {player}.lr) or gamma and resume with --resume"
+            f"non-finite {loss_name} for player {player} at step {step}; the last finite checkpoint is "
+            f"kept: lower {player}.lr{now} or game.gamma and resume with --resume"
         )
+
+    def at_step(self, step: int) -> "NonFiniteLossError":
+        """The same error, reported at top-level ``step``."""
+        return NonFiniteLossError(step, self.player, self.loss_name, self.lr)

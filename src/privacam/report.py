@@ -201,7 +201,9 @@ def _examples_html(points: list[dict]) -> str:
         ex = Path(p["_path"]).parent / "examples.pt"
         if not ex.exists():
             continue
-        d = torch.load(ex, weights_only=True)
+        from .utils import load_checkpoint
+
+        d = load_checkpoint(ex, what="example file", fix="delete it and run `privacam evaluate` again")
         x, z = d["input"].float(), d["released"].float()
         if z.dim() != 4 or z.shape[1] not in (1, 3):
             continue  # features and codes are not pictures

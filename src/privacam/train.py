@@ -21,8 +21,8 @@ from torch.utils.data import DataLoader, Dataset
 from .builders import Shapes, build_game, encoded_shape
 from .config import Config, dump_config, load_config, to_dict
 from .data import Splits, collate, make_splits
-from .errors import ConfigError, NonFiniteLossError, PrivacamError
-from .utils import atomic_write_text, load_checkpoint, resolve_device, save_checkpoint, seed_everything, write_json
+from .errors import CheckpointError, ConfigError, NonFiniteLossError, PrivacamError
+from .utils import atomic_write_text, load_checkpoint, read_json, resolve_device, save_checkpoint, seed_everything, write_json
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +197,19 @@ class Trainer:
             "private_classes": (self.splits.privacy or self.splits).private_classes,
             "task": self.cfg.task,
             "privacam_version": __import__("privacam").__version__,
+            "skipped": self._skipped(),
         })
+
+    def _skipped(self) -> dict:
+        """Bad samples left out under ``data.on_bad_sample: skip`` (loading, preloading and reading)."""
+        seen: list[str] = []
+        for s in (self.splits, self.splits.privacy):
+            if s is None:
+                continue
+            for msg in list(s.meta.get("skipped", [])) + [m for ds in (s.train, s.val, s.test) for m in getattr(ds, "skipped", [])]:
+                if msg not in seen:
+                    seen.append(msg)
+        return {"count": len(seen), "samples": seen}
 
     # -------------------------------------------------------------- checkpoints
     def _state(self) -> dict:
@@ -216,12 +228,15 @@ class Trainer:
         return st
 
     def save(self, name: str = "last.pt") -> None:
+        """Write a checkpoint, only when every weight is finite (else the last finite one stays)."""
+        self.game.check_finite()
         if not self.is_main:
             return
         save_checkpoint(self.ckpt_dir / name, self._state())
 
     def _load(self, path: Path) -> None:
-        st = load_checkpoint(path, map_location=self.device)
+        st = load_checkpoint(path, map_location=self.device, what="checkpoint",
+                             fix="move it away to train again from the start, or restore it from a copy")
         self.game.load_state_dict(st["game"])
         self.stage, self.stage_i = st["stage"], int(st["stage_i"])
         self.train_stream.load_state_dict(st["train_stream"])
@@ -298,7 +313,13 @@ class Trainer:
         self.save()
         self.save("final.pt")
         if self.is_main:
-            torch.save(g.encoder.state_dict(), self.out / "encoder.pt")
+            save_checkpoint(self.out / "encoder.pt", g.encoder.state_dict())
+            skipped = self._skipped()
+            if skipped["count"]:
+                meta = read_json(self.out / "run.json")
+                if meta.get("skipped") != skipped:  # samples found bad while reading, after the start
+                    write_json(self.out / "run.json", {**meta, "skipped": skipped})
+                log.warning("%d bad samples were skipped (data.on_bad_sample: skip); listed in %s", skipped["count"], self.out / "run.json")
         from .distributed import barrier
 
         barrier()  # the run directory is complete when any rank returns
@@ -321,7 +342,7 @@ class Trainer:
         try:
             return g.step(self.train_stream, self.val_stream)
         except NonFiniteLossError as e:
-            raise NonFiniteLossError(g.step_count + 1, e.player, e.loss_name) from None
+            raise e.at_step(g.step_count + 1) from None
 
 
 def train(cfg: Config, out: str | Path, *, resume: bool = False, splits: Splits | None = None) -> Path:
@@ -343,6 +364,23 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
     return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
 
 
+def read_run_meta(run_dir: str | Path) -> dict:
+    """A run's ``run.json`` (shapes, class lists); a missing or damaged file is one clear line."""
+    from .utils import read_json
+
+    p = Path(run_dir) / "run.json"
+    if not p.is_file():
+        raise PrivacamError(f"{run_dir} has no run.json (training did not start properly); train it again with "
+                            f"`privacam train --out {run_dir}`")
+    try:
+        meta = read_json(p)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise PrivacamError(f"{p} is damaged ({type(e).__name__}); train the run again") from None
+    if not isinstance(meta, dict) or "shapes" not in meta:
+        raise PrivacamError(f"{p} is not a privacam run.json (no 'shapes'); train the run again")
+    return meta
+
+
 def load_encoder(run_dir: str | Path, device: str | torch.device = "cpu"):
     """The trained (frozen, eval-mode) encoder f_d of a run, with its config and ``run.json``.
 
@@ -354,12 +392,17 @@ def load_encoder(run_dir: str | Path, device: str | torch.device = "cpu"):
 
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
-    meta = read_json(run_dir / "run.json")
+    meta = read_run_meta(run_dir)
     weights = run_dir / "encoder.pt"
     if not weights.exists():
         raise PrivacamError(f"{run_dir} has no encoder.pt (training did not finish); resume it with `privacam train --out {run_dir} --resume`")
     enc = build_encoder(cfg, meta["shapes"]["in_channels"])
-    enc.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    state = load_checkpoint(weights, what="encoder", fix=f"resume the run to rewrite it (privacam train --out {run_dir} --resume)")
+    try:
+        enc.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as e:
+        raise CheckpointError(f"encoder {weights} does not fit the encoder of {run_dir / 'config.yaml'} "
+                              f"({str(e).splitlines()[0][:120]}); was the config edited? retrain the run") from None
     enc.to(device).eval()
     for p in enc.parameters():
         p.requires_grad_(False)

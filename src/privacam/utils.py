@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -75,15 +76,68 @@ def save_checkpoint(path: str | Path, state: dict) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
-    """Load a checkpoint without executing pickled code (``weights_only=True``)."""
-    return torch.load(path, map_location=map_location, weights_only=True)
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", *, what: str = "checkpoint",
+                    fix: str = "") -> Any:
+    """Load a checkpoint or weights file without executing pickled code (``weights_only=True``).
+
+    Every failure is one :class:`~privacam.errors.CheckpointError` line naming the file: missing,
+    empty, truncated or not a PyTorch file, or refused because it holds objects other than tensors
+    and plain containers (loading those could run code, so the file is not loaded at all).
+
+    Args:
+        path: the file.
+        map_location: where tensors go.
+        what: what the file is, for the message ("checkpoint", "encoder.weights", ...).
+        fix: what the user can do, appended to the message (default: replace the file).
+    """
+    import pickle
+    import zipfile
+
+    from .errors import CheckpointError
+
+    p = Path(path)
+    fix = fix or "replace it with a file saved by privacam (or by torch.save of a state_dict)"
+    if not p.is_file():
+        raise CheckpointError(f"{what} {p} does not exist{'' if not p.exists() else ' (it is a folder)'}; {fix}")
+    if p.stat().st_size == 0:
+        raise CheckpointError(f"{what} {p} is empty (an interrupted copy?); {fix}")
+    try:
+        return torch.load(p, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        # PyTorch's own text advises the unsafe weights_only=False; say what was refused instead
+        found = re.search(r"(?:GLOBAL|global) ([\w.]+)", str(e))
+        obj = f" ({found.group(1)})" if found else ""
+        raise CheckpointError(
+            f"{what} {p} holds Python objects other than tensors{obj}, which privacam refuses to load because "
+            f"loading them could run code; {fix}"
+        ) from None
+    except (RuntimeError, EOFError, KeyError, ValueError, OSError, zipfile.BadZipFile, AttributeError, IndexError) as e:
+        raise CheckpointError(
+            f"{what} {p} cannot be read as a PyTorch file (damaged, truncated or another format: "
+            f"{type(e).__name__}); {fix}"
+        ) from None
 
 
 def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` -> CUDA when present, else CPU; a named device that this machine lacks is a
+    one-line :class:`~privacam.errors.ConfigError`, not a traceback from deep inside torch."""
+    from .errors import ConfigError
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"device {name!r} is not a device name; use auto, cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise ConfigError(f"device {name!r}: this machine has no CUDA device; use train.device=auto (or cpu)")
+        if dev.index is not None and dev.index >= n:
+            raise ConfigError(f"device {name!r}: this machine has {n} CUDA device(s) (cuda:0..cuda:{n - 1}); pick one of them or use auto")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError(f"device {name!r}: MPS is not available on this machine; use train.device=auto (or cpu)")
+    return dev
 
 
 def to_device(batch: dict, device: torch.device) -> dict:

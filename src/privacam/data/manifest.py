@@ -13,6 +13,12 @@ Columns (see ``docs/datasets.md``):
   (utility, private) stratum has fewer than two train videos, as for Weizmann);
 - optional ``id``: a sample name (default: the path as written).
 
+Checks beyond the rows themselves (each names the rows and the fix): a file listed twice with the same
+labels and split is kept once (with a warning); listed with other labels, it is refused; listed in two
+splits (a train/test leak) it is refused, unless ``params.allow_overlap`` (CLI ``--allow-overlap``) keeps
+it with a warning; a class (or a multi-label attribute) used in val or test with no train example is
+refused, since no model could learn it and the attack scores would look more private than they are.
+
 Class lists are sorted by name unless ``params.utility_classes`` / ``params.private_classes`` fix them
 (then a label outside the list is an error). Row numbers in messages count the header as row 1, as a
 spreadsheet shows them.
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
 from pathlib import Path
 
 from ..errors import ConfigError, DataError
@@ -52,6 +59,7 @@ MANIFEST_PARAMS = {
     "val_mode": "auto | rows | time: how validation is carved from train (default auto)",
     "utility_classes": "fixed list of utility class names (default: sorted names found)",
     "private_classes": "fixed list of private class names (default: sorted names found)",
+    "allow_overlap": "true: a file listed in two splits is kept in both, with a warning (default false: refused)",
 }
 
 
@@ -166,9 +174,11 @@ def read_manifest(csv_path: str | Path, *, on_bad_sample: str = "error", params:
                 continue
         parsed.append((line, str(p), kind, u, priv, split, row.get("id") or rel))
 
+    skipped = list(bad)
     check_skip(name, [], bad, len(rows), on_bad_sample)
     if not parsed:
         raise DataError(f"{name}: no usable rows; fix the rows reported above")
+    parsed = _check_repeated_paths(name, parsed, bool(params.get("allow_overlap", False)))
     kinds = {k for (_, _, k, *_) in parsed}
     if "image" in kinds and kinds - {"image"}:
         first_img = next(r for r in parsed if r[2] == "image")
@@ -193,6 +203,7 @@ def read_manifest(csv_path: str | Path, *, on_bad_sample: str = "error", params:
                 bad2.append(f"{name} row {r[0]}: {r[6]} has zero frames; fill it or remove the row")
                 continue
             kept.append(r)
+        skipped += bad2
         check_skip(name, [], bad2, len(rows), on_bad_sample)
         parsed = kept
     else:
@@ -207,6 +218,7 @@ def read_manifest(csv_path: str | Path, *, on_bad_sample: str = "error", params:
                 bad2.append(f"{name} row {r[0]}: cannot read image {r[6]} ({type(e).__name__}); replace the file or remove the row")
                 continue
             kept.append(r)
+        skipped += bad2
         check_skip(name, [], bad2, len(rows), on_bad_sample)
         parsed = kept
     if not parsed:
@@ -230,7 +242,91 @@ def read_manifest(csv_path: str | Path, *, on_bad_sample: str = "error", params:
         "kind": kind,
         "store": store,
         "rows": len(rows),
+        "skipped": skipped,
     }
+
+
+def _rows_text(lines: list[int], limit: int = 6) -> str:
+    shown = ", ".join(str(n) for n in lines[:limit])
+    return f"rows {shown}" + (f" and {len(lines) - limit} more" if len(lines) > limit else "") if len(lines) > 1 else f"row {shown}"
+
+
+def _check_repeated_paths(name: str, parsed: list[tuple], allow_overlap: bool) -> list[tuple]:
+    """Drop repeats of a row (same file, labels and split), refuse a file with two labellings, and
+    refuse (or, with ``allow_overlap``, warn about) a file in two splits. Returns the kept rows."""
+    groups: dict[str, list[tuple]] = {}
+    for r in parsed:
+        groups.setdefault(os.path.normcase(os.path.abspath(r[1])), []).append(r)
+    drop: set[int] = set()
+    overlaps = []
+    for rs in groups.values():
+        if len(rs) < 2:
+            continue
+        first: dict = {}
+        for r in rs:  # (line, path, kind, utility, private, split, id)
+            key = (r[3], tuple(r[4]) if isinstance(r[4], list) else r[4], r[5])
+            if key in first:
+                drop.add(r[0])
+                logger.warning("%s: row %d repeats row %d (same file, labels and split); keeping one (remove the repeat)", name, r[0], first[key][0])
+            else:
+                first[key] = r
+        kept = list(first.values())
+        by_split: dict = {}
+        for r in kept:
+            by_split.setdefault(r[5], []).append(r)
+        for split, same in by_split.items():
+            if len(same) > 1:
+                raise DataError(
+                    f"{name}: {_rows_text([r[0] for r in same])} list the same file {same[0][6]} with different labels; "
+                    f"keep one row with the right labels"
+                )
+        if len(by_split) > 1:
+            overlaps.append(sorted(kept))
+    if overlaps:
+        first = overlaps[0]
+        splits = " and ".join(str(r[5]) for r in first)
+        more = f" ({len(overlaps) - 1} more files are in several splits)" if len(overlaps) > 1 else ""
+        msg = f"{name}: {_rows_text([r[0] for r in first])} list {first[0][6]} in both {splits}, a leak between splits{more}"
+        if not allow_overlap:
+            raise DataError(f"{msg}; keep each file in one split (or pass --allow-overlap / data.params.allow_overlap=true to keep it)")
+        logger.warning("!!! %s; kept because of --allow-overlap: scores on the overlapping splits are not independent", msg)
+    return [r for r in parsed if r[0] not in drop]
+
+
+def check_train_covers(name: str, train: list[Record], others: dict[str, list[Record]], utility_classes: list[str],
+                       private_classes: list[str], multilabel: bool) -> None:
+    """Refuse a utility or private class (a positive attribute when ``multilabel``) that appears in
+    val/test but has no train example: no model can learn it, so an attacker's score on it would make
+    the release look more private than it is.
+
+    Raises:
+        DataError: naming the class, the split and its rows.
+    """
+
+    def classes(rec: Record, which: str) -> list[int]:
+        if which == "utility":
+            return [int(rec.utility)]
+        if multilabel:
+            return [i for i, v in enumerate(rec.private) if float(v) > 0.5]
+        return [int(rec.private)]
+
+    for which, names in (("utility", utility_classes), ("private", private_classes)):
+        seen = {c for rec in train for c in classes(rec, which)}
+        for split, recs in others.items():
+            missing: dict[int, list[str]] = {}
+            for rec in recs:
+                for c in classes(rec, which):
+                    if c not in seen:
+                        missing.setdefault(c, []).append(rec.where())
+            if missing:
+                c, where = next(iter(sorted(missing.items())))
+                kind = "attribute" if which == "private" and multilabel else "class"
+                lines = [w.rsplit(" row ", 1)[-1] for w in where]
+                rows = _rows_text([int(n) if n.isdigit() else n for n in lines])
+                raise DataError(
+                    f"{name}: {which} {kind} {names[c]!r} has no train example but is in {split} ({rows}); "
+                    f"no model can learn it: add train rows for it or remove those rows"
+                )
 
 
 @register_dataset("manifest")
@@ -259,7 +355,9 @@ def manifest(data_cfg, seed: int = 0) -> Splits:
         if not val and vf > 0:
             mode = str(params.get("val_mode", "auto"))
             train, val, val_mode = carve_val(train, vf, mode=mode, seed=split_seed, video=video, store=m["store"], dataset=csv_path.name)
-    meta = {"manifest": str(csv_path), "val_mode": val_mode, "rows": m["rows"]}
+    check_train_covers(csv_path.name, train, {"val": val, "test": test}, m["utility_classes"], m["private_classes"], m["multilabel"])
+    meta = {"manifest": str(csv_path), "val_mode": val_mode, "rows": m["rows"], "skipped": list(m["skipped"]),
+            "label_files": [str(csv_path)]}
     common = dict(utility_classes=m["utility_classes"], private_classes=m["private_classes"], multilabel=m["multilabel"], data_cfg=data_cfg, meta=meta)
     if video:
         store = m["store"]

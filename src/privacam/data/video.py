@@ -452,10 +452,26 @@ class FrameStore:
         self._maps[path] = m
         return m
 
-    def preload(self, paths: Iterable[str]) -> None:
-        """Decode each path once into memory (through the disk cache when there is one)."""
+    def preload(self, paths: Iterable[str], *, skip_bad: bool = False) -> dict[str, str]:
+        """Decode each path once into memory (through the disk cache when there is one).
+
+        Args:
+            skip_bad: a path that cannot be decoded is left out (its error returned) instead of
+                raising :class:`DataError` (``data.on_bad_sample: skip``).
+
+        Returns:
+            ``{path: error message}`` of the paths left out.
+        """
         todo = [p for p in dict.fromkeys(str(p) for p in paths) if p not in self.memory]
-        load = lambda p: np.ascontiguousarray(self._cached(p) if self.cache_dir else self._decode_all(p))  # noqa: E731
+
+        def load(p):
+            try:
+                return np.ascontiguousarray(self._cached(p) if self.cache_dir else self._decode_all(p))
+            except DataError as e:
+                if not skip_bad:
+                    raise
+                return e
+
         workers = min(8, os.cpu_count() or 1, len(todo))
         if workers > 1:  # decoders release the GIL
             from concurrent.futures import ThreadPoolExecutor
@@ -464,9 +480,14 @@ class FrameStore:
                 arrays = list(ex.map(load, todo))
         else:
             arrays = [load(p) for p in todo]
+        failed = {}
         for p, arr in zip(todo, arrays):
+            if isinstance(arr, DataError):
+                failed[p] = str(arr)
+                continue
             self.memory[p] = arr
             self._maps.pop(p, None)
+        return failed
 
     def frames(self, path: str, indices: Sequence[int]) -> np.ndarray:
         """uint8 ``[len(indices), size, size, 3]`` for frame ``indices`` of ``path``."""
@@ -511,6 +532,9 @@ class _SkipMixin:
                 return fn(j)
             except DataError as e:
                 logger.warning("skipping a bad sample: %s", e)
+                seen = self.__dict__.setdefault("skipped", [])
+                if str(e) not in seen:  # counted once, however often it is drawn
+                    seen.append(str(e))
         raise DataError(f"{type(self).__name__}: 20 consecutive samples failed to load; fix the data (see the warnings above)")
 
 
@@ -634,8 +658,22 @@ class ImageDataset(_SkipMixin, Dataset):
         self.records = [Record.of(r) for r in records]
         self.size, self.resize, self.on_bad_sample = int(size), resize, on_bad_sample
         self.memory: np.ndarray | None = None
+        self.skipped: list[str] = []
         if preload and self.records:
-            self.memory = np.stack([self._read(r) for r in self.records])
+            arrays, kept = [], []
+            for r in self.records:
+                try:
+                    arrays.append(self._read(r))
+                    kept.append(r)
+                except DataError as e:
+                    if on_bad_sample != "skip":
+                        raise
+                    logger.warning("skipping: %s", e)
+                    self.skipped.append(str(e))
+            if not kept:
+                raise DataError(f"every one of the {len(self.records)} images failed to load; fix the data (see the warnings above)")
+            self.records = kept
+            self.memory = np.stack(arrays)
 
     def _read(self, rec: Record) -> np.ndarray:
         try:
@@ -712,7 +750,13 @@ def carve_val(
             mode = "rows"
     if mode == "rows":
         tr, va = stratified_split(keys, [1 - val_fraction, val_fraction], seed=seed)
+        if not va and not video:
+            # every (utility, private) stratum has a single train row: take rows whose classes keep
+            # another train example, so that validation exists and every class stays learnable
+            tr, va = _carve_keeping_classes(train, max(1, round(val_fraction * len(train))), seed)
         if va or not video:
+            logger.info("%s: no validation rows; carved %d of %d train rows as validation (stratified on the utility "
+                        "and private labels)", dataset or "data", len(va), len(train))
             return [train[i] for i in tr], [train[i] for i in va], "rows"
         logger.info("%s: carving validation by rows left it empty; carving by time instead", dataset or "data")
         mode = "time"
@@ -730,7 +774,41 @@ def carve_val(
         cut = end - m
         new_train.append(dataclasses.replace(rec, end=cut))
         val.append(dataclasses.replace(rec, start=cut, end=end, id=f"{rec.id}@val"))
+    logger.info("%s: no validation rows; carved the last %.0f%% of %d of %d train videos as validation (by time)",
+                dataset or "data", 100 * val_fraction, len(val), len(train))
     return new_train, val, "time"
+
+
+def _carve_keeping_classes(train: list[Record], n_val: int, seed: int) -> tuple[list[int], list[int]]:
+    """Up to ``n_val`` train indices for validation, drawn in a seeded order from the largest strata
+    first, each taken only when its utility class and its private classes keep a train example."""
+    g = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(train), generator=g).tolist()
+    size: dict = {}
+    for r in train:
+        size[strata_key(r)] = size.get(strata_key(r), 0) + 1
+    order.sort(key=lambda i: -size[strata_key(train[i])])  # stable: seeded order within a size
+
+    def labels(r: Record) -> list:
+        p = r.private
+        ps = [("p", i) for i, v in enumerate(p) if float(v) > 0.5] if isinstance(p, (list, tuple, np.ndarray)) else [("p", int(p))]
+        return [("u", int(r.utility))] + ps
+
+    left: dict = {}
+    for r in train:
+        for c in labels(r):
+            left[c] = left.get(c, 0) + 1
+    val: list[int] = []
+    for i in order:
+        if len(val) >= n_val:
+            break
+        cs = labels(train[i])
+        if all(left[c] > 1 for c in cs):
+            for c in cs:
+                left[c] -= 1
+            val.append(i)
+    chosen = set(val)
+    return [i for i in range(len(train)) if i not in chosen], sorted(val)
 
 
 def _check_nonempty(name: str, parts: dict, val_fraction: float) -> None:
@@ -801,8 +879,15 @@ def build_video_splits(
                 logger.info("%s: preloading %d videos (%d frames) into memory", name, len(paths), total)
         else:
             pre = False
+    skipped = list((meta or {}).get("skipped", []))
     if pre:
-        store.preload(paths)
+        failed = store.preload(paths, skip_bad=data_cfg.on_bad_sample == "skip")
+        if failed:  # skip means skip on the preloading path too: those videos leave every split
+            bad = {p: f"{next((r.where() for r in train + val + test if r.path == p), p)}: {e}" for p, e in failed.items()}
+            train, val, test = ([r for r in part if r.path not in failed] for part in (train, val, test))
+            skipped += list(bad.values())
+            check_skip(name, [], list(bad.values()), len(paths), "skip")
+            _check_nonempty(name, {"train": train, "val": val, "test": test}, data_cfg.val_fraction)
     common = dict(clip_len=data_cfg.clip_len, size=data_cfg.size, stride=o["stride"], short=o["short"], store=store, on_bad_sample=data_cfg.on_bad_sample)
     tr = VideoClipDataset(train, strategy=o["train_sampling"], clips_per_video=o["clips_per_video"], seed=seed, **common)
     ev = dict(strategy=o["eval_sampling"], clips_per_video=o["test_clips_per_video"], seed=seed + 1, **common)
@@ -815,7 +900,7 @@ def build_video_splits(
         multilabel=multilabel,
         kind="video",
         name=name,
-        meta={"options": o, "videos": {"train": len(train), "val": len(val), "test": len(test)}, **(meta or {})},
+        meta={"options": o, "videos": {"train": len(train), "val": len(val), "test": len(test)}, **(meta or {}), "skipped": skipped},
     )
 
 
@@ -841,16 +926,21 @@ def build_image_splits(
     if pre == "auto":
         pre = n * data_cfg.size * data_cfg.size * 3 <= 20_000 * 64 * 64 * 3
     kw = dict(size=data_cfg.size, resize=resize, preload=bool(pre), on_bad_sample=data_cfg.on_bad_sample)
+    parts = {"train": ImageDataset(train, **kw), "val": ImageDataset(val, **kw), "test": ImageDataset(test, **kw)}
+    skipped = list((meta or {}).get("skipped", [])) + [e for ds in parts.values() for e in ds.skipped]
+    if any(ds.skipped for ds in parts.values()):
+        logger.warning("%s: skipped %d of %d images while preloading (data.on_bad_sample: skip)", name,
+                       sum(len(ds.skipped) for ds in parts.values()), n)
     return Splits(
-        train=ImageDataset(train, **kw),
-        val=ImageDataset(val, **kw),
-        test=ImageDataset(test, **kw),
+        train=parts["train"],
+        val=parts["val"],
+        test=parts["test"],
         utility_classes=list(utility_classes),
         private_classes=list(private_classes),
         multilabel=multilabel,
         kind="image",
         name=name,
-        meta={"images": {"train": len(train), "val": len(val), "test": len(test)}, **(meta or {})},
+        meta={"images": {k: len(ds) for k, ds in parts.items()}, **(meta or {}), "skipped": skipped},
     )
 
 

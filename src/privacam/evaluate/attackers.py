@@ -57,7 +57,9 @@ def load_weights(model: nn.Module, path: str, head_prefixes: tuple[str, ...] = (
     match exactly, else a ``ValueError`` names the offending keys. A checkpoint dict holding the
     weights under ``state_dict`` or ``model`` is unwrapped.
     """
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    from ..utils import load_checkpoint
+
+    state = load_checkpoint(path, what="attacker weights", fix="give a state_dict saved with torch.save")
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

@@ -114,7 +114,7 @@ def _run_players(run_dir: Path, cfg: Config, meta: dict):
     ck = run_dir / "checkpoints" / "final.pt"
     if not ck.exists():
         return None, {}
-    state = load_checkpoint(ck)["game"]
+    state = load_checkpoint(ck, what="checkpoint", fix=f"resume the run to rewrite it (privacam train --out {run_dir} --resume)")["game"]
     sh, z = meta["shapes"], meta["encoded_shape"]
     size = int(z[-1]) if len(z) >= 3 else 1
     util = create_utility(cfg.utility.name, in_channels=z[0], num_classes=sh["num_utility"], size=size,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 from torch import nn
@@ -28,6 +28,32 @@ from .losses import privacy_loss as get_privacy_loss
 log = logging.getLogger(__name__)
 
 Batches = Iterator[dict]
+
+#: A parameter beyond this magnitude overflows float32 within a few layers: the update that put it
+#: there blew up, even if the value is still finite (weights near 1e30 were once kept as "good").
+WEIGHT_LIMIT = 1e15
+
+
+def first_nonfinite(named: Iterable[tuple[str, torch.Tensor | None]], limit: float | None = None) -> str | None:
+    """The name of the first floating-point tensor holding a NaN or an Inf (or, with ``limit``, a value
+    whose magnitude exceeds it); ``None`` when all are fine. One device synchronisation for all."""
+    named = [(n, t) for n, t in named if t is not None and t.is_floating_point() and t.numel()]
+    if not named:
+        return None
+    peaks = torch.stack([t.detach().abs().amax().float() for _, t in named])
+    ok = torch.isfinite(peaks) if limit is None else peaks <= limit  # NaN fails both
+    if bool(ok.all()):
+        return None
+    return named[int((~ok).nonzero()[0])][0]
+
+
+def _player_of(metric: str) -> str:
+    """The player whose move logged ``metric`` (``loss/budget_1`` -> ``budget``)."""
+    name = metric.split("/", 1)[-1] if not metric.startswith("restart/") else "budget"
+    for player in ("utility", "budget"):
+        if name.startswith(player):
+            return player
+    return "encoder"
 
 
 def standardise_channels(z: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
@@ -132,7 +158,50 @@ class AdversarialGame:
 
     def _check(self, value: torch.Tensor, player: str, name: str) -> None:
         if not torch.isfinite(value).all():
-            raise NonFiniteLossError(self.step_count, player, name)
+            raise NonFiniteLossError(self.step_count, player, name, self._lr(player))
+
+    #: check every player's gradients before its optimizer steps (the distributed game averages them
+    #: inside that step, so it relies on the weight check after it, which sees the same on every rank)
+    check_local_grads = True
+
+    def _lr(self, player: str) -> float | None:
+        opt = self.optimizers.get(player)
+        return float(opt.param_groups[0]["lr"]) if opt is not None and opt.param_groups else None
+
+    def _module(self, player: str) -> nn.Module:
+        return {"encoder": self.encoder, "utility": self.utility, "budget": self.budget}[player]
+
+    def _loss_owner(self, player: str, loss: torch.Tensor, batch: dict) -> tuple[str, str]:
+        """(player to blame, what) for a loss of ``player``'s move: f_d when f_d's own output on the
+        batch is already non-finite (it moved first), else ``player``."""
+        name = f"{player} loss"
+        if player == "encoder" or bool(torch.isfinite(loss).all()):
+            return player, name
+        with torch.no_grad(), self._autocast():
+            z = self.encoder(batch.get("privacy_input", batch["input"]) if player == "budget" else batch["input"])
+        if not bool(torch.isfinite(z).all()):
+            return "encoder", f"{name} (the encoder's output on the batch is already non-finite)"
+        return player, name
+
+    def _check_update(self, players: tuple[str, ...], when: str) -> None:
+        """Stop before a non-finite gradient is applied (``when="gradient"``), or when an update left a
+        non-finite or blown-up weight or buffer (``"weights"``): the checkpoint on disk stays finite."""
+        for player in players:
+            m = self._module(player)
+            if when == "gradient":
+                if not self.check_local_grads or self.scaler.is_enabled():  # fp16: the scaler skips inf steps
+                    continue
+                bad = first_nonfinite((n, p.grad) for n, p in m.named_parameters())
+            else:
+                bad = first_nonfinite(m.named_parameters(), WEIGHT_LIMIT) or first_nonfinite(m.named_buffers())
+            if bad is not None:
+                what = f"gradient of {bad}" if when == "gradient" else f"value of {bad} after its update"
+                raise NonFiniteLossError(self.step_count, player, what, self._lr(player))
+
+    def check_finite(self) -> None:
+        """Raise :class:`NonFiniteLossError` when any player holds a non-finite or blown-up weight or
+        buffer (called before a checkpoint is written)."""
+        self._check_update(("encoder", "utility", "budget"), "weights")
 
     def _move(self, player: str, batches: Batches, compute: Callable[[dict], tuple[torch.Tensor, dict]]) -> dict:
         """One optimizer update of ``player`` with ``accum_steps`` accumulated micro-batches."""
@@ -143,12 +212,14 @@ class AdversarialGame:
             batch = self._to_device(next(batches))
             with self._autocast():
                 loss, metrics = compute(batch)
-            self._check(loss.detach(), player, f"{player} loss")
+            self._check(loss.detach(), *self._loss_owner(player, loss.detach(), batch))
             self.scaler.scale(loss / self.accum_steps).backward()
             for k, v in metrics.items():
                 logs[k] = logs.get(k, 0.0) + float(v) / self.accum_steps
+        self._check_update((player,), "gradient")
         self.scaler.step(opt)
         self.scaler.update()
+        self._check_update((player,), "weights")
         return logs
 
     def _to_device(self, batch: dict) -> dict:
@@ -248,13 +319,15 @@ class AdversarialGame:
                 batch = self._to_device(next(batches))
                 with self._autocast():
                     loss, metrics = compute(batch)
-                self._check(loss.detach(), "utility", "utility loss")
+                self._check(loss.detach(), *self._loss_owner("utility", loss.detach(), batch))
                 self.scaler.scale(loss / self.accum_steps).backward()
                 for k, v in metrics.items():
                     logs[k] = logs.get(k, 0.0) + float(v) / self.accum_steps
+        self._check_update(("encoder", "utility"), "gradient")
         self.scaler.step(opt_u)
         self.scaler.step(opt_e)
         self.scaler.update()
+        self._check_update(("encoder", "utility"), "weights")
         return logs
 
     def budget_move(self, batches: Batches, models: list[int] | None = None) -> dict:
@@ -375,7 +448,7 @@ class AdversarialGame:
         self.l1_weight *= self.l1_decay
         for k, v in logs.items():
             if isinstance(v, float) and math.isnan(v):
-                raise NonFiniteLossError(self.step_count, k.split("/")[-1], k)
+                raise NonFiniteLossError(self.step_count, _player_of(k), k, self._lr(_player_of(k)))
         return logs
 
     def state_dict(self) -> dict:

@@ -530,7 +530,9 @@ class BDQ(Encoder):
 
 def _maybe_load(enc: Encoder, weights: str | None) -> Encoder:
     if weights:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
+        from ..utils import load_checkpoint
+
+        state = load_checkpoint(weights, what="encoder weights", fix="give a state_dict saved with torch.save")
         if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
             state = state["state_dict"]
         enc.load_state_dict(state, strict=True)
