@@ -185,7 +185,8 @@ class AdversarialGame:
 
     def _check_update(self, players: tuple[str, ...], when: str) -> None:
         """Stop before a non-finite gradient is applied (``when="gradient"``), or when an update left a
-        non-finite or blown-up weight or buffer (``"weights"``): the checkpoint on disk stays finite."""
+        non-finite or blown-up weight or buffer (``"update"``; ``"checkpoint"`` before one is written),
+        so that the checkpoint on disk stays finite."""
         for player in players:
             m = self._module(player)
             if when == "gradient":
@@ -195,13 +196,13 @@ class AdversarialGame:
             else:
                 bad = first_nonfinite(m.named_parameters(), WEIGHT_LIMIT) or first_nonfinite(m.named_buffers())
             if bad is not None:
-                what = f"gradient of {bad}" if when == "gradient" else f"value of {bad} after its update"
+                what = {"gradient": f"gradient of {bad}", "update": f"value of {bad} after its update"}.get(when, f"value of {bad}")
                 raise NonFiniteLossError(self.step_count, player, what, self._lr(player))
 
     def check_finite(self) -> None:
         """Raise :class:`NonFiniteLossError` when any player holds a non-finite or blown-up weight or
         buffer (called before a checkpoint is written)."""
-        self._check_update(("encoder", "utility", "budget"), "weights")
+        self._check_update(("encoder", "utility", "budget"), "checkpoint")
 
     def _move(self, player: str, batches: Batches, compute: Callable[[dict], tuple[torch.Tensor, dict]]) -> dict:
         """One optimizer update of ``player`` with ``accum_steps`` accumulated micro-batches."""
@@ -219,7 +220,7 @@ class AdversarialGame:
         self._check_update((player,), "gradient")
         self.scaler.step(opt)
         self.scaler.update()
-        self._check_update((player,), "weights")
+        self._check_update((player,), "update")
         return logs
 
     def _to_device(self, batch: dict) -> dict:
@@ -327,7 +328,7 @@ class AdversarialGame:
         self.scaler.step(opt_u)
         self.scaler.step(opt_e)
         self.scaler.update()
-        self._check_update(("encoder", "utility"), "weights")
+        self._check_update(("encoder", "utility"), "update")
         return logs
 
     def budget_move(self, batches: Batches, models: list[int] | None = None) -> dict:
