@@ -136,7 +136,8 @@ def test_rows_val_mode_and_given_val(tmp_path):
 
 # ------------------------------------------------------------------------------------ errors
 def _one_bad(tmp_path, rows, header=("path", "utility", "private", "split")):
-    write_frames(tmp_path / "ok", 4)
+    for name in ("ok", "ok_b", "ok_c"):  # a file belongs to one split: distinct folders per row
+        write_frames(tmp_path / name, 4)
     return write_csv(tmp_path / "bad.csv", list(header), rows)
 
 
@@ -156,8 +157,8 @@ def test_corrupt_video_names_file_and_row(tmp_path):
 @pytest.mark.parametrize(
     "rows,pattern",
     [
-        ([["ok", "a", "p", "train"], ["ok", "a", "p", "holdout"]], r"row 3: split is 'holdout'; use train, val or test"),
-        ([["ok", "a", "p", "train"], ["ok", "a", "p", "train"]], r"the test split is empty"),
+        ([["ok", "a", "p", "train"], ["ok_b", "a", "p", "holdout"]], r"row 3: split is 'holdout'; use train, val or test"),
+        ([["ok", "a", "p", "train"], ["ok_b", "a", "p", "train"]], r"the test split is empty"),
         ([["ok", "", "p", "train"]], r"row 2: empty utility label"),
     ],
 )
@@ -176,7 +177,7 @@ def test_bad_header_and_multilabel_value(tmp_path):
 
 
 def test_label_outside_fixed_class_list(tmp_path):
-    csv = _one_bad(tmp_path, [["ok", "a", "p", "train"], ["ok", "zz", "p", "test"]])
+    csv = _one_bad(tmp_path, [["ok", "a", "p", "train"], ["ok_b", "zz", "p", "train"], ["ok_c", "zz", "p", "test"]])
     with pytest.raises(DataError, match=r"row 3: utility label 'zz' is not in data.params.utility_classes"):
         make_splits(cfg(csv, params={"utility_classes": ["a", "b"]}))
     s = make_splits(cfg(csv, val_fraction=0.0, params={"utility_classes": ["b", "zz", "a"]}))

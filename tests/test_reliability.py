@@ -44,7 +44,7 @@ def _one_error_line(capsys) -> str:
         ("train.log_every=0", r"'train.log_every' is 0; it must be >= 1"),
         ("encoder.lr=-0.001", r"'encoder.lr' is -0.001; it must be >= 0"),
         ("eval.lr=0", r"'eval.lr' is 0.0; it must be > 0"),
-        ("schedule.utility_bar=1.5", r"'schedule.utility_bar' is 1.5; it must be >= 0 and <= 1"),
+        ("encoder.l1_decay=1.5", r"'encoder.l1_decay' is 1.5; it must be >= 0 and <= 1"),
         ("data.privacy_source={name: synthetic, size: 0}", r"'data.privacy_source.size' is 0"),
     ],
 )

@@ -485,8 +485,8 @@ RULES: dict[str, Rule] = {
     "game.aggregate": OneOf(("max", "mean")),
     "game.accum_steps": _POSITIVE,
     "schedule.name": Named("SCHEDULES"),
-    "schedule.utility_bar": Range(0, 1),
-    "schedule.budget_bar": Range(0, 1),
+    "schedule.utility_bar": Range(0),  # an accuracy bar; above 1 it is never reached (always the max steps)
+    "schedule.budget_bar": Range(0),
     "schedule.max_utility_steps": _COUNT,
     "schedule.max_budget_steps": _COUNT,
     "schedule.grl_lambda": Range(0),
