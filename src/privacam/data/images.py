@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError, DataError
 from ..registry import register_dataset
-from .base import Splits, TensorSampleDataset, stratified_split
+from .base import Splits, TensorSampleDataset, dataset_root, stratified_split
 
 log = logging.getLogger(__name__)
 
@@ -100,15 +100,6 @@ def _holdout(name: str, x: torch.Tensor, u: np.ndarray, p: np.ndarray, data_cfg,
                           data_cfg=data_cfg, seed=seed, **kw)
 
 
-def _root(data_cfg, name: str) -> Path:
-    if not data_cfg.root:
-        raise ConfigError(f"{name} needs a root folder: --data {name}:/path/to/{name}")
-    root = Path(data_cfg.root).expanduser()
-    if not root.is_dir():
-        raise DataError(f"{name}: root {root} is not a folder")
-    return root
-
-
 def _find(root: Path, names: list[str], what: str) -> Path:
     for n in names:
         for base in (root, *[d for d in sorted(root.iterdir()) if d.is_dir()]):
@@ -158,7 +149,7 @@ def _idx(root: Path, stem: str) -> np.ndarray:
 @register_dataset("mnist")
 def mnist(data_cfg, seed: int = 0) -> Splits:
     """MNIST from its idx files (``train-images-idx3-ubyte`` ...; ``.gz`` allowed): utility = digit."""
-    root = _root(data_cfg, "mnist")
+    root = dataset_root(data_cfg, "mnist")
     xs = {s: torch.as_tensor(_idx(root, f"{s}-images-idx3-ubyte").copy())[:, None] for s in ("train", "t10k")}
     ys = {s: _idx(root, f"{s}-labels-idx1-ubyte").astype(np.int64) for s in ("train", "t10k")}
     classes = [str(i) for i in range(10)]
@@ -203,7 +194,7 @@ def _cifar_binary(path: Path) -> tuple[np.ndarray, np.ndarray]:
 @register_dataset("cifar10")
 def cifar10(data_cfg, seed: int = 0) -> Splits:
     """CIFAR-10 from ``cifar-10-batches-bin`` (``data_batch_*.bin``) or ``cifar-10-batches-py``: utility = class."""
-    root = _root(data_cfg, "cifar10")
+    root = dataset_root(data_cfg, "cifar10")
     parts = {}
     for split, stems in (("train", [f"data_batch_{i}" for i in range(1, 6)]), ("test", ["test_batch"])):
         xs, ys = [], []
@@ -230,7 +221,7 @@ def svhn(data_cfg, seed: int = 0) -> Splits:
     """SVHN cropped digits (``train_32x32.mat``, ``test_32x32.mat``; label 10 is digit 0): utility = digit."""
     from scipy.io import loadmat
 
-    root = _root(data_cfg, "svhn")
+    root = dataset_root(data_cfg, "svhn")
     parts = {}
     for split in ("train", "test"):
         m = loadmat(_find(root, [f"{split}_32x32.mat"], f"{split}_32x32.mat"))
@@ -251,7 +242,7 @@ def genki4k(data_cfg, seed: int = 0) -> Splits:
     """GENKI-4K faces (``labels.txt``: smile yaw pitch roll; ``files/file0001.jpg`` ...): utility = smile."""
     import cv2
 
-    root = _root(data_cfg, "genki4k")
+    root = dataset_root(data_cfg, "genki4k")
     labels = _find(root, ["labels.txt"], "labels.txt")
     files = labels.parent / "files"
     if not files.is_dir():

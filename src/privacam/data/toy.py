@@ -21,8 +21,8 @@ import torch
 
 from ..errors import DataError
 from ..registry import register_dataset
-from .base import Splits
-from .images import _find, _holdout, _private_labels, _root, _tensor_splits
+from .base import Splits, dataset_root
+from .images import _find, _holdout, _private_labels, _tensor_splits
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def uci_har(data_cfg, seed: int = 0) -> Splits:
     """UCI HAR smartphone features (561 in [-1, 1], scaled to [0, 1], released as [561, 1, 1]):
     utility = activity; ``params.private=subject`` (default) re-splits train+test so test subjects are
     also in train (the official split has disjoint subjects)."""
-    root = _root(data_cfg, "uci_har")
+    root = dataset_root(data_cfg, "uci_har")
     parts = {}
     for split in ("train", "test"):
         d = _find(root, [split], f"the {split}/ folder")
