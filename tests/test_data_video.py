@@ -1,4 +1,4 @@
-"""Decoding, clip sampling, resizing, the memmap cache and the generic datasets of data/video.py."""
+"""Decoding, clip sampling, resizing, the memmap cache and the generic datasets of data/video/."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from conftest_data import frame_index, level, write_frames, write_image, write_video
+from privacam.data import video
 from privacam.data.video import store as video_store
 from privacam.data.video import (
     FrameStore,
