@@ -121,7 +121,8 @@ def test_quick_demo_end_to_end(tiny_overrides, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PRIVACAM_CACHE", str(tmp_path / "cache"))
     from privacam import demo
 
-    monkeypatch.setattr(demo, "QUICK_OVERRIDES", tiny_overrides + EVAL)
+    # the demo lists three budget models; the tiny run builds the first two (budget.m=2), as before
+    monkeypatch.setattr(demo, "QUICK_OVERRIDES", tiny_overrides + EVAL + ["budget.names=[small_cnn, clip3d]"])
     monkeypatch.setattr(demo, "QUICK_BASELINES", ["downsample:factor=4", "blur:sigma=2"])
     assert main(["demo", "--quick", "--out", str(tmp_path / "demo")]) == 0
     out = capsys.readouterr().out
