@@ -9,7 +9,6 @@ traceback later or a silently different run.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import difflib
 import re
@@ -21,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from .errors import ConfigError, PrivacamError
+from .errors import ConfigError
 
 
 @dataclass
@@ -85,8 +84,16 @@ class BudgetConfig(PlayerConfig):
 
 @dataclass
 class GameConfig:
+    """The encoder's objective ``L_T + gamma * agg_{i in against} privacy_loss(f_b^i)`` and how it is run.
+
+    ``privacy_loss``: a registered privacy loss; ``against``: ``all`` budget models or the ``strongest``
+    one the schedule picks (kbeam, multi_adversary); ``aggregate``: per-sample ``max`` or ``mean`` over
+    them; ``gamma``: the one weight of the privacy term.
+    """
+
     gamma: float = 1.0
     privacy_loss: str = "neg_entropy"
+    against: str = "all"  # all | strongest
     aggregate: str = "max"  # max (per sample, over the ensemble) | mean
     accum_steps: int = 1
     # budget models see E(x) standardised per channel over the batch (as the audit's retrained
@@ -96,18 +103,11 @@ class GameConfig:
 
 @dataclass
 class ScheduleConfig:
-    """Which player moves next. ``name``: entropy | grl | kbeam."""
+    """Which player moves next: a registered schedule ``name`` (entropy | grl | kbeam | multi_adversary)
+    and its own settings ``params`` (checked against the schedule's parameters when the game is built)."""
 
     name: str = "entropy"
-    utility_bar: float = 0.85
-    budget_bar: float = 0.99
-    max_utility_steps: int = 5
-    max_budget_steps: int = 5
-    grl_lambda: float = 1.0
-    kbeam_encoder_steps: int = 5
-    kbeam_budget_steps: int = 20
-    kbeam_utility_steps: int = 5
-    kbeam_plateau: int = 10
+    params: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -153,7 +153,8 @@ class EvalConfig:
 
 @dataclass
 class Config:
-    task: str = "video"  # video | image | feature | cpgan
+    """A whole run: data, the three players, the game and its schedule, training and the audit."""
+
     data: DataConfig = field(default_factory=DataConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     utility: UtilityConfig = field(default_factory=UtilityConfig)
@@ -228,7 +229,25 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     return value
 
 
+#: keys of earlier versions, with what replaced them (run directories written by them are upgraded
+#: by :func:`privacam.runs.load_run_config`; a user's config gets this hint instead)
+REMOVED_KEYS = {
+    "task": "the adversaries decide: budget.names of reconstructors (decoder, ridge, rff_ridge) play CPGAN's game",
+    "schedule.grl_lambda": "the one privacy weight is game.gamma",
+    "schedule.utility_bar": "schedule settings live under schedule.params",
+    "schedule.budget_bar": "schedule settings live under schedule.params",
+    "schedule.max_utility_steps": "schedule settings live under schedule.params",
+    "schedule.max_budget_steps": "schedule settings live under schedule.params",
+    "schedule.kbeam_encoder_steps": "use schedule.params.encoder_steps (kbeam, multi_adversary)",
+    "schedule.kbeam_budget_steps": "use schedule.params.budget_steps (kbeam) or decoder_steps (multi_adversary)",
+    "schedule.kbeam_utility_steps": "use schedule.params.utility_steps (kbeam, multi_adversary)",
+    "schedule.kbeam_plateau": "use schedule.params.plateau (kbeam)",
+}
+
+
 def _unknown_key(key: str, valid: list[str], prefix: str) -> ConfigError:
+    if prefix + key in REMOVED_KEYS:
+        return ConfigError(f"config key '{prefix}{key}' was removed: {REMOVED_KEYS[prefix + key]}")
     close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
     hint = f"; did you mean '{prefix}{close[0]}'?" if close else ""
     return ConfigError(f"unknown config key '{prefix}{key}'{hint} (valid here: {', '.join(valid)})")
@@ -326,11 +345,8 @@ def read_config_text(path: str | Path) -> str:
 
 
 def dump_config(cfg: Config) -> str:
+    """The config as YAML (what a run directory's ``config.yaml`` holds)."""
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)
-
-
-def copy_config(cfg: Config) -> Config:
-    return copy.deepcopy(cfg)
 
 
 # ------------------------------------------------------------------ value checks
@@ -379,51 +395,6 @@ class OneOf(Rule):
 
 
 @dataclass(frozen=True)
-class Named(Rule):
-    """A name registered in ``registry`` (an attribute of :mod:`privacam.registry`); ``each``: a list
-    of such names (at least one). The registry's own error lists the valid names."""
-
-    registry: str
-    each: bool = False
-
-    def check(self, key, value, cfg=None):
-        from . import registry
-
-        registry._ensure_builtins()
-        reg = getattr(registry, self.registry)
-        names = value if self.each else [value]
-        if self.each and not names:
-            raise ConfigError(f"config key {key!r} is empty; list at least one name ({', '.join(reg.list())})")
-        for name in names:
-            if name not in reg:
-                try:
-                    reg.get(str(name))
-                except PrivacamError as e:
-                    raise ConfigError(f"config key {key!r}: {e}") from None
-
-
-@dataclass(frozen=True)
-class BudgetNames(Rule):
-    """Budget model names f_b: adversaries, or reconstructors when ``task`` is ``cpgan``; ``each``: a
-    list (empty means ``budget.name`` for every model)."""
-
-    each: bool = False
-
-    def check(self, key, value, cfg=None):
-        if not self.each and cfg is not None and cfg.budget.names:
-            return  # budget.names overrides budget.name
-        if cfg is not None and cfg.task == "cpgan":
-            from .models.compress import RECONSTRUCTORS
-
-            bad = [n for n in (value if self.each else [value]) if n not in RECONSTRUCTORS]
-            if bad:
-                raise ConfigError(f"config key {key!r}: unknown reconstructor {bad[0]!r}; valid names: {', '.join(sorted(RECONSTRUCTORS))}")
-            return
-        if not (self.each and not value):
-            Named("ADVERSARIES", each=self.each).check(key, value)
-
-
-@dataclass(frozen=True)
 class Device(Rule):
     """``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (whether it exists is checked when it is used)."""
 
@@ -453,6 +424,10 @@ class AsData(Rule):
         _check_node(sub, "data", key + ".", cfg)
 
 
+#: a registered name (or list of names): the config knows no registry, so names are checked where
+#: they are used (:func:`privacam.players.check_players`, before any work is done)
+_NAME = Free("a registered name, checked by players.check_players")
+_NAMES = Free("registered names, checked by players.check_players")
 _COUNT = Range(0)  # steps, patience, workers: 0 allowed
 _POSITIVE = Range(1)  # sizes and intervals that must be at least one
 _LR = Range(0)  # a player's learning rate (0 freezes it)
@@ -461,8 +436,7 @@ _FIT_LR = Range(0, lo_open=True)  # an audit learning rate (0 would make every a
 #: Every config key and the values it may take; booleans are checked by their type. A test keeps
 #: this table and the dataclasses in step, so a new key must be added here.
 RULES: dict[str, Rule] = {
-    "task": OneOf(("video", "image", "feature", "cpgan")),
-    "data.name": Named("DATASETS"),
+    "data.name": _NAME,
     "data.root": Free("a path, checked by the dataset"),
     "data.clip_len": _POSITIVE,
     "data.size": _POSITIVE,
@@ -470,10 +444,10 @@ RULES: dict[str, Rule] = {
     "data.on_bad_sample": OneOf(("error", "skip")),
     "data.params": Free("the dataset's options, checked by the dataset (docs/datasets.md)"),
     "data.privacy_source": AsData(),
-    "encoder.name": Named("ENCODERS"),
-    "utility.name": Named("UTILITY_MODELS"),
-    "budget.name": BudgetNames(),
-    "budget.names": BudgetNames(each=True),
+    "encoder.name": _NAME,
+    "utility.name": _NAME,
+    "budget.name": _NAME,
+    "budget.names": _NAMES,
     "budget.m": _POSITIVE,
     "budget.restart_every": _COUNT,
     "budget.restart_on_plateau": _COUNT,
@@ -481,19 +455,12 @@ RULES: dict[str, Rule] = {
     "encoder.l1_weight": Range(0),
     "encoder.l1_decay": Range(0, 1),
     "game.gamma": Range(0),
-    "game.privacy_loss": Named("PRIVACY_LOSSES"),
+    "game.privacy_loss": _NAME,
+    "game.against": OneOf(("all", "strongest")),
     "game.aggregate": OneOf(("max", "mean")),
     "game.accum_steps": _POSITIVE,
-    "schedule.name": Named("SCHEDULES"),
-    "schedule.utility_bar": Range(0),  # an accuracy bar; above 1 it is never reached (always the max steps)
-    "schedule.budget_bar": Range(0),
-    "schedule.max_utility_steps": _COUNT,
-    "schedule.max_budget_steps": _COUNT,
-    "schedule.grl_lambda": Range(0),
-    "schedule.kbeam_encoder_steps": _COUNT,
-    "schedule.kbeam_budget_steps": _COUNT,
-    "schedule.kbeam_utility_steps": _COUNT,
-    "schedule.kbeam_plateau": _COUNT,
+    "schedule.name": _NAME,
+    "schedule.params": Free("the schedule's own settings, checked against the schedule (players.check_players)"),
     "init.encoder_steps": _COUNT,
     "init.utility_steps": _COUNT,
     "init.budget_steps": _COUNT,
@@ -506,7 +473,7 @@ RULES: dict[str, Rule] = {
     "train.checkpoint_every": _COUNT,
     "train.num_workers": _COUNT,
     "train.amp": OneOf(("off", "bf16", "fp16")),
-    "eval.attackers": Named("ATTACKERS", each=True),
+    "eval.attackers": _NAMES,
     "eval.epochs": _POSITIVE,
     "eval.patience": _POSITIVE,
     "eval.batch_size": _POSITIVE,

@@ -106,10 +106,13 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
     except pickle.UnpicklingError as e:
         # PyTorch's own text advises the unsafe weights_only=False; say what was refused instead
         found = re.search(r"(?:GLOBAL|global) ([\w.]+)", str(e))
-        obj = f" ({found.group(1)})" if found else ""
+        if found:
+            raise CheckpointError(
+                f"{what} {p} holds Python objects other than tensors ({found.group(1)}), which privacam refuses to "
+                f"load because loading them could run code; {fix}"
+            ) from None
         raise CheckpointError(
-            f"{what} {p} holds Python objects other than tensors{obj}, which privacam refuses to load because "
-            f"loading them could run code; {fix}"
+            f"{what} {p} cannot be read as a PyTorch file (damaged, truncated or another format); {fix}"
         ) from None
     except (RuntimeError, EOFError, KeyError, ValueError, OSError, zipfile.BadZipFile, AttributeError, IndexError) as e:
         raise CheckpointError(
@@ -139,6 +142,3 @@ def resolve_device(name: str = "auto") -> torch.device:
         raise ConfigError(f"device {name!r}: MPS is not available on this machine; use train.device=auto (or cpu)")
     return dev
 
-
-def to_device(batch: dict, device: torch.device) -> dict:
-    return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
