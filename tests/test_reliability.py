@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import re
 import shutil
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from PIL import Image
 
 from conftest import TINY
 from conftest_data import write_csv, write_frames, write_image
+from privacam.builders import check_config
 from privacam.cli import main
 from privacam.config import DataConfig, RULES, config_keys, load_config
 from privacam.data import apply_data_spec, make_splits
@@ -72,6 +74,38 @@ def test_every_config_key_has_a_range_or_choices():
     assert not unruled, f"add these keys to privacam.config.RULES: {unruled}"
     stale = [k for k in RULES if k not in keys]
     assert not stale, f"RULES names keys the config no longer has: {stale}"
+
+
+@pytest.mark.parametrize(
+    "overrides,pattern",
+    [
+        (["schedule.params.max_budget_steps=-1"], r"'schedule.params.max_budget_steps' is -1; it must be an integer >= 0"),
+        (["schedule.params.utility_bar=high"], r"'schedule.params.utility_bar' is 'high'; it must be a number >= 0"),
+        (["schedule={name: kbeam, params: {plateau: 2.5}}", "game.against=strongest"],
+         r"'schedule.params.plateau' is 2.5; it must be an integer"),
+        (["schedule={name: multi_adversary, params: {buffer_size: 0}}"], r"'schedule.params.buffer_size' is 0; it must be an integer >= 1"),
+        (["schedule={name: multi_adversary, params: {utility_with_encoder: maybe}}"], r"must be true or false"),
+        (["game.against=everyone"], r"'game.against' is 'everyone'.*choose one of all, strongest"),
+        (["game.aggregate=median"], r"'game.aggregate' is 'median'.*choose one of max, mean"),
+    ],
+)
+def test_new_keys_and_schedule_params_are_checked(overrides, pattern, tmp_path, capsys):
+    """game.against / game.aggregate when the config loads; a schedule's own settings against its
+    ``param_rules`` before any work (one CLI line, nothing written)."""
+    with pytest.raises(ConfigError, match=pattern):
+        check_config(load_config("default", overrides))
+    assert main(["train", *overrides, "--out", str(tmp_path / "r")]) == 2
+    assert re.search(pattern, _one_error_line(capsys))
+    assert not (tmp_path / "r").exists()
+
+
+def test_every_schedule_setting_has_a_rule():
+    from privacam.registry import SCHEDULES
+
+    for name in SCHEDULES.list():
+        params = set(SCHEDULES.parameters(name) or [])
+        rules = set(getattr(SCHEDULES.get(name), "param_rules", {}))
+        assert params == rules, f"schedule {name}: parameters {sorted(params)} but param_rules for {sorted(rules)}"
 
 
 def test_yaml_1_2_numbers_parse(tmp_path):
@@ -279,3 +313,146 @@ def test_blown_up_update_names_the_player_that_moved_first(tmp_path):
     if last.exists():
         ck = load_checkpoint(last)
         assert all(v.abs().max() < 1e15 for v in ck["game"]["encoder"].values() if v.is_floating_point())
+
+
+# ------------------------------------------------------------------------------------ inputs are never written
+def _digest(path: Path) -> dict:
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    return {str(p): p.read_bytes() for p in files}
+
+
+@pytest.mark.parametrize("case", ["video", "image", "folder", "inside_folder", "image_into_its_folder"])
+def test_anonymize_never_writes_over_its_input(tiny_run, tmp_path, capsys, case):
+    if case == "video":
+        av = pytest.importorskip("av")
+        inp = tmp_path / "clip.mp4"
+        with av.open(str(inp), "w") as c:
+            s = c.add_stream("mpeg4", rate=10)
+            s.width, s.height, s.pix_fmt = 32, 24, "yuv420p"
+            for i in range(5):
+                for p in s.encode(av.VideoFrame.from_ndarray(np.full((24, 32, 3), 40 * i, np.uint8), format="rgb24")):
+                    c.mux(p)
+            for p in s.encode():
+                c.mux(p)
+        out = inp
+    elif case in ("image", "image_into_its_folder"):
+        inp = write_image(tmp_path / "shots" / "a.png")
+        out = inp if case == "image" else inp.parent
+    else:
+        inp = write_frames(tmp_path / "frames", 3)
+        out = inp if case == "folder" else inp / "released"
+    before = _digest(inp.parent if case == "image_into_its_folder" else inp)
+    assert main(["anonymize", str(tiny_run), str(inp), "-o", str(out)]) == 2
+    assert "never writes over its input" in _one_error_line(capsys)
+    assert _digest(inp.parent if case == "image_into_its_folder" else inp) == before  # untouched, nothing added
+
+
+# ------------------------------------------------------------------------------------ a run directory has one writer
+def test_train_over_an_existing_run_refuses_and_overwrite_moves_it_aside(tiny_run, tmp_path, capsys):
+    run = _copy(tiny_run, tmp_path)
+    before = _digest(run)
+    assert main(["train", *TINY, "train.steps=1", "--out", str(run)]) == 2
+    line = _one_error_line(capsys)
+    assert "already holds a run" in line and "--resume" in line and "--overwrite" in line
+    assert _digest(run) == before
+    assert main(["train", *TINY, "train.steps=1", "--out", str(run), "--overwrite"]) == 0
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith("run.replaced-")]
+    assert len(aside) == 1 and _digest(aside[0]) == {k.replace(str(run), str(aside[0])): v for k, v in before.items()}
+    assert load_config(run / "config.yaml").train.steps == 1 and not (run / "eval").exists()
+    assert not (run / ".lock").exists()
+
+
+def test_two_trainings_cannot_share_a_run_dir_and_a_stale_lock_is_taken_over(tmp_path, caplog):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "r"
+    cmd = [sys.executable, "-m", "privacam.cli", "train", *TINY, "train.steps=100000", "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    first = subprocess.Popen(cmd, start_new_session=True, env=env, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while not (out / "run.json").exists() and time.time() < deadline:
+            time.sleep(0.2)
+        assert first.poll() is None, "the first training should still be running"
+        second = subprocess.run(cmd[:-2] + ["--out", str(out), "--overwrite"], env=env, capture_output=True, text=True, timeout=300)
+        assert second.returncode == 2, second.stderr[-2000:]
+        err = second.stderr.strip().splitlines()
+        assert len(err) == 1 and f"being written by process {first.pid}" in err[0]
+        assert first.poll() is None  # the owner runs on, its directory untouched
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    assert (out / ".lock").exists()  # left behind by the killed owner
+    with caplog.at_level(logging.WARNING):
+        assert main(["train", "--out", str(out), "--resume", "train.steps=1"]) == 0
+    assert f"taking over a stale lock of process {first.pid}" in caplog.text
+    assert not (out / ".lock").exists()
+
+
+# ------------------------------------------------------------------------------------ resume means resume
+def _interrupted_run(tmp_path, monkeypatch) -> Path:
+    """A TINY run killed during game step 3: its last checkpoint is at step 2."""
+    from privacam.game import game as game_mod
+
+    orig = game_mod.AdversarialGame.step
+
+    def dying(self, *a, **k):
+        if self.step_count == 3:
+            raise KeyboardInterrupt
+        return orig(self, *a, **k)
+
+    monkeypatch.setattr(game_mod.AdversarialGame, "step", dying)
+    with pytest.raises(KeyboardInterrupt):
+        train(load_config("default", TINY), tmp_path / "r")
+    monkeypatch.setattr(game_mod.AdversarialGame, "step", orig)
+    assert not (tmp_path / "r" / ".lock").exists()  # released on the way out
+    return tmp_path / "r"
+
+
+def test_resume_applies_and_records_overrides_learning_rates_included(tmp_path, monkeypatch, capsys):
+    from privacam.runs import load_run_config, read_history
+
+    run = _interrupted_run(tmp_path, monkeypatch)
+    assert load_checkpoint(run / "checkpoints/last.pt")["game"]["step_count"] == 2
+    # a key that defines the players cannot change on resume
+    assert main(["train", "--out", str(run), "--resume", "encoder.params={width: 8, depth: 2}"]) == 2
+    assert "encoder.params.width cannot change on --resume" in _one_error_line(capsys)
+    assert main(["train", "--out", str(run), "--resume", "encoder.lr=0.0005", "budget.lr=0.002"]) == 0
+    ck = load_checkpoint(run / "checkpoints/last.pt")["game"]
+    assert ck["optimizers"]["encoder"]["param_groups"][0]["lr"] == pytest.approx(0.0005)
+    assert ck["optimizers"]["budget"]["param_groups"][0]["lr"] == pytest.approx(0.002)
+    assert ck["optimizers"]["utility"]["param_groups"][0]["lr"] == pytest.approx(0.001)
+    cfg = load_run_config(run)
+    assert cfg.encoder.lr == pytest.approx(0.0005) and cfg.budget.lr == pytest.approx(0.002)
+    text = (run / "config.yaml").read_text()
+    assert text.startswith("# resumed at step 2 (game): budget.lr: 0.001 -> 0.002; encoder.lr: 0.001 -> 0.0005\n")
+    (hist,) = read_history(run)
+    assert hist["step"] == 2 and hist["changed"]["encoder.lr"] == {"from": 0.001, "to": 0.0005}
+
+
+def test_resume_of_a_missing_run_and_resume_with_other_labels_are_one_line(tmp_path, monkeypatch, capsys):
+    assert main(["train", "--out", str(tmp_path / "typo"), "--resume"]) == 2
+    assert "holds no run to resume" in _one_error_line(capsys)
+    assert not (tmp_path / "typo").exists()
+    run = _interrupted_run(tmp_path, monkeypatch)
+    csv = _images(tmp_path, _grid(("train", "val", "test")))
+    assert main(["train", "--out", str(run), "--resume", "--data", str(csv)]) == 2
+    line = _one_error_line(capsys)
+    assert "keeps its label sets" in line and "'cat', 'dog'" in line
+    assert main(["train", "default", "--out", str(run), "--resume"]) == 2
+    assert "give key=value overrides instead of the config 'default'" in _one_error_line(capsys)
+
+
+def test_allow_overlap_flag_maps_to_the_data_param(tmp_path, capsys):
+    rows = _grid(("train", "val", "test")) + [("cat_ann_train", "cat", "ann", "test")]
+    csv = _images(tmp_path, rows)
+    ov = [o for o in TINY if not o.startswith("data.params")] + ["train.steps=1", "init.encoder_steps=0",
+                                                                  "init.utility_steps=1", "init.budget_steps=0"]
+    assert main(["train", *ov, "--data", str(csv), "--out", str(tmp_path / "a")]) == 2
+    assert "in both train and test" in _one_error_line(capsys)
+    assert main(["train", *ov, "--data", str(csv), "--allow-overlap", "--out", str(tmp_path / "b")]) == 0
+    assert load_config(tmp_path / "b" / "config.yaml").data.params["allow_overlap"] is True

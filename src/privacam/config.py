@@ -359,26 +359,44 @@ class Rule:
 
 @dataclass(frozen=True)
 class Range(Rule):
-    """A number in ``[lo, hi]`` (``None``: unbounded); ``lo_open`` excludes ``lo`` itself."""
+    """A number in ``[lo, hi]`` (``None``: unbounded); ``lo_open`` excludes ``lo`` itself; ``integer``:
+    a whole number. (Dataclass fields are coerced to their type first; free mappings such as
+    ``schedule.params`` are not, so the type is checked here too.)"""
 
     lo: float | None = None
     hi: float | None = None
     lo_open: bool = False
+    integer: bool = False
 
     def check(self, key, value, cfg=None):
         if value is None:
             return
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (self.integer and int(value) != value):
+            raise ConfigError(f"config key {key!r} is {value!r}; it must be {self.text(kind=True)}")
         low_ok = self.lo is None or (value > self.lo if self.lo_open else value >= self.lo)
         if not (low_ok and (self.hi is None or value <= self.hi)):  # NaN fails both
-            raise ConfigError(f"config key {key!r} is {value!r}; it must be {self.text()}")
+            raise ConfigError(f"config key {key!r} is {value!r}; it must be {self.text(kind=self.integer)}")
 
-    def text(self) -> str:
+    def text(self, kind: bool = False) -> str:
+        """``>= 0 and <= 1``; with ``kind``: ``an integer >= 0`` / ``a number >= 0``."""
         parts = []
         if self.lo is not None:
             parts.append(f"{'>' if self.lo_open else '>='} {self.lo:g}")
         if self.hi is not None:
             parts.append(f"<= {self.hi:g}")
-        return " and ".join(parts) or "a number"
+        bounds = " and ".join(parts)
+        if not kind:
+            return bounds or "a number"
+        return f"{'an integer' if self.integer else 'a number'} {bounds}".strip()
+
+
+@dataclass(frozen=True)
+class IsBool(Rule):
+    """``true`` or ``false``."""
+
+    def check(self, key, value, cfg=None):
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key {key!r} is {value!r}; it must be true or false")
 
 
 @dataclass(frozen=True)
@@ -460,7 +478,8 @@ RULES: dict[str, Rule] = {
     "game.aggregate": OneOf(("max", "mean")),
     "game.accum_steps": _POSITIVE,
     "schedule.name": _NAME,
-    "schedule.params": Free("the schedule's own settings, checked against the schedule (players.check_players)"),
+    "schedule.params": Free("the schedule's own settings: each schedule's param_rules (privacam.game.schedules), "
+                            "checked by players.check_players"),
     "init.encoder_steps": _COUNT,
     "init.utility_steps": _COUNT,
     "init.budget_steps": _COUNT,

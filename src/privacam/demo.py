@@ -12,6 +12,7 @@ import logging
 import time
 from pathlib import Path
 
+from . import runs
 from .config import load_config
 from .data import apply_data_spec, make_splits
 from .evaluate.runner import audit_spec, evaluate_named, evaluate_run, raw_reference
@@ -50,11 +51,13 @@ def timing_line(timings: dict, resumed: bool = False) -> str:
 
 
 def run_demo(out: str | Path, *, quick: bool = False, config: str | None = None, data: str | None = None,
-             overrides: list[str] | None = None, baselines: list[str] | None = None, resume: bool = False) -> dict:
+             overrides: list[str] | None = None, baselines: list[str] | None = None, resume: bool = False,
+             overwrite: bool = False) -> dict:
     """Run the demo; returns ``{"points": [summary dicts], "report": path, "table": markdown}``.
 
     ``resume``: continue a killed demo in ``out``: training resumes from its last checkpoint and
     every audit whose ``summary.json`` exists is reused (its time is then not counted).
+    ``overwrite``: ``out`` may hold an earlier demo: its anonymizer run is moved aside, not deleted.
     """
     t0 = time.time()
     out = Path(out)
@@ -67,7 +70,8 @@ def run_demo(out: str | Path, *, quick: bool = False, config: str | None = None,
     timings = {}
     # 1. the learned anonymizer
     t = time.time()
-    run_dir = train(cfg, out / "anonymizer", splits=splits, resume=resume)
+    run_dir = train(cfg, out / "anonymizer", splits=splits, resume=resume and runs.holds_run(out / "anonymizer"),
+                    overwrite=overwrite)
     timings["train"] = round(time.time() - t, 1)
     # 2. the raw-data reference, written under --out like every other point
     t = time.time()

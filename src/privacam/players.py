@@ -162,7 +162,7 @@ def check_players(cfg: Config) -> Config:
     Checked: the players' names and parameters, ``budget.params`` (every key taken by at least one
     budget model), ``budget.names`` against ``budget.m``, ``budget.weights`` (never read), ``budget.paper_widths`` (needs a
     ``mobilenet_v2``), the schedule's ``params`` (taken by that schedule), the dataset and the audit's
-    attackers. The encoder objective's settings are checked with the game
+    attackers, and the values of the schedule's ``params`` (its ``param_rules``). The encoder objective's settings are checked with the game
     (:func:`privacam.builders.check_config`). Returns ``cfg``.
 
     Raises:
@@ -189,6 +189,10 @@ def check_players(cfg: Config) -> Config:
     if cfg.budget.paper_widths and "mobilenet_v2" not in used:
         raise ConfigError("budget.paper_widths only sets the widths of mobilenet_v2 budget models, and there is none")
     SCHEDULES.check(cfg.schedule.name, cfg.schedule.params, key="schedule.params")
+    rules = getattr(SCHEDULES.get(cfg.schedule.name), "param_rules", {})
+    for k, v in cfg.schedule.params.items():
+        if k in rules:
+            rules[k].check(f"schedule.params.{k}", v)
     DATASETS.get(cfg.data.name)
     for a in cfg.eval.attackers:
         ATTACKERS.get(a)

@@ -8,6 +8,8 @@ A run directory holds::
     checkpoints/    last.pt (resumable) and final.pt (the trained players), atomic writes
     encoder.pt      the trained f_d's state_dict (when training finished)
     eval/           the audit (summary.json, one JSON per attacker), written by ``privacam evaluate``
+    config_history.jsonl   what overrides changed when the run was resumed, and at which step
+    .lock           the process that is writing the run (one writer at a time; see :func:`claim`)
 
 The trainer writes it through the functions here; the audit, deployment and reports read it through
 them too, and never import the trainer or the game. Run directories written before the config
@@ -16,7 +18,11 @@ carried ``schedule: {name, params}`` are upgraded when read (:func:`upgrade_lega
 
 from __future__ import annotations
 
+import datetime
 import json
+import logging
+import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -38,14 +44,182 @@ CHECKPOINTS = "checkpoints"
 LAST = "last.pt"
 FINAL = "final.pt"
 EVAL = "eval"
+HISTORY = "config_history.jsonl"
+LOCK = ".lock"
+#: the files whose presence means a directory holds a run (training started there)
+RUN_FILES = (CONFIG, META, METRICS, CHECKPOINTS, ENCODER)
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------------------------------- ownership
+def holds_run(run_dir: str | Path) -> bool:
+    """Whether ``run_dir`` holds a run (any of :data:`RUN_FILES`: training started there)."""
+    run_dir = Path(run_dir)
+    return run_dir.is_dir() and any((run_dir / f).exists() for f in RUN_FILES)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
+class RunLock:
+    """``RUN/.lock``: the process id (and host) of the one process writing a run directory.
+
+    :meth:`acquire` creates the file exclusively; a lock left by a process that no longer exists on
+    this host (killed, crashed machine) is taken over with a warning; a live owner is a one-line
+    :class:`PrivacamError`. :meth:`release` removes it (only if it is still this process's).
+    """
+
+    def __init__(self, run_dir: str | Path):
+        self.path = Path(run_dir) / LOCK
+        self.held = False
+
+    def _owner(self) -> dict:
+        try:
+            return json.loads(self.path.read_text() or "{}")
+        except (OSError, ValueError):
+            return {}
+
+    def acquire(self) -> "RunLock":
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "since": datetime.datetime.now().isoformat(timespec="seconds")}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                owner = self._owner()
+                pid, host = owner.get("pid"), owner.get("host")
+                if not isinstance(pid, int) or (host == me["host"] and not _pid_alive(pid)):
+                    log.warning("%s: taking over a stale lock of process %s (started %s), which no longer runs",
+                                self.path.parent, pid, owner.get("since", "?"))
+                    self.path.unlink(missing_ok=True)
+                    continue
+                where = "" if host == me["host"] else f" on host {host}"
+                raise PrivacamError(
+                    f"{self.path.parent} is being written by process {pid}{where} (since {owner.get('since', '?')}; "
+                    f"{self.path}): one run directory has one writer; wait for it, or use another --out"
+                ) from None
+            with os.fdopen(fd, "w") as f:
+                f.write(json.dumps(me))
+            if self._owner().get("pid") == me["pid"]:  # a racing take-over may have replaced it
+                self.held = True
+                return self
+        raise PrivacamError(f"{self.path}: could not take the run directory's lock (another process keeps taking it)")
+
+    def release(self) -> None:
+        if self.held and self._owner().get("pid") == os.getpid():
+            self.path.unlink(missing_ok=True)
+        self.held = False
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def move_aside(run_dir: str | Path) -> Path:
+    """Move every entry of ``run_dir`` but its lock into a new sibling ``<name>.replaced-<time>``
+    (never deleted); returns that directory."""
+    run_dir = Path(run_dir)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    aside, n = run_dir.parent / f"{run_dir.name}.replaced-{stamp}", 1
+    while aside.exists():
+        n += 1
+        aside = run_dir.parent / f"{run_dir.name}.replaced-{stamp}-{n}"
+    aside.mkdir()
+    for entry in sorted(run_dir.iterdir()):
+        if entry.name != LOCK:
+            entry.rename(aside / entry.name)
+    return aside
+
+
+def claim(run_dir: str | Path, *, resume: bool = False, overwrite: bool = False) -> RunLock:
+    """Take ``run_dir`` for one training process and return its held :class:`RunLock`.
+
+    - ``resume``: the directory must hold a run (else a one-line error: nothing to resume).
+    - a directory that holds a run and no ``resume``: refused, unless ``overwrite``, which moves the
+      old run aside (:func:`move_aside`) rather than deleting it.
+    - another live process writing it: refused (:class:`RunLock`).
+
+    Raises:
+        PrivacamError: one line naming the directory and the way out.
+    """
+    run_dir = Path(run_dir)
+    if resume and overwrite:
+        raise PrivacamError("--resume continues a run and --overwrite replaces it: give one of them")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise PrivacamError(f"{run_dir} is a file, not a run directory; give another --out")
+    if resume and not holds_run(run_dir):
+        raise PrivacamError(f"{run_dir} holds no run to resume (no {CONFIG}); check the path, or drop --resume to start a new run there")
+    lock = RunLock(run_dir).acquire()
+    try:
+        if holds_run(run_dir) and not resume:
+            if not overwrite:
+                raise PrivacamError(
+                    f"{run_dir} already holds a run ({CONFIG}, {CHECKPOINTS}/...); continue it with --resume, give a new "
+                    f"--out, or replace it with --overwrite (the old run is moved aside, not deleted)"
+                )
+            aside = move_aside(run_dir)
+            log.warning("%s: the run that was there is moved to %s (--overwrite)", run_dir, aside)
+    except BaseException:
+        lock.release()
+        raise
+    return lock
 
 
 # ---------------------------------------------------------------------------------------------- writing
-def write_config(run_dir: str | Path, cfg: Config) -> None:
-    """Write the resolved config (``config.yaml``), creating the directory."""
+def write_config(run_dir: str | Path, cfg: Config, history: list[dict] | None = None) -> None:
+    """Write the resolved config (``config.yaml``), creating the directory. ``history``: the
+    run's :data:`HISTORY` records, repeated as comments at the top (what a resume changed)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / CONFIG, dump_config(cfg))
+    head = ""
+    for h in history or []:
+        changes = "; ".join(f"{k}: {v['from']!r} -> {v['to']!r}" for k, v in h["changed"].items())
+        head += f"# resumed at step {h['step']} ({h['stage']}): {changes}\n"
+    atomic_write_text(run_dir / CONFIG, head + dump_config(cfg))
+
+
+def config_changes(old: Config, new: Config) -> dict[str, dict]:
+    """``{"encoder.lr": {"from": 0.001, "to": 0.0001}, ...}``: every leaf key whose value differs."""
+
+    def flat(d: dict, prefix: str = "") -> dict:
+        out = {}
+        for k, v in d.items():
+            if isinstance(v, dict) and v:
+                out.update(flat(v, f"{prefix}{k}."))
+            else:
+                out[prefix + k] = v
+        return out
+
+    a, b = flat(yaml.safe_load(dump_config(old))), flat(yaml.safe_load(dump_config(new)))
+    return {k: {"from": a.get(k), "to": b.get(k)} for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+
+
+def read_history(run_dir: str | Path) -> list[dict]:
+    """The run's :data:`HISTORY` records (empty when it was never resumed with changes)."""
+    p = Path(run_dir) / HISTORY
+    if not p.exists():
+        return []
+    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+
+
+def record_resume(run_dir: str | Path, cfg: Config, *, step: int, stage: str, changed: dict) -> None:
+    """Append what a resume changed (at ``step``) to :data:`HISTORY` and rewrite ``config.yaml``
+    with the config the run now trains with."""
+    run_dir = Path(run_dir)
+    rec = {"step": int(step), "stage": stage, "time": datetime.datetime.now().isoformat(timespec="seconds"), "changed": changed}
+    with open(run_dir / HISTORY, "a", encoding="utf-8") as f:
+        f.write(json.dumps(rec, default=str) + "\n")
+    write_config(run_dir, cfg, read_history(run_dir))
 
 
 def write_meta(run_dir: str | Path, meta: dict) -> None:

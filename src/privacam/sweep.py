@@ -34,7 +34,7 @@ def value_label(value: str) -> str:
 
 
 def run_sweep(cfg: Config, *, key: str, values: Sequence[str], out: str | Path, resume: bool = False,
-              command: str | None = None) -> dict:
+              overwrite: bool = False, command: str | None = None) -> dict:
     """Train ``cfg`` with ``key=value`` into ``out/<value>/`` for every value, audit each run, report all.
 
     Args:
@@ -43,6 +43,7 @@ def run_sweep(cfg: Config, *, key: str, values: Sequence[str], out: str | Path, 
         values: its values as written on the command line (parsed as YAML, as overrides are).
         out: sweep directory; gets one run per value, ``sweep.json``, ``report.html`` and ``report.png``.
         resume: continue runs from their checkpoints and keep audits that are already written.
+        overwrite: a run directory that already holds a run is moved aside (not deleted) and trained again.
         command: the command line that ran the sweep, recorded in ``sweep.json``.
 
     Returns:
@@ -59,7 +60,7 @@ def run_sweep(cfg: Config, *, key: str, values: Sequence[str], out: str | Path, 
         summary = run_dir / runs.EVAL / "summary.json"
         log.info("sweep %s=%s: %s", key, v, run_dir)
         if not (resume and summary.exists()):
-            train(cfg_v, run_dir, resume=resume)
+            train(cfg_v, run_dir, resume=resume and runs.holds_run(run_dir), overwrite=overwrite)
             evaluate_run(run_dir)
         points.append({"value": v, "run": label, "summary": str(summary.relative_to(out))})
     html, _ = write_report([out], out / "report.html", title=f"{key} sweep")

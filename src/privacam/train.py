@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from pathlib import Path
 from typing import Iterator
 
@@ -21,7 +20,7 @@ from . import runs
 from .builders import build_game
 from .config import Config
 from .data import Splits, collate, make_splits
-from .errors import NonFiniteLossError, PrivacamError
+from .errors import CheckpointError, NonFiniteLossError, PrivacamError
 from .players import Shapes, encoded_shape
 from .utils import load_checkpoint, resolve_device, save_checkpoint, seed_everything
 
@@ -236,7 +235,14 @@ class Trainer:
     def _load(self, path: Path) -> None:
         st = load_checkpoint(path, map_location=self.device, what="checkpoint",
                              fix="move it away to train again from the start, or restore it from a copy")
-        self.game.load_state_dict(st["game"])
+        try:
+            self.game.load_state_dict(st["game"])
+        except (RuntimeError, KeyError, ValueError, TypeError) as e:
+            raise CheckpointError(
+                f"checkpoint {path} does not fit the players of the config it resumes with "
+                f"({str(e).strip().splitlines()[0][:160]}); a resume may change learning rates, steps and schedule "
+                f"settings, not the players: train a new run (another --out) for that"
+            ) from None
         self.stage, self.stage_i = st["stage"], int(st["stage_i"])
         self.train_stream.load_state_dict(st["train_stream"])
         self.val_stream.load_state_dict(st["val_stream"])
@@ -255,15 +261,91 @@ class Trainer:
         runs.append_metrics(self.out, record)
         self.metric_lines += 1
 
+    # -------------------------------------------------------------- ownership and resume
+    def _claim(self, resume: bool, overwrite: bool) -> "runs.RunLock | None":
+        """Rank 0 takes the run directory (:func:`privacam.runs.claim`); every rank stops when it refuses."""
+        from .distributed import any_rank
+
+        lock, err = None, None
+        if self.is_main:
+            try:
+                lock = runs.claim(self.out, resume=resume, overwrite=overwrite)
+            except PrivacamError as e:
+                err = e
+        if any_rank(err is not None, self.device):
+            raise err or PrivacamError(f"{self.out}: the main process refused the run directory (see its message)")
+        return lock
+
+    def _check_resume(self) -> None:
+        """Before a checkpoint is loaded: the config a run resumes with keeps the players (keys of
+        ``_FIXED_ON_RESUME``), and its data the run's label sets and input shapes (else a one-line error)."""
+        changed = runs.config_changes(runs.load_run_config(self.out), self.cfg)
+        fixed = [k for k in changed if _fixed_on_resume(k)]
+        if fixed:
+            k = fixed[0]
+            raise PrivacamError(
+                f"{k} cannot change on --resume ({changed[k]['from']!r} -> {changed[k]['to']!r} in {self.out / runs.CONFIG}): "
+                f"it defines the players or their data shapes; train a new run (another --out) instead"
+            )
+        self._resume_changes = changed
+        meta = runs.read_meta(self.out)
+        s = self.splits
+        now = {"utility_classes": s.utility_classes, "private_classes": (s.privacy or s).private_classes}
+        for key, value in now.items():
+            if list(meta.get(key, value)) != list(value):
+                raise PrivacamError(
+                    f"the data given on --resume has {key.replace('_', ' ')} {list(value)} but the run in {self.out} was "
+                    f"trained on {list(meta[key])}; a resumed run keeps its label sets: train a new run (another --out)"
+                )
+        if meta.get("shapes", self.shapes.as_dict()) != self.shapes.as_dict():
+            raise PrivacamError(
+                f"the data given on --resume gives inputs {self.shapes.as_dict()} but the run in {self.out} was trained on "
+                f"{meta['shapes']}; a resumed run keeps its input shapes: train a new run (another --out)"
+            )
+
+    def _apply_resume_config(self) -> None:
+        """A resume trains with the config it is given: learning rates and weight decays go into the
+        restored optimizers, and what changed is recorded (``config_history.jsonl``, ``config.yaml``)."""
+        changed = self._resume_changes
+        for player in ("encoder", "utility", "budget"):
+            pc = getattr(self.cfg, player)
+            for group in self.game.optimizers[player].param_groups:
+                group["lr"], group["weight_decay"] = pc.lr, pc.weight_decay
+        if changed:
+            log.warning("resuming %s with changes at step %d: %s", self.out, self.game.step_count,
+                        "; ".join(f"{k} {v['from']!r} -> {v['to']!r}" for k, v in changed.items()))
+            if self.is_main:
+                runs.record_resume(self.out, self.cfg, step=self.game.step_count, stage=self.stage, changed=changed)
+
     # -------------------------------------------------------------- run
-    def run(self, resume: bool = False) -> Path:
-        """Train to ``train.steps`` top-level steps; returns the run directory."""
+    def run(self, resume: bool = False, overwrite: bool = False) -> Path:
+        """Train to ``train.steps`` top-level steps; returns the run directory.
+
+        Args:
+            resume: continue the run in ``out`` from its last checkpoint, with this config (its
+                learning rates, steps and schedule settings apply; the players and label sets must
+                be the run's). ``out`` must hold a run.
+            overwrite: ``out`` may hold a run: it is moved aside (``<out>.replaced-<time>``), never deleted.
+
+        Raises:
+            PrivacamError: ``out`` holds a run and neither flag is given, or another process writes it.
+        """
+        lock = self._claim(resume, overwrite)
+        try:
+            return self._run(resume)
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _run(self, resume: bool) -> Path:
         from tqdm.auto import tqdm
 
         self._setup()
         last = self.ckpt_dir / runs.LAST
         if resume and last.exists():
+            self._check_resume()
             self._load(last)
+            self._apply_resume_config()
             log.info("resuming %s at stage %s, step %d", self.out, self.stage, self.game.step_count)
         else:
             if resume:
@@ -341,6 +423,17 @@ class Trainer:
             raise e.at_step(g.step_count + 1) from None
 
 
-def train(cfg: Config, out: str | Path, *, resume: bool = False, splits: Splits | None = None) -> Path:
-    """Train ``cfg`` into ``out`` (see :class:`Trainer`)."""
-    return Trainer(cfg, out, splits).run(resume=resume)
+#: config keys that define the players or the shapes of their data: a resume keeps them
+_FIXED_ON_RESUME = ("encoder.name", "encoder.params.", "encoder.optimizer", "utility.name", "utility.params.",
+                    "utility.optimizer", "budget.name", "budget.names", "budget.m", "budget.params.", "budget.optimizer",
+                    "budget.paper_widths", "schedule.name", "data.size", "data.clip_len", "train.seed")
+
+
+def _fixed_on_resume(key: str) -> bool:
+    return any(key == f or (f.endswith(".") and key.startswith(f)) for f in _FIXED_ON_RESUME)
+
+
+def train(cfg: Config, out: str | Path, *, resume: bool = False, overwrite: bool = False,
+          splits: Splits | None = None) -> Path:
+    """Train ``cfg`` into ``out`` (see :class:`Trainer` and :meth:`Trainer.run`)."""
+    return Trainer(cfg, out, splits).run(resume=resume, overwrite=overwrite)

@@ -35,6 +35,14 @@ def add_config_arguments(p: argparse.ArgumentParser, *, config: str = "positiona
         p.add_argument("config", nargs="?", help=what)
     p.add_argument("overrides", nargs="*", help=OVERRIDES_HELP)
     p.add_argument("--data", help=DATA_HELP)
+    p.add_argument("--allow-overlap", action="store_true",
+                   help="accept a manifest that lists one file in two splits (a train/test leak), with a loud "
+                        "warning (data.params.allow_overlap=true)")
+
+
+def allow_overlap_override(args: argparse.Namespace) -> list[str]:
+    """``--allow-overlap`` as the override it stands for (``data.params.allow_overlap=true``)."""
+    return ["data.params.allow_overlap=true"] if getattr(args, "allow_overlap", False) else []
 
 
 def split_config(config: str | None, overrides: list[str]) -> tuple[str | None, list[str]]:

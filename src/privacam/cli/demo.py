@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..demo import run_demo, timing_line
-from .common import Command, add_config_arguments
+from .common import Command, add_config_arguments, allow_overlap_override
 
 
 class Demo(Command):
@@ -16,10 +16,13 @@ class Demo(Command):
         p.add_argument("--quick", action="store_true", help="a smaller, faster run (about 3 minutes)")
         p.add_argument("--resume", action="store_true",
                        help="continue a killed demo in --out (training from its checkpoint; finished audits reused)")
+        p.add_argument("--overwrite", action="store_true",
+                       help="--out holds an earlier demo: move its anonymizer run aside (not deleted) and train again")
 
     def run(self, args):
-        res = run_demo(args.out, quick=args.quick, config=args.config, data=args.data, overrides=args.overrides,
-                       resume=args.resume)
+        res = run_demo(args.out, quick=args.quick, config=args.config, data=args.data,
+                       overrides=list(args.overrides) + allow_overlap_override(args), resume=args.resume,
+                       overwrite=args.overwrite)
         print(res["table"])
         print("\n" + timing_line(res["seconds"], args.resume))
         print(f"report: {res['report']}  figure: {res['figure']}")

@@ -7,7 +7,7 @@ import shlex
 from ..errors import ConfigError
 from ..report import load_points, markdown_table
 from ..sweep import run_sweep
-from .common import Command, add_config_arguments, resolve_config
+from .common import Command, add_config_arguments, allow_overlap_override, resolve_config
 
 
 class Sweep(Command):
@@ -20,16 +20,18 @@ class Sweep(Command):
         p.add_argument("--values", required=True, help="comma-separated values, e.g. 0.01,0.1,1")
         p.add_argument("--out", required=True, help="sweep directory: one run per value, sweep.json, report.html")
         p.add_argument("--resume", action="store_true", help="continue unfinished runs; keep finished audits")
+        p.add_argument("--overwrite", action="store_true", help="runs already in --out are moved aside (not deleted) and trained again")
 
     def run(self, args):
         values = [v.strip() for v in args.values.split(",") if v.strip()]
         if not values:
             raise ConfigError("--values is empty")
-        cfg = resolve_config(args.config, args.data, list(args.overrides))
+        cfg = resolve_config(args.config, args.data, list(args.overrides) + allow_overlap_override(args))
         command = shlex.join(["privacam", "sweep", *([args.config] if args.config else []), *args.overrides,
                               "--key", args.key, "--values", args.values, "--out", str(args.out),
                               *(["--data", args.data] if args.data else [])])
-        res = run_sweep(cfg, key=args.key, values=values, out=args.out, resume=args.resume, command=command)
+        res = run_sweep(cfg, key=args.key, values=values, out=args.out, resume=args.resume,
+                        overwrite=args.overwrite, command=command)
         print(markdown_table(load_points([args.out])))
         print(f"sweep of {res['key']} written to {args.out} (sweep.json, {res['report']})")
         return 0

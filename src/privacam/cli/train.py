@@ -8,8 +8,10 @@ from pathlib import Path
 from .. import runs
 from ..builders import check_config
 from ..config import apply_overrides
+from ..data import apply_data_spec
+from ..errors import PrivacamError
 from ..train import train
-from .common import Command, add_config_arguments, resolve_config, split_config
+from .common import Command, add_config_arguments, allow_overlap_override, resolve_config, split_config
 
 
 class Train(Command):
@@ -19,16 +21,29 @@ class Train(Command):
     def add_arguments(self, p):
         add_config_arguments(p)
         p.add_argument("--out", help="run directory (default: runs/<config>)")
-        p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+        p.add_argument("--resume", action="store_true",
+                       help="continue the run in --out from its last checkpoint; overrides (learning rates included) "
+                            "and --data apply and are recorded in its config.yaml")
+        p.add_argument("--overwrite", action="store_true",
+                       help="--out may hold a run: move it aside (<out>.replaced-<time>) and train a new one")
 
     def run(self, args):
         config, overrides = split_config(args.config, args.overrides)
         out = Path(args.out or f"runs/{Path(config or 'default').stem}")
-        if args.resume and (out / runs.CONFIG).exists():
-            cfg = check_config(apply_overrides(runs.load_run_config(out), overrides))
+        if args.resume:
+            if not runs.holds_run(out):
+                raise PrivacamError(f"{out} holds no run to resume (no {runs.CONFIG}); check the path, or drop --resume "
+                                    f"to start a new run there")
+            if config:
+                raise PrivacamError(f"--resume continues the config of {out / runs.CONFIG}; give key=value overrides "
+                                    f"instead of the config {config!r} (or train a new run with another --out)")
+            cfg = apply_overrides(runs.load_run_config(out), overrides + allow_overlap_override(args))
+            if args.data:
+                cfg.data = apply_data_spec(cfg.data, args.data)
+            cfg = check_config(cfg)
         else:
-            cfg = resolve_config(config, args.data, overrides)
-        run_dir = train(cfg, out, resume=args.resume)
+            cfg = resolve_config(config, args.data, overrides + allow_overlap_override(args))
+        run_dir = train(cfg, out, resume=args.resume, overwrite=args.overwrite)
         if int(os.environ.get("RANK", "0")) == 0:  # one line under torchrun too
             print(f"run written to {run_dir}")
         return 0

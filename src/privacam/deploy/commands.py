@@ -13,7 +13,7 @@ from .. import runs
 from ..errors import PrivacamError
 from ..utils import resolve_device
 from .export import export_onnx, is_clip_level
-from .io import FrameSource, _sink_for
+from .io import FrameSource, _sink_for, check_output_spares_input
 from .stream import _to_frame, _to_input, onnx_runner, stream_encode, torch_runner
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,7 @@ def anonymize(run_dir: str | Path, input: str, output: str | Path, *, backend: s
     else:
         raise PrivacamError(f"unknown backend {backend!r}; valid: torch, onnx")
     source = FrameSource(input, max_frames=max_frames, fps=fps)
+    check_output_spares_input(output, source)
     output = Path(output)
     sink = _sink_for(output, source)
     resize = (cfg.data.params or {}).get("resize", "resize")

@@ -201,6 +201,27 @@ class ImageSink:
         pass
 
 
+def check_output_spares_input(output: str | Path, source: FrameSource) -> None:
+    """Refuse an ``output`` that would write over the input: the input file itself, a path inside the
+    input folder (or the folder itself), or a folder whose written image would replace the input image.
+
+    Raises:
+        PrivacamError: one line naming both paths and the fix; nothing has been written.
+    """
+    if source.kind == "camera":
+        return
+    inp, out = Path(source.spec).resolve(), Path(output).resolve()
+    clash = out == inp or (source.kind == "folder" and inp in out.parents)
+    if not clash and source.kind in ("image", "folder") and out.suffix.lower() not in VIDEO_EXTS | IMAGE_EXTS:
+        files = {f.resolve() for f in getattr(source, "_files", [])}
+        clash = any((out / f"{n}.png").resolve() in files for n in source.names or [])
+    if clash:
+        where = "is the input" if out == inp else ("lies inside the input folder" if source.kind == "folder" and inp in out.parents
+                                                    else "would write over the input image")
+        raise PrivacamError(f"output {output} {where} {source.spec}: privacam never writes over its input; "
+                            f"give another -o (a new file or folder)")
+
+
 def _sink_for(output: Path, source: FrameSource):
     ext = output.suffix.lower()
     if ext in VIDEO_EXTS:

@@ -27,6 +27,7 @@ from typing import Sequence
 
 import torch
 
+from ..config import IsBool, Range, Rule
 from ..models.reconstructors import is_closed_form
 from ..registry import register_schedule
 from .losses import adversary_loss
@@ -41,6 +42,9 @@ class Schedule:
     """
 
     picks_strongest = False
+    #: the values each of the schedule's settings (``schedule.params``) may take; a test keeps it in
+    #: step with ``__init__``'s parameters
+    param_rules: dict[str, Rule] = {}
 
     def __call__(self, game, batches, val_batches) -> dict:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -57,6 +61,9 @@ class EntropySchedule(Schedule):
     """Wu et al.'s alternation (ECCV 2018): one f_d step, then f_T (with f_d) while its validation
     accuracy is under ``utility_bar`` (at most ``max_utility_steps``), then f_b while the weakest budget
     model's training accuracy is under ``budget_bar`` (at most ``max_budget_steps``)."""
+
+    param_rules = {"utility_bar": Range(0), "budget_bar": Range(0),  # accuracy bars: above 1 never reached
+                   "max_utility_steps": Range(0, integer=True), "max_budget_steps": Range(0, integer=True)}
 
     def __init__(self, utility_bar: float = 0.85, budget_bar: float = 0.99, max_utility_steps: int = 5, max_budget_steps: int = 5):
         self.utility_bar, self.budget_bar = utility_bar, budget_bar
@@ -112,6 +119,9 @@ class KBeamSchedule(Schedule):
     or ``utility_steps``. Play it with ``game.against=strongest`` (and ``game.privacy_loss=neg_ce``)."""
 
     picks_strongest = True
+    param_rules = {"utility_bar": Range(0), "budget_bar": Range(0), "encoder_steps": Range(0, integer=True),
+                   "budget_steps": Range(0, integer=True), "utility_steps": Range(0, integer=True),
+                   "plateau": Range(0, integer=True)}
 
     def __init__(self, utility_bar: float = 0.85, budget_bar: float = 0.99, encoder_steps: int = 5,
                  budget_steps: int = 20, utility_steps: int = 5, plateau: int = 10):
@@ -200,6 +210,9 @@ class MultiAdversarySchedule(Schedule):
     """
 
     picks_strongest = True
+    param_rules = {"encoder_steps": Range(0, integer=True), "decoder_steps": Range(0, integer=True),
+                   "utility_steps": Range(0, integer=True), "buffer_size": Range(1, integer=True),
+                   "utility_with_encoder": IsBool()}
 
     def __init__(self, encoder_steps: int = 1, decoder_steps: int = 2, utility_steps: int = 1, buffer_size: int = 512,
                  utility_with_encoder: bool = True):
