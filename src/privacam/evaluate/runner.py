@@ -21,7 +21,7 @@ from ..config import Config, to_dict
 from ..errors import ConfigError, PrivacamError
 from ..registry import create_adversary, create_encoder, create_utility
 from ..utils import load_checkpoint, read_json, resolve_device, seed_everything, write_json
-from .protocol import AuditSpec, FitConfig, audit
+from .protocol import AuditSpec, FitConfig, add_raw, audit
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +40,14 @@ def parse_encoder_spec(spec: str) -> tuple[str, dict]:
 
 def audit_spec(cfg: Config) -> AuditSpec:
     e = cfg.eval
-    fit = FitConfig(epochs=e.epochs, patience=e.patience, batch_size=e.batch_size, lr=e.lr, seed=e.seed)
+    fit = FitConfig(epochs=e.epochs, patience=e.patience, batch_size=e.batch_size, lr=e.lr, seed=e.seed,
+                    min_epochs=e.min_epochs)
     ufit = dataclasses.replace(fit, epochs=e.utility_epochs, lr=e.utility_lr, batch_size=e.utility_batch_size,
-                               patience=max(e.patience, e.utility_epochs // 3), frames_per_clip=0)
+                               patience=max(e.patience, e.utility_epochs // 3), frames_per_clip=0, min_epochs=1)
     return AuditSpec(attackers=list(e.attackers), utility_model=cfg.utility.name, utility_params=dict(cfg.utility.params),
-                     fit=fit, utility_fit=ufit, reconstruction=e.reconstruction)
+                     fit=fit, utility_fit=ufit, reconstruction=e.reconstruction, views=e.views, val_mode=e.val_mode,
+                     val_fraction=e.val_fraction, refit=e.refit, pool=e.pool, person_k=list(e.person_k),
+                     trials=e.trials, bootstrap=e.bootstrap)
 
 
 def _cache_dir() -> Path:
@@ -71,13 +74,10 @@ def raw_reference(cfg: Config, splits, spec: AuditSpec, *, device, out_dir: Path
 
 
 def _with_raw(summary: dict, raw: dict, out_dir: Path) -> dict:
-    from . import metrics
-
     u, p = summary["utility"], summary["privacy"]
     if "retrained" in raw.get("utility", {}) and "value" in u:
         u["raw"] = raw["utility"]["retrained"]
-    p["raw"] = raw["privacy"]["best"]
-    p["nag"] = metrics.nag(p["best"], p["raw"], p["chance"])
+    add_raw(p, raw["privacy"])
     write_json(out_dir / "summary.json", summary)
     return summary
 
