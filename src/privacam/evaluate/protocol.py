@@ -130,19 +130,30 @@ class Encoded:
 
 
 def concat_encoded(parts: Sequence[Encoded]) -> Encoded:
-    """The entries of several splits of one store as one split (clip indices kept distinct)."""
+    """The entries of several splits as one split (clip indices kept distinct); splits held in
+    different stores are copied into one."""
+    from .releases import ReleaseStore
+
     first = parts[0]
+    stores: list = []
+    for e in parts:
+        if not any(e.x is st for st in stores):
+            stores.append(e.x)
+    offsets, off = [], 0
+    for st in stores:
+        offsets.append(off)
+        off += len(st)
+    store = stores[0] if len(stores) == 1 else ReleaseStore.concat(stores)
     clip, view, rows, off = [], [], [], 0
     for e in parts:
-        if e.x is not first.x:
-            raise ValueError("concat_encoded: the parts must share one store")
         c = e.clip if e.clip is not None else torch.arange(len(e))
         clip.append(c + off)
         off += int(c.max()) + 1 if len(c) else 0
         view.append(e.view if e.view is not None else torch.zeros(len(e), dtype=torch.long))
-        rows.append(e._store_rows(torch.arange(len(e))))
+        base = offsets[next(i for i, st in enumerate(stores) if e.x is st)]
+        rows.append(e._store_rows(torch.arange(len(e))) + base)
     videos = None if any(e.videos is None for e in parts) else [v for e in parts for v in e.videos]
-    return Encoded(first.x, torch.cat([e.utility for e in parts]), torch.cat([e.private for e in parts]),
+    return Encoded(store, torch.cat([e.utility for e in parts]), torch.cat([e.private for e in parts]),
                    [i for e in parts for i in e.ids], first.scale, first.norm, videos, torch.cat(clip), torch.cat(view),
                    torch.cat(rows))
 

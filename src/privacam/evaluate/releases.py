@@ -54,7 +54,7 @@ class ReleaseStore:
             return first
         if all(s.packed == first.packed and s.repeat == first.repeat and s._inner == first._inner for s in stores):
             out = cls.__new__(cls)
-            out.__dict__.update(first.__dict__)
+            out.__dict__.update({k: v for k, v in first.__dict__.items() if k != "features"})  # cached features are per store
             if first.packed:
                 out._data = np.concatenate([s._data for s in stores])
             else:
