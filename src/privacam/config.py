@@ -143,7 +143,7 @@ class EvalConfig:
     attackers: list = field(default_factory=lambda: [
         "linear_probe", "motion_probe", "small_cnn_a", "resnet_tiny", "shufflenet_a", "c3d_tiny",
         "mhi_logistic", "mhi_boosted", "profile_logistic", "profile_boosted", "hog_logistic", "hog_boosted",
-        "combo_logistic"])
+        "combo_logistic", "combo_boosted"])
     epochs: int = 15
     patience: int = 4
     min_epochs: int = 3

@@ -103,7 +103,7 @@ def tradeoff_figure(points: list[dict], path: str | Path, title: str = "") -> Pa
             ax.annotate("", xy=(100 * x, 100 * u), xytext=(100 * max(t.values()), 100 * u),
                         arrowprops=dict(arrowstyle="->", color=cmap(i % 10), lw=0.8))
     metric = points[0]["privacy"]["metric"]
-    level = _level_words(points[0]["privacy"].get("level", "clip"))
+    level = level_words(points[0]["privacy"].get("level", "clip"))
     ax.set_xlabel(f"best retrained attacker A_B^N ({'cMAP' if metric == 'cmap' else 'accuracy'} {level}, %; bars: 95 % "
                   "interval) — lower is more private")
     ax.set_ylabel("utility A_T (accuracy, %) — higher is better")
@@ -127,7 +127,7 @@ def _err(value, iv):
     return [[100 * max(0.0, value - iv[0])], [100 * max(0.0, iv[1] - value)]]
 
 
-def _level_words(level: str) -> str:
+def level_words(level: str) -> str:
     """``"video"`` -> ``"per video"``, ``"person@5"`` -> ``"per person from 5 clips"``."""
     kind, _, k = level.partition("@")
     if kind == "person":
@@ -164,7 +164,7 @@ def markdown_table(points: list[dict]) -> str:
     rows = table_rows(points)
     extra = [lv for lv in ("clip", "person@5") if lv != rows[0]["level"] and all(lv in r["levels"] for r in rows)]
     head = ("| encoder | utility % | utility retrained % | best attacker % [95 % interval] | best attacker | NAG | "
-            + "".join(f"{_level_words(lv)} % | " for lv in extra) + "own adversaries % |")
+            + "".join(f"{level_words(lv)} % | " for lv in extra) + "own adversaries % |")
     lines = [head, "|---|---:|---:|---:|---|---:|" + "---:|" * len(extra) + "---:|"]
     for r in rows:
         lines.append(f"| {r['encoder']} | {_pct(r['utility'])} | {_pct(r['utility_retrained'])} | "
@@ -174,7 +174,7 @@ def markdown_table(points: list[dict]) -> str:
     lines.append("")
     q0 = p0["privacy"]
     if q0.get("levels"):
-        lines.append(f"Privacy headline: the best of {len(q0['attackers'])} retrained attackers {_level_words(q0['level'])} "
+        lines.append(f"Privacy headline: the best of {len(q0['attackers'])} retrained attackers {level_words(q0['level'])} "
                      f"({q0.get('views', 1)} probing releases of the attacker's training split); intervals: bootstrap over "
                      "test videos; chance: majority class of the training labels.")
     lines.append(f"Chance: utility {_pct(p0['utility'].get('chance'))} %, privacy {_pct(p0['privacy']['chance'])} %; "
@@ -327,7 +327,7 @@ td:first-child,th:first-child{{text-align:left}}th{{background:#f3f3f3}}img{{max
 <p>Every number below is read from the audit files listed at the end. Privacy = the best of
 {len(attackers)} attackers retrained from scratch on the released data ({html.escape(', '.join(attackers))}),
 each selected on validation carved from the training data and scored
-{html.escape(_level_words(p0['privacy'].get('level', 'clip')))} on the test split (error bars: 95 % bootstrap
+{html.escape(level_words(p0['privacy'].get('level', 'clip')))} on the test split (error bars: 95 % bootstrap
 intervals over test videos). NAG = max(0, (A − chance) / (A_raw − chance)), chance = the majority class.
 Chance: utility {_pct(p0['utility'].get('chance'))} %, privacy {_pct(p0['privacy']['chance'])} %.</p>
 <img src="data:image/png;base64,{base64.b64encode(png.read_bytes()).decode()}" alt="trade-off">

@@ -350,9 +350,5 @@ for _f in FEATURES:
     for _m in ("logistic", "boosted"):
         register_attacker(f"{_f}_{_m}", tags=("classical",))(_factory(_f, _m))
 
-#: the classical attackers every shipped audit runs
-CLASSICAL_POOL = ("mhi_logistic", "mhi_boosted", "profile_logistic", "profile_boosted", "hog_logistic", "hog_boosted",
-                  "combo_logistic")
-
-__all__ = ["CLASSICAL_POOL", "ClassicalAttacker", "FEATURES", "combo_features", "hog_features", "mhi_features",
+__all__ = ["ClassicalAttacker", "FEATURES", "combo_features", "hog_features", "mhi_features",
            "profile_features"]

@@ -147,6 +147,7 @@ def evaluate_run(run_dir: str | Path, *, out_dir: str | Path | None = None, over
     run_dir = Path(run_dir)
     encoder, cfg, meta = load_encoder(run_dir)
     cfg = apply_overrides(cfg, overrides or [])
+    audit_spec(cfg)  # a bad eval setting fails before the data is built
     if data:
         cfg.data = apply_data_spec(cfg.data, data)
     splits = make_splits(cfg.data, seed=cfg.train.seed)
@@ -163,6 +164,7 @@ def evaluate_named(spec: str, cfg: Config, out_dir: str | Path, *, raw: bool | d
     from ..data import make_splits
 
     name, params = parse_encoder_spec(spec)
+    audit_spec(cfg)  # a bad eval setting fails before the data is built
     splits = splits or make_splits(cfg.data, seed=cfg.train.seed)
     in_ch = int(splits.train[0]["input"].shape[0])
     encoder = create_encoder(name, in_channels=in_ch, **params)
