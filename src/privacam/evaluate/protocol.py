@@ -318,8 +318,8 @@ def fit_classifier(model: nn.Module, train: Encoded, val: Encoded | None, labels
     y_val = getattr(val, labels) if val is not None else None
     framewise = getattr(model, "level", "") == "frame" and train.x.dim() == 5 and cfg.frames_per_clip > 0
     best, best_state, best_epoch, since = -1.0, None, -1, 0
-    first = max(1, int(cfg.min_epochs)) - 1  # the first epoch that may be selected
     n_epochs = cfg.epochs if fixed_epochs is None else max(1, int(fixed_epochs))
+    first = min(max(1, int(cfg.min_epochs)), n_epochs) - 1  # the first epoch that may be selected (at most the last)
     curve: list[dict] = []
     epoch = 0
     for epoch in tqdm(range(n_epochs), desc=desc, leave=False, disable=None):
@@ -410,6 +410,8 @@ class AuditSpec:
         if int(self.views) < 1:
             raise ConfigError(f"eval.views must be at least 1 (got {self.views}): it is how many times the attacker "
                               "releases its training split; use eval.views=1 for a single release")
+        if int(self.fit.min_epochs) < 1:
+            raise ConfigError(f"eval.min_epochs must be at least 1 (got {self.fit.min_epochs}); 1 lets every epoch be selected")
         if self.val_mode not in ("auto", "data"):
             raise ConfigError(f"eval.val_mode {self.val_mode!r} is not one of auto, data")
         if not 0.0 < float(self.val_fraction) < 1.0:
