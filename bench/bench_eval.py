@@ -78,7 +78,7 @@ def run(config: str = "demo", clips: int = 96, val_clips: int = 32, attackers: l
         epochs: int | None = None) -> dict:
     from torch.utils.data import Subset
 
-    from privacam.builders import build_encoder
+    from privacam.players import build_encoder
     from privacam.config import load_config
     from privacam.data import make_splits
     from privacam.evaluate.protocol import _shape_args, channel_stats, encode_split, fit_classifier

@@ -4,7 +4,7 @@ Clips/s counts every clip a top-level game step draws from the batch stream (all
 step, restarts included), timed over ``--steps`` game steps after one warm-up step. Only game
 steps are timed: the players are built (``Trainer._setup``) and ``AdversarialGame.step`` is called
 directly, so the initialisation stages (``init.*``) never run. The players start untrained, so the
-schedules' inner loops run to their caps (``schedule.max_*_steps``): a step here is the longest a
+schedules' inner loops run to their caps (``schedule.params.max_*_steps``): a step here is the longest a
 step gets. Torch threads: ``OMP_NUM_THREADS`` when set, else every core. On a CPU shared with other
 jobs use ``OMP_NUM_THREADS=1``: with more threads than free cores every parallel op waits for
 descheduled threads (an earlier reading of 60 s per entropy step, taken with 2 threads at load
@@ -40,6 +40,15 @@ class _Counting:
         return b
 
 
+#: each schedule with the encoder objective it is played with (K-beam caps as in default.yaml's comment)
+SCHEDULES = {
+    "entropy": [],
+    "grl": ["schedule={name: grl}", "game.privacy_loss=neg_ce", "game.aggregate=mean"],
+    "kbeam": ["schedule={name: kbeam, params: {encoder_steps: 2, budget_steps: 5, utility_steps: 2}}",
+              "game.privacy_loss=neg_ce", "game.against=strongest"],
+}
+
+
 def run(steps: int = 4, schedules=("entropy", "grl", "kbeam"), extra=()) -> list[dict]:
     from privacam.config import load_config
     from privacam.train import Trainer
@@ -47,7 +56,7 @@ def run(steps: int = 4, schedules=("entropy", "grl", "kbeam"), extra=()) -> list
     setup_threads()
     rows = []
     for name in schedules:
-        cfg = load_config("default", [f"schedule.name={name}", "train.device=cpu", *extra])
+        cfg = load_config("default", [*SCHEDULES[name], "train.device=cpu", *extra])
         tr = Trainer(cfg, Path(tempfile.mkdtemp(prefix="privacam-bench-")) / name)
         tr._setup()
         g = tr.game

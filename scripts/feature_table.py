@@ -27,7 +27,8 @@ import torch
 from privacam.config import load_config
 from privacam.evaluate import metrics
 from privacam.evaluate.runner import evaluate_run
-from privacam.train import load_run_config, train
+from privacam.runs import load_run_config
+from privacam.train import train
 from privacam.utils import read_json, write_json
 
 log = logging.getLogger("feature_table")

@@ -11,10 +11,17 @@ TINY = [
     "encoder.name=small_conv", "encoder.params={width: 4, depth: 2}", "utility.params={width: 4}",
     "budget.params={width: 4}", "budget.m=2", "init.encoder_steps=2", "init.utility_steps=2", "init.budget_steps=2",
     "train.steps=4", "train.batch_size=4", "train.log_every=1", "train.checkpoint_every=2",
-    "schedule.max_utility_steps=1", "schedule.max_budget_steps=1", "budget.restart_steps=1",
-    "schedule.kbeam_encoder_steps=2", "schedule.kbeam_budget_steps=2", "schedule.kbeam_utility_steps=1",
+    "schedule.params.max_utility_steps=1", "schedule.params.max_budget_steps=1", "budget.restart_steps=1",
     "train.device=cpu", "train.final_utility_steps=0",
 ]
+
+#: the other schedules at the same tiny size, with the encoder objective each was written for
+SCHEDULES = {
+    "entropy": [],
+    "kbeam": ["schedule={name: kbeam, params: {encoder_steps: 2, budget_steps: 2, utility_steps: 1}}",
+              "game.privacy_loss=neg_ce", "game.against=strongest"],
+    "grl": ["schedule={name: grl}", "game.privacy_loss=neg_ce", "game.aggregate=mean"],
+}
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
-"""Shipped configs: each loads into the typed config, starts with the command that runs it, and names
-only registered parts with parameters their factories take; the paper set-ups carry the paper's
-hyperparameters (SEEDS.md §1)."""
+"""Shipped configs: each loads into the typed config, starts with the command that runs it, names
+only registered parts with parameters their factories take and has no key without effect; the paper
+set-ups carry the paper's hyperparameters (SEEDS.md §1)."""
 
 from __future__ import annotations
 
@@ -9,22 +9,23 @@ import shlex
 
 import pytest
 
-from privacam.builders import budget_specs
-from privacam.cli import _resolve_config, build_parser, main
+from privacam.builders import check_config
+from privacam.cli import build_parser, main
+from privacam.cli.common import resolve_config
 from privacam.config import Config, load_config, read_config_text, shipped_configs
-from privacam.models.compress import RECONSTRUCTORS
+from privacam.errors import ConfigError
+from privacam.players import budget_specs, is_reconstruction
 from privacam.registry import (
     ADVERSARIES,
     ATTACKERS,
     DATASETS,
     ENCODERS,
     PRIVACY_LOSSES,
+    RECONSTRUCTORS,
     SCHEDULES,
     UTILITY_MODELS,
-    _ensure_builtins,
 )
 
-_ensure_builtins()
 NAMES = list(shipped_configs())
 PAPER = ("sbu", "ucf101_vispr")
 
@@ -64,15 +65,15 @@ def test_shipped_config_loads_and_names_registered_parts(name):
     assert not _takes(ENCODERS, cfg.encoder.name, cfg.encoder.params)
     assert cfg.utility.name in UTILITY_MODELS
     assert not _takes(UTILITY_MODELS, cfg.utility.name, cfg.utility.params)
-    if cfg.task == "cpgan":  # reconstruction adversaries, built by models.compress
-        assert set(cfg.budget.names) <= set(RECONSTRUCTORS)
-    else:
-        for budget_name, params in budget_specs(cfg):
-            assert budget_name in ADVERSARIES, budget_name
-            assert not _takes(ADVERSARIES, budget_name, params), (budget_name, params)
+    registry = RECONSTRUCTORS if is_reconstruction(cfg) else ADVERSARIES
+    for budget_name, params in budget_specs(cfg):
+        assert budget_name in registry, budget_name
+        assert not _takes(registry, budget_name, params), (budget_name, params)
     # the game, the data and the audit
     assert cfg.schedule.name in SCHEDULES
+    assert not _takes(SCHEDULES, cfg.schedule.name, cfg.schedule.params)
     assert cfg.game.privacy_loss in PRIVACY_LOSSES
+    assert check_config(cfg) is cfg  # and no key without effect
     assert cfg.data.name in DATASETS
     if cfg.data.privacy_source:
         assert cfg.data.privacy_source["name"] in DATASETS
@@ -85,14 +86,14 @@ def test_first_line_command_parses(name):
     argv = _command(name)[1:]
     args, extra = build_parser().parse_known_args(argv)
     assert args.config == name and args.out
-    cfg = _resolve_config(args.config, args.data, list(args.overrides) + extra)
+    cfg = resolve_config(args.config, args.data, list(args.overrides) + extra)
     if args.data and ":" in args.data:
         assert (cfg.data.name, cfg.data.root) == tuple(args.data.split(":", 1))
 
 
 def test_sbu_has_the_paper_hyperparameters():
     cfg = load_config("sbu")
-    assert cfg.task == "video" and cfg.data.name == "sbu" and cfg.data.privacy_source is None
+    assert cfg.data.name == "sbu" and cfg.data.privacy_source is None
     assert (cfg.data.size, cfg.data.clip_len) == (112, 16)
     assert cfg.encoder.name == "transform_net" and cfg.encoder.params == {"width": 32, "blocks": 5}
     assert cfg.utility.name == "c3d" and cfg.budget.name == "mobilenet_v2"
@@ -109,7 +110,7 @@ def test_ucf101_vispr_has_the_paper_hyperparameters():
     _common_paper_settings(cfg)
     # the documented command points both sources at their folders
     args, extra = build_parser().parse_known_args(_command("ucf101_vispr")[1:])
-    cfg = _resolve_config(args.config, args.data, list(args.overrides) + extra)
+    cfg = resolve_config(args.config, args.data, list(args.overrides) + extra)
     assert (cfg.data.name, cfg.data.root) == ("ucf101", "/data/ucf101")
     assert cfg.data.privacy_source["root"] == "/data/vispr" and cfg.data.privacy_source["name"] == "vispr"
 
@@ -120,9 +121,50 @@ def _common_paper_settings(cfg):
     assert cfg.budget.paper_widths and cfg.budget.m == 8
     assert widths == [round(0.60 - 0.02 * i, 2) for i in range(8)]
     assert cfg.budget.restart_every == 100
-    assert cfg.schedule.name == "entropy" and (cfg.schedule.utility_bar, cfg.schedule.budget_bar) == (0.85, 0.99)
+    assert cfg.schedule.name == "entropy"
+    assert (cfg.schedule.params["utility_bar"], cfg.schedule.params["budget_bar"]) == (0.85, 0.99)
     assert cfg.game.privacy_loss == "neg_entropy" and cfg.game.aggregate == "max"
     assert (cfg.encoder.optimizer, cfg.utility.optimizer, cfg.budget.optimizer) == ("adam", "adam", "adam")
     assert (cfg.encoder.lr, cfg.utility.lr, cfg.budget.lr) == (1e-4, 1e-5, 1e-2)
     assert cfg.train.batch_size * cfg.game.accum_steps == 160
     assert cfg.train.device == "auto" and cfg.train.amp == "bf16"
+
+
+@pytest.mark.parametrize("overrides,match", [
+    # a schedule's settings belong to that schedule: K-beam's caps under the entropy schedule do nothing
+    (["schedule.params.encoder_steps=2"], r"schedule 'entropy' takes no parameter 'encoder_steps' \(schedule.params.encoder_steps\)"),
+    (["schedule={name: grl, params: {max_budget_steps: 3}}"], "schedule 'grl' takes no parameter 'max_budget_steps'"),
+    # the privacy loss must score the budget models: no reconstruction loss for classifiers
+    (["game.privacy_loss=neg_mse"], "does not score classification adversaries"),
+    # the strongest adversary exists only for schedules that pick one
+    (["game.against=strongest"], "game.against=strongest needs a schedule that picks"),
+    # a budget parameter no budget model takes; a second budget name budget.m never builds
+    (["budget.params={width: 4, pool: 2}"], "budget.params.pool is taken by none of the budget models"),
+    (["budget.names=[small_cnn, probe]", "budget.m=1"], "budget.m=1 builds only small_cnn"),
+    (["budget.name=probe"], "budget.name 'probe' is not read when budget.names is given"),
+    (["budget.paper_widths=true"], "budget.paper_widths only sets the widths of mobilenet_v2"),
+    (["budget.weights=/tmp/w.pt"], "budget.weights is not read"),
+])
+def test_a_key_without_effect_is_an_error(overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        check_config(load_config("default", overrides))
+
+
+@pytest.mark.parametrize("override,match", [
+    ("task=video", "config key 'task' was removed: the adversaries decide"),
+    ("schedule.kbeam_plateau=3", "was removed: use schedule.params.plateau"),
+    ("schedule.grl_lambda=0.5", "was removed: the one privacy weight is game.gamma"),
+])
+def test_removed_keys_say_what_replaced_them(override, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config("default", [override])
+
+
+def test_cpgan_configs_play_neg_mse_against_the_strongest_reconstructor():
+    cfg = load_config("cpgan_digits")
+    assert is_reconstruction(cfg) and cfg.game.privacy_loss == "neg_mse" and cfg.game.against == "strongest"
+    # the reconstruction loss has an effect there: a classification loss is refused
+    with pytest.raises(ConfigError, match="does not score reconstruction adversaries.*neg_mse"):
+        check_config(load_config("cpgan_digits", ["game.privacy_loss=neg_entropy"]))
+    with pytest.raises(ConfigError, match="mixes reconstructors"):
+        check_config(load_config("cpgan_digits", ["budget.names=[decoder, small_cnn, ridge]"]))

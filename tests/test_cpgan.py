@@ -1,4 +1,4 @@
-"""CPGAN: code players, the multiple-adversary schedule, the sweep command and the datasets."""
+"""CPGAN: code players, reconstructors, the multiple-adversary schedule, a sweep and the datasets."""
 
 import gzip
 import itertools
@@ -13,9 +13,10 @@ import torch
 from privacam.cli import main
 from privacam.config import load_config, read_config_text
 from privacam.data import make_splits
-from privacam.game import AdversarialGame, BudgetEnsemble
-from privacam.game.cpgan import MultiAdversarySchedule, is_closed_form, pick_strongest
-from privacam.models.compress import CodeDecoder, build_reconstructors
+from privacam.game import AdversarialGame
+from privacam.game.schedules import MultiAdversarySchedule, pick_strongest
+from privacam.models.reconstructors import is_closed_form
+from privacam.players import Shapes, build_budget_models, is_reconstruction
 from privacam.registry import create_encoder, create_utility
 
 TINY = ["train.steps=3", "init.utility_steps=2", "init.budget_steps=1", "train.batch_size=16", "train.log_every=1",
@@ -47,23 +48,24 @@ def _cfg(*extra):
     return load_config("cpgan_digits", TINY + list(extra))
 
 
-def test_build_reconstructors_follows_budget_names():
-    from privacam.builders import Shapes
-
+def test_reconstructors_follow_budget_names():
     shapes = Shapes(in_channels=1, size=8, clip_len=0, num_utility=10, num_private=10)
-    ens = build_reconstructors(_cfg(), shapes, (4, 1, 1))
-    assert isinstance(ens, BudgetEnsemble) and ens.reconstruction and len(ens) == 3
-    assert [is_closed_form(m) for m in ens.models] == [False, True, True]
-    assert ens.models[0](torch.randn(5, 4, 1, 1)).shape == (5, 1, 8, 8)
-    assert len(build_reconstructors(_cfg("budget.names=[ridge]"), shapes, (4, 1, 1))) == 1
+    cfg = _cfg()
+    models = build_budget_models(cfg, shapes, (4, 1, 1))
+    assert is_reconstruction(cfg) and len(models) == 3
+    assert [is_closed_form(m) for m in models] == [False, True, True]
+    assert models[0](torch.randn(5, 4, 1, 1)).shape == (5, 1, 8, 8)
+    # each reconstructor takes its own keys of the shared budget.params
+    assert models[0].net[0].out_features == 16 and models[2].num_features == 32 and models[1].alpha == 1.0
+    assert len(build_budget_models(_cfg("budget.names=[ridge]", "budget.m=1"), shapes, (4, 1, 1))) == 1
 
 
 def _game(encoder_steps=1, decoder_steps=1, utility_steps=1, gamma=0.5):
-    from privacam.builders import Shapes, build_game
+    from privacam.builders import build_game
 
     torch.manual_seed(0)
     shapes = Shapes(in_channels=1, size=8, clip_len=0, num_utility=3, num_private=3)
-    g = build_game(_cfg(f"game.gamma={gamma}"), shapes, torch.device("cpu"), reconstruction=True)
+    g = build_game(_cfg(f"game.gamma={gamma}"), shapes, torch.device("cpu"))
     g.schedule = MultiAdversarySchedule(encoder_steps, decoder_steps, utility_steps, buffer_size=64)
     return g
 
@@ -107,24 +109,25 @@ def test_encoder_step_targets_the_strongest_adversary_with_gamma(monkeypatch):
     calls = []
     orig = AdversarialGame.encoder_move
 
-    def spy(self, batches, objective="game", target_model=None, weight=None):
-        calls.append((objective, target_model, weight))
-        return orig(self, batches, objective, target_model, weight)
+    def spy(self, batches, *, strongest=None):
+        calls.append(strongest)
+        return orig(self, batches, strongest=strongest)
 
     monkeypatch.setattr(AdversarialGame, "encoder_move", spy)
     adv = [_snap(m) for m in g.budget.models]
     g.schedule.fit_closed_form(g)  # (the step refits anyway; snapshot after a first fit)
     adv = [_snap(m) for m in g.budget.models]
     logs = g.step(_batches(), _batches(seed=1))
-    assert calls == [("kbeam", 2, None)] and logs["strongest"] == 2  # weight None -> game.gamma
-    # encoder objective: L_T - gamma * MSE(strongest), so the privacy log is minus its MSE
+    assert calls == [2] and logs["strongest"] == 2
+    # encoder objective: L_T + gamma * neg_mse(strongest), so the privacy log is minus its MSE
     assert logs["loss/privacy"] < 0
     assert logs["loss/encoder"] == pytest.approx(logs["loss/utility"] + 0.5 * logs["loss/privacy"], rel=1e-4)
     del adv
 
 
 def test_cpgan_training_run_logs_the_trade_off(tmp_path):
-    from privacam.train import read_metrics, train
+    from privacam.runs import read_metrics
+    from privacam.train import train
 
     run = train(_cfg(), tmp_path / "run")
     recs = [r for r in read_metrics(run) if r["stage"] == "game"]
@@ -132,25 +135,31 @@ def test_cpgan_training_run_logs_the_trade_off(tmp_path):
     assert {"mse/val_0", "mse/val_1", "mse/val_2", "strongest", "acc/utility_val"} <= set(recs[0])
 
 
-def test_sweep_command_end_to_end(tmp_path, capsys):
+def test_sweep_trains_evaluates_and_reports_each_value(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PRIVACAM_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "sweep"
-    rc = main(["sweep", "cpgan_digits", *TINY, "--values", "1,100", "--out", str(out), "--attackers", "ridge"])
+    audit = ["eval.epochs=1", "eval.utility_epochs=1", "eval.raw_reference=false"]
+    rc = main(["sweep", "cpgan_digits", *TINY, *audit, "--key", "game.gamma", "--values", "1,0.01", "--out", str(out)])
     assert rc == 0
     res = json.loads((out / "sweep.json").read_text())
-    assert [p["value"] for p in res["points"]] == [1.0, 100.0]
-    assert [p["gamma"] for p in res["points"]] == [1.0, 0.01]  # gamma = 1/lambda
-    for p in res["points"]:
-        assert 0 <= p["utility_accuracy"] <= 1 and p["mse"] > 0 and p["best_attacker"] == "ridge"
-        assert (out / p["run"] / "encoder.pt").exists()
-    assert (out / "sweep.png").stat().st_size > 0
-    assert "sweep written to" in capsys.readouterr().out
-    assert main(["sweep", "default", "--values", "1", "--out", str(tmp_path / "x")]) == 2  # not a cpgan config
+    assert res["key"] == "game.gamma" and [p["value"] for p in res["points"]] == ["1", "0.01"]
+    for p, gamma in zip(res["points"], (1.0, 0.01)):
+        run = out / p["run"]
+        assert load_config(run / "config.yaml").game.gamma == gamma  # the value reached the run
+        s = json.loads((out / p["summary"]).read_text())  # audited by `privacam evaluate`'s protocol
+        assert s["encoder"]["run"] == str(run) and s["encoder"]["gamma"] == gamma and s["encoder"]["task"] == "cpgan"
+        assert s["reconstruction"]["mse"] > 0 and s["reconstruction"]["best_attacker"] in ("ridge", "kernel_ridge", "decoder")
+    assert (out / "report.html").exists() and (out / "report.png").stat().st_size > 0
+    assert "| encoder |" in capsys.readouterr().out
+    # an unknown key is refused before any training
+    assert main(["sweep", "cpgan_digits", "--key", "game.gama", "--values", "1", "--out", str(tmp_path / "x")]) == 2
+    assert not (tmp_path / "x").exists()
 
 
 @pytest.mark.parametrize("name", ["cpgan_digits", "cpgan_gaussian"])
 def test_shipped_cpgan_configs_load_and_name_their_command(name):
     cfg = load_config(name)
-    assert cfg.task == "cpgan" and cfg.schedule.name == "multi_adversary" and cfg.game.privacy_loss == "neg_mse"
+    assert is_reconstruction(cfg) and cfg.schedule.name == "multi_adversary" and cfg.game.privacy_loss == "neg_mse"
     assert cfg.init.encoder_steps == 0
     assert read_config_text(name).splitlines()[0].startswith(f"# privacam train {name}")
 
@@ -180,7 +189,7 @@ def test_digits_dataset():
 
 
 def test_gaussian_mixture_and_its_analytic_optimum():
-    from privacam.data.compressive import gaussian_mixture_optimum
+    from privacam.data.toy import gaussian_mixture_optimum
 
     s = _data("gaussian_mixture", params={"dim": 4, "separation": 3.0, "n": 4000})
     _check(s, 2, (4, 1, 1))

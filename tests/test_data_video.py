@@ -1,4 +1,4 @@
-"""Decoding, clip sampling, resizing, the memmap cache and the generic datasets of data/video.py."""
+"""Decoding, clip sampling, resizing, the memmap cache and the generic datasets of data/video/."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import torch
 
 from conftest_data import frame_index, level, write_frames, write_image, write_video
 from privacam.data import video
+from privacam.data.video import store as video_store
 from privacam.data.video import (
     FrameStore,
     ImageDataset,
@@ -135,7 +136,7 @@ def test_memmap_cache_second_epoch_does_not_decode(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("decoded again")
 
-    monkeypatch.setattr(video, "decode_frames", boom)
+    monkeypatch.setattr(video_store, "decode_frames", boom)  # where the store decodes
     store2 = FrameStore(16, cache_dir=tmp_path / "cache")  # a new process: reads the memmaps
     ds2 = VideoClipDataset(recs, clip_len=8, size=16, strategy="random", clips_per_video=2, store=store2)
     ds2.set_epoch(0)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import TINY
-from privacam.builders import build_encoder
+from privacam.players import build_encoder
 from privacam.cli import main
 from privacam.config import dump_config, load_config
 from privacam.deploy import anonymize, export_onnx, is_clip_level, stream_encode
@@ -161,7 +161,7 @@ def test_anonymize_video_keeps_frame_count_and_rate(trained_run, tmp_path):
 def test_anonymize_matches_encoder_on_images(trained_run, tmp_path):
     import cv2
 
-    from privacam.train import load_encoder
+    from privacam.runs import load_encoder
 
     folder = tmp_path / "imgs"
     folder.mkdir()

@@ -10,8 +10,9 @@ import torch.nn.functional as F
 
 from conftest import one_thread
 
-from privacam.builders import Shapes, build_game
+from privacam.builders import build_game
 from privacam.config import load_config
+from privacam.players import Shapes
 from privacam.models.feature import BACKBONES, backbone_stages, list_taps, split_network, tap_channels
 from privacam.registry import create_adversary, create_encoder, create_utility
 
@@ -27,7 +28,7 @@ TINY = [
     "encoder.params={backbone: small_cnn, layer: block2, width: 4, input_size: 16}",
     "utility.params={backbone: small_cnn, layer: block2}", "budget.params={hidden: 8}",
     "init.utility_steps=1", "init.budget_steps=1", "train.steps=2", "train.batch_size=4", "train.log_every=1",
-    "train.checkpoint_every=1", "schedule.max_utility_steps=1", "schedule.max_budget_steps=1", "budget.restart_steps=1",
+    "train.checkpoint_every=1", "schedule.params.max_utility_steps=1", "schedule.params.max_budget_steps=1", "budget.restart_steps=1",
     "train.device=cpu", "train.final_utility_steps=0",
 ]
 
@@ -93,7 +94,7 @@ def test_split_rejects_unknown_tap_and_backbone():
 
 # ------------------------------------------------------------------ gamma = 0 is plain training
 def _game(gamma, seed=0, budget_seed=0, extra=()):
-    cfg = load_config("feature_synthetic_image", TINY + [f"game.gamma={gamma}", "schedule.budget_bar=1.01", *extra])
+    cfg = load_config("feature_synthetic_image", TINY + [f"game.gamma={gamma}", "schedule.params.budget_bar=1.01", *extra])
     shapes = Shapes(in_channels=3, size=16, clip_len=0, num_utility=3, num_private=3)
     torch.manual_seed(seed)
     game = build_game(cfg, shapes, torch.device("cpu"))
@@ -181,7 +182,7 @@ def test_feature_configs_load_and_name_their_command():
     for n in names:
         assert read_config_text(n).startswith(f"# privacam train {n} ")
         cfg = load_config(n)
-        assert cfg.task == "feature" and cfg.encoder.name == "tap" and cfg.game.privacy_loss == "confusion"
+        assert cfg.encoder.name == "tap" and cfg.game.privacy_loss == "confusion"
         assert cfg.init.encoder_steps == 0 and cfg.utility.name == "tap_rest"
 
 
@@ -206,7 +207,8 @@ def test_protected_features_weaken_a_linear_probe(tmp_path):
     weaker than on the unprotected network's (measured with seed 0: 75 % vs 58 %; seeds 1 and 2:
     69 % vs 44 %, 73 % vs 52 %; chance 25 %)."""
     from privacam.data import make_splits
-    from privacam.train import load_encoder, train
+    from privacam.runs import load_encoder
+    from privacam.train import train
 
     ov = ["data.size=16", "data.params={num_actors: 4, clips_per_pair: 10, actions: [wave1, wave2, bend, jack]}",
           "encoder.params={backbone: small_cnn, layer: pool, width: 8, input_size: 16}",
@@ -247,11 +249,14 @@ def test_running_whitening_whitens_and_resets():
 
 
 def test_probe_adversaries_share_budget_params():
-    """feature_linear / feature_mlp accept one shared budget.params; restarting resets their whitening."""
+    """feature_linear / feature_mlp share one budget.params (each takes its own keys); restarting
+    resets their whitening."""
     from privacam.game.ensemble import BudgetEnsemble
+    from privacam.players import build_budget_models
 
-    kw = dict(in_channels=16, num_classes=3, size=1, pool=1, hidden=8, layers=2, whiten=True, shrink=0.1, depth=1)
-    lin, mlp = create_adversary("feature_linear", **kw), create_adversary("feature_mlp", **kw)
+    cfg = load_config("feature_synthetic_image", ["budget.m=2", "budget.params={pool: 1, hidden: 8, layers: 2, whiten: true, shrink: 0.1}"])
+    shapes = Shapes(in_channels=3, size=16, clip_len=0, num_utility=3, num_private=3)
+    lin, mlp = build_budget_models(cfg, shapes, (16, 1, 1))
     z = torch.rand(8, 16, 1, 1)
     assert lin(z).shape == mlp(z).shape == (8, 3)
     assert sum(isinstance(m, torch.nn.Linear) for m in lin.modules()) == 1

@@ -6,7 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from privacam.errors import NonFiniteLossError
+import torch.nn.functional as F
+
+from privacam.errors import ConfigError, NonFiniteLossError
 from privacam.game import AdversarialGame, BudgetEnsemble, Restarter
 from privacam.game.losses import bce_half, ce_uniform, neg_entropy
 from privacam.registry import create_adversary, create_encoder, create_utility
@@ -26,8 +28,10 @@ def _game(schedule="entropy", m=2, **kw):
     opts = {"encoder": torch.optim.Adam(enc.parameters(), 1e-2), "utility": torch.optim.Adam(util.parameters(), 1e-2),
             "budget": torch.optim.Adam(budget.parameters(), 1e-2)}
     params = {"entropy": dict(max_utility_steps=1, max_budget_steps=1), "grl": {}, "kbeam": dict(encoder_steps=2, budget_steps=2, utility_steps=1)}[schedule]
+    objective = {"entropy": {}, "grl": dict(privacy_loss="neg_ce", aggregate="mean"),
+                 "kbeam": dict(privacy_loss="neg_ce", against="strongest")}[schedule]
     return AdversarialGame(encoder=enc, utility=util, budget=budget, optimizers=opts, schedule=schedule,
-                           schedule_params=params, **kw)
+                           schedule_params=params, **{**objective, **kw})
 
 
 def _snapshot(m: nn.Module):
@@ -55,7 +59,6 @@ def test_privacy_losses_are_minimal_at_uniform():
     uniform, peaked = torch.zeros(1, 4), torch.tensor([[5.0, 0, 0, 0]])
     for loss in (neg_entropy, ce_uniform):
         assert loss(uniform) < loss(peaked)
-        assert torch.isclose(loss(uniform), torch.tensor([loss(uniform).item()]))
     assert torch.isclose(ce_uniform(uniform), torch.zeros(1), atol=1e-6)
     assert torch.isclose(bce_half(torch.zeros(1, 5)), torch.zeros(1), atol=1e-6)
     assert bce_half(torch.full((1, 5), 3.0)) > 0
@@ -99,12 +102,44 @@ def test_schedules_step_and_report_named_metrics(schedule):
     assert all(isinstance(v, (int, float)) for v in logs.values())
 
 
-def test_kbeam_encoder_targets_only_strongest():
+def test_kbeam_encoder_step_plays_only_against_the_strongest():
     g = _game("kbeam", m=3)
-    g.schedule.strongest = 1
+    outs = {}
+    for i, m in enumerate(g.budget.models):
+        m.register_forward_hook(lambda mod, inp, out, i=i: outs.setdefault(i, out.detach()))
     before = _snapshot(g.budget)
-    logs = g.encoder_move(_batches(), "kbeam", target_model=1)
-    assert "loss/privacy" in logs and not _moved(before, g.budget)
+    logs = g.encoder_move(_batches(), strongest=1)
+    assert list(outs) == [1]  # only the strongest model sees the release
+    y = next(_batches())["private"]
+    # the privacy term is minus the strongest model's cross-entropy, weighted by gamma
+    assert logs["loss/privacy"] == pytest.approx(-F.cross_entropy(outs[1].float(), y).item(), rel=1e-5)
+    assert logs["loss/encoder"] == pytest.approx(logs["loss/utility"] + g.gamma * logs["loss/privacy"], rel=1e-5)
+    assert not _moved(before, g.budget)
+    # against all models, every one of them is played
+    outs.clear()
+    h = _game("kbeam", m=3, against="all")
+    for i, m in enumerate(h.budget.models):
+        m.register_forward_hook(lambda mod, inp, out, i=i: outs.setdefault(i, out.detach()))
+    h.encoder_move(_batches(), strongest=1)
+    assert sorted(outs) == [0, 1, 2]
+
+
+def test_encoder_objective_settings_must_fit_the_adversaries_and_the_schedule():
+    with pytest.raises(ConfigError, match="game.against=strongest needs a schedule that picks"):
+        _game("entropy", against="strongest")
+    with pytest.raises(ConfigError, match="does not score classification adversaries.*neg_entropy"):
+        _game("entropy", privacy_loss="neg_mse")
+    with pytest.raises(ConfigError, match="game.aggregate 'median'"):
+        _game("entropy", aggregate="median")
+
+
+def test_gamma_is_the_one_privacy_weight():
+    """The encoder loss is L_T + gamma * L_priv under every schedule (GRL's old lambda included)."""
+    for schedule in ("entropy", "grl"):
+        for gamma in (0.5, 2.0):
+            g = _game(schedule, gamma=gamma)
+            logs = g.encoder_move(_batches())
+            assert logs["loss/encoder"] == pytest.approx(logs["loss/utility"] + gamma * logs["loss/privacy"], rel=1e-5)
 
 
 def test_restart_reinitialises_and_retrains():
@@ -163,7 +198,7 @@ def test_gradient_accumulation_matches_big_batch():
 
 
 def test_standardised_budget_cannot_be_fooled_by_shrinking_contrast():
-    from privacam.game.game import standardise_channels
+    from privacam.models.common import standardise_channels
 
     z = torch.rand(6, 3, 2, 8, 8)
     shrunk = 0.1 * z + 0.45  # the same content at a tenth of the contrast
@@ -200,3 +235,17 @@ def test_utility_batchnorm_is_recalibrated_on_the_final_release_without_moving_p
     assert torch.allclose(bn.running_mean, h.mean(dims), atol=1e-5)
     assert torch.allclose(bn.running_var, h.var(dims, unbiased=True), rtol=1e-4, atol=1e-6)
     assert bn.momentum == 0.1 and game.utility.training  # settings and mode restored
+
+
+def test_readme_example_runs():
+    """README's "Using the game from your own loop" runs as written and logs the named losses."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    code = re.search(r"## Using the game from your own loop\n\n```python\n(.*?)```", readme, re.S).group(1)
+    scope: dict = {}
+    torch.manual_seed(0)
+    exec(compile(code, "README.md", "exec"), scope)
+    assert scope["game"].step_count == 2
+    assert {"loss/encoder", "loss/privacy", "loss/budget", "acc/utility_val"} <= set(scope["logs"])

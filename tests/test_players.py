@@ -3,11 +3,10 @@
 import pytest
 import torch
 
+from privacam import registry
 from privacam.registry import (ADVERSARIES, ENCODERS, UTILITY_MODELS, create_adversary, create_encoder,
-                               create_utility, list_adversaries, list_encoders, list_utility_models)
+                               create_utility, list_adversaries, list_utility_models)
 from privacam.errors import ConfigError, RegistryError
-
-list_encoders()  # fill the registries
 
 SLOW_UTILITY = {"c3d", "r2plus1d_18", "r3d_18", "mc3_18"}
 
@@ -77,3 +76,14 @@ def test_registry_errors_list_valid_names_and_params():
         create_encoder("small_conv", widht=3)
     assert "mobilenet_v2" in list_adversaries("mobile*")
     assert list_utility_models("small*") == ["small3d", "small_cnn_image"]
+
+
+REGISTRIES = [registry.ENCODERS, registry.UTILITY_MODELS, registry.ADVERSARIES, registry.RECONSTRUCTORS,
+              registry.ATTACKERS, registry.PRIVACY_LOSSES, registry.SCHEDULES, registry.DATASETS]
+
+
+@pytest.mark.parametrize("reg,name", [(r, n) for r in REGISTRIES for n in r.list()],
+                         ids=lambda v: v if isinstance(v, str) else v.kind)
+def test_every_registered_factory_and_schedule_class_has_a_docstring(reg, name):
+    doc = (reg.get(name).__doc__ or "").strip()
+    assert len(doc) > 20, f"{reg.kind} {name!r} has no docstring"

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from privacam.evaluate.reconstruction import face_detected_fraction, reconstruction_attack
-from privacam.models.compress import KernelRidgeReconstructor, LinearRidgeReconstructor, RFFKernelRidgeReconstructor
+from privacam.models.reconstructors import KernelRidgeReconstructor, LinearRidgeReconstructor, RFFKernelRidgeReconstructor
 
 
 def _regression_data(n=200, d=5, k=7, seed=0):

@@ -11,10 +11,12 @@ import pytest
 import torch
 import yaml
 
+from conftest import SCHEDULES
 from privacam.cli import main
 from privacam.config import load_config
 from privacam.errors import ConfigError
-from privacam.train import Trainer, read_metrics, train
+from privacam.runs import read_metrics
+from privacam.train import train
 from privacam.utils import load_checkpoint
 
 
@@ -52,7 +54,7 @@ def test_same_seed_same_result_other_seed_differs(tmp_path, tiny_overrides):
 @pytest.mark.parametrize("schedule", ["entropy", "kbeam", "grl", "entropy+randomised_motion"])
 def test_interrupted_then_resumed_matches_uninterrupted(tmp_path, tiny_overrides, schedule, monkeypatch):
     schedule, _, randomised = schedule.partition("+")
-    ov = tiny_overrides + [f"schedule.name={schedule}", "train.steps=6", "budget.restart_every=3"]
+    ov = tiny_overrides + SCHEDULES[schedule] + ["train.steps=6", "budget.restart_every=3"]
     if randomised:  # the release's own draws must continue where they stopped, too
         ov += ["encoder.name=motion", "encoder.params={width: 4, depth: 2, jitter: 0.5, dilate: 1}"]
     full = _encoder_state(train(_cfg(ov), tmp_path / "full"))
@@ -106,17 +108,30 @@ def test_config_errors_are_one_line_with_fix():
         load_config("default", ["train.steps=abc"])
 
 
-def test_label_count_mismatch_is_clear(tmp_path, tiny_overrides):
-    # a user weights file for the utility model with another class count is skipped, not crashed on
-    cfg = _cfg(tiny_overrides)
-    torch.save({"head.2.weight": torch.zeros(99, 16)}, tmp_path / "w.pt")
-    cfg.utility.weights = str(tmp_path / "w.pt")
-    train(cfg, tmp_path / "run")
+def test_user_weights_with_another_class_count_load_all_but_the_head(tmp_path):
+    from privacam.config import PlayerConfig
+    from privacam.errors import PrivacamError
+    from privacam.players import load_weights
+    from privacam.registry import create_utility
+
+    torch.manual_seed(0)
+    src = create_utility("small3d", num_classes=99, width=4).state_dict()  # trained for another label set
+    dst = create_utility("small3d", num_classes=3, width=4)
+    torch.save(src, tmp_path / "w.pt")
+    before = {k: v.clone() for k, v in dst.state_dict().items()}
+    load_weights(dst, PlayerConfig(weights=str(tmp_path / "w.pt")), "utility")
+    skipped = [k for k, v in dst.state_dict().items() if src[k].shape != v.shape]
+    assert skipped and all(k.startswith("net.head.") for k in skipped)
+    for k, v in dst.state_dict().items():  # matching tensors loaded, the head keeps its own initialisation
+        assert torch.equal(v, before[k] if k in skipped else src[k]), k
+    (tmp_path / "bad.pt").write_text("not a state dict")
+    with pytest.raises(PrivacamError, match="utility.weights: cannot read .*bad.pt"):
+        load_weights(dst, PlayerConfig(weights=str(tmp_path / "bad.pt")), "utility")
 
 
 def test_cli_end_to_end_and_errors(tmp_path, tiny_overrides, capsys):
     out = tmp_path / "cli_run"
-    assert main(["train", "--data", "synthetic", *tiny_overrides, "schedule.name=kbeam", "--out", str(out)]) == 0
+    assert main(["train", "--data", "synthetic", *tiny_overrides, *SCHEDULES["kbeam"], "--out", str(out)]) == 0
     assert (out / "encoder.pt").exists()
     assert main(["train", "--out", str(out), "encoder.name=st_cov"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

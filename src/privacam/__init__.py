@@ -10,3 +10,7 @@ import logging
 __version__ = "0.1.0"
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+# Fill every registry eagerly (as timm does): datasets, players, privacy losses and schedules, the
+# audit's attackers. A module that fails to import is an error here, not an unknown name later.
+from . import data, models, game, evaluate  # noqa: E402,F401

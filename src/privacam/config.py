@@ -6,7 +6,6 @@ suggests the nearest valid key; values are parsed as YAML scalars (``gamma=0.5``
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import difflib
 import typing
@@ -81,8 +80,16 @@ class BudgetConfig(PlayerConfig):
 
 @dataclass
 class GameConfig:
+    """The encoder's objective ``L_T + gamma * agg_{i in against} privacy_loss(f_b^i)`` and how it is run.
+
+    ``privacy_loss``: a registered privacy loss; ``against``: ``all`` budget models or the ``strongest``
+    one the schedule picks (kbeam, multi_adversary); ``aggregate``: per-sample ``max`` or ``mean`` over
+    them; ``gamma``: the one weight of the privacy term.
+    """
+
     gamma: float = 1.0
     privacy_loss: str = "neg_entropy"
+    against: str = "all"  # all | strongest
     aggregate: str = "max"  # max (per sample, over the ensemble) | mean
     accum_steps: int = 1
     # budget models see E(x) standardised per channel over the batch (as the audit's retrained
@@ -92,18 +99,11 @@ class GameConfig:
 
 @dataclass
 class ScheduleConfig:
-    """Which player moves next. ``name``: entropy | grl | kbeam."""
+    """Which player moves next: a registered schedule ``name`` (entropy | grl | kbeam | multi_adversary)
+    and its own settings ``params`` (checked against the schedule's parameters when the game is built)."""
 
     name: str = "entropy"
-    utility_bar: float = 0.85
-    budget_bar: float = 0.99
-    max_utility_steps: int = 5
-    max_budget_steps: int = 5
-    grl_lambda: float = 1.0
-    kbeam_encoder_steps: int = 5
-    kbeam_budget_steps: int = 20
-    kbeam_utility_steps: int = 5
-    kbeam_plateau: int = 10
+    params: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -167,7 +167,8 @@ class EvalConfig:
 
 @dataclass
 class Config:
-    task: str = "video"  # video | image | feature | cpgan
+    """A whole run: data, the three players, the game and its schedule, training and the audit."""
+
     data: DataConfig = field(default_factory=DataConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     utility: UtilityConfig = field(default_factory=UtilityConfig)
@@ -225,7 +226,25 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     return value
 
 
+#: keys of earlier versions, with what replaced them (run directories written by them are upgraded
+#: by :func:`privacam.runs.load_run_config`; a user's config gets this hint instead)
+REMOVED_KEYS = {
+    "task": "the adversaries decide: budget.names of reconstructors (decoder, ridge, rff_ridge) play CPGAN's game",
+    "schedule.grl_lambda": "the one privacy weight is game.gamma",
+    "schedule.utility_bar": "schedule settings live under schedule.params",
+    "schedule.budget_bar": "schedule settings live under schedule.params",
+    "schedule.max_utility_steps": "schedule settings live under schedule.params",
+    "schedule.max_budget_steps": "schedule settings live under schedule.params",
+    "schedule.kbeam_encoder_steps": "use schedule.params.encoder_steps (kbeam, multi_adversary)",
+    "schedule.kbeam_budget_steps": "use schedule.params.budget_steps (kbeam) or decoder_steps (multi_adversary)",
+    "schedule.kbeam_utility_steps": "use schedule.params.utility_steps (kbeam, multi_adversary)",
+    "schedule.kbeam_plateau": "use schedule.params.plateau (kbeam)",
+}
+
+
 def _unknown_key(key: str, valid: list[str], prefix: str) -> ConfigError:
+    if prefix + key in REMOVED_KEYS:
+        return ConfigError(f"config key '{prefix}{key}' was removed: {REMOVED_KEYS[prefix + key]}")
     close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
     hint = f"; did you mean '{prefix}{close[0]}'?" if close else ""
     return ConfigError(f"unknown config key '{prefix}{key}'{hint} (valid here: {', '.join(valid)})")
@@ -318,8 +337,5 @@ def read_config_text(path: str | Path) -> str:
 
 
 def dump_config(cfg: Config) -> str:
+    """The config as YAML (what a run directory's ``config.yaml`` holds)."""
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)
-
-
-def copy_config(cfg: Config) -> Config:
-    return copy.deepcopy(cfg)

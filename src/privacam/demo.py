@@ -1,4 +1,4 @@
-"""``privacam demo``: the whole story on the embedded data, on a CPU.
+"""The demo: the whole story on the embedded data, on a CPU (``privacam demo``).
 
 Trains an anonymizer (the three-player game), audits it, the raw data and the downsampling and
 blur baselines with the same retrained attacker pool, writes every ``eval/summary.json`` under
@@ -12,7 +12,12 @@ import logging
 import time
 from pathlib import Path
 
-from .cli import Command
+from .config import load_config
+from .data import apply_data_spec, make_splits
+from .evaluate.runner import audit_spec, evaluate_named, evaluate_run, raw_reference
+from .report import load_points, markdown_table, write_report
+from .train import train
+from .utils import resolve_device, write_json
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +57,6 @@ def run_demo(out: str | Path, *, quick: bool = False, config: str | None = None,
     ``resume``: continue a killed demo in ``out``: training resumes from its last checkpoint and
     every audit whose ``summary.json`` exists is reused (its time is then not counted).
     """
-    from .config import load_config
-    from .data import apply_data_spec, make_splits
-    from .evaluate.runner import evaluate_encoder, evaluate_named, evaluate_run, raw_reference, audit_spec
-    from .report import load_points, markdown_table, write_report
-    from .train import train
-    from .utils import resolve_device, write_json
-
     t0 = time.time()
     out = Path(out)
     ov = (QUICK_OVERRIDES if quick else []) + list(overrides or [])
@@ -101,25 +99,3 @@ def run_demo(out: str | Path, *, quick: bool = False, config: str | None = None,
     (out / "summary.md").write_text(table + "\n\n" + timing_line(timings, resume) + "\n")
     write_json(out / "demo.json", {"quick": quick, "resumed": resume, "seconds": timings, "report": str(html_path), "figure": str(png)})
     return {"points": points, "report": html_path, "figure": png, "table": table, "seconds": timings}
-
-
-class Demo(Command):
-    name = "demo"
-    help = "train, audit and report on the embedded data (CPU; --quick for a first look)"
-
-    def add_arguments(self, p):
-        p.add_argument("overrides", nargs="*", help="key.sub=value config overrides")
-        p.add_argument("--out", default="demo_out", help="output directory (default demo_out)")
-        p.add_argument("--quick", action="store_true", help="a smaller, faster run (about 3 minutes)")
-        p.add_argument("--config", help="config (default: the shipped 'demo')")
-        p.add_argument("--data", help="manifest CSV, NAME or NAME:ROOT instead of the embedded data")
-        p.add_argument("--resume", action="store_true",
-                       help="continue a killed demo in --out (training from its checkpoint; finished audits reused)")
-
-    def run(self, args):
-        res = run_demo(args.out, quick=args.quick, config=args.config, data=args.data, overrides=args.overrides,
-                       resume=args.resume)
-        print(res["table"])
-        print("\n" + timing_line(res["seconds"], args.resume))
-        print(f"report: {res['report']}  figure: {res['figure']}")
-        return 0

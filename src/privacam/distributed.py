@@ -233,8 +233,8 @@ class DistributedGame(AdversarialGame):
         if any_rank(not bool(torch.isfinite(value).all()), value.device):
             raise NonFiniteLossError(self.step_count, player, name)
 
-    def encoder_move(self, batches, objective: str = "game", target_model: int | None = None, weight: float | None = None) -> dict:
-        return self._synced(super().encoder_move(batches, objective, target_model, weight))
+    def encoder_move(self, batches, *, strongest: int | None = None) -> dict:
+        return self._synced(super().encoder_move(batches, strongest=strongest))
 
     def utility_move(self, batches, with_encoder: bool = True) -> dict:
         return self._synced(super().utility_move(batches, with_encoder))

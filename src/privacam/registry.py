@@ -1,8 +1,13 @@
 """One registry pattern for every pluggable part (encoders, utility models, adversaries,
-attackers, privacy losses, schedules, datasets).
+reconstructors, attackers, privacy losses, schedules, datasets).
 
 ``register_*`` decorates a factory, ``create_*(name, **kw)`` builds it, ``list_*(pattern)`` lists
 names. An unknown name, or an unknown keyword, raises a one-line error listing the valid choices.
+
+This module sits at the bottom of the package and imports nothing above it: the modules that
+register factories import it, and the package (``privacam/__init__.py``) imports all of them
+eagerly, as timm does, so the registries are full once ``privacam`` is imported. A module that
+fails to import is an error there, never an "unknown name" here.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ class Registry:
         return deco
 
     def get(self, name: str) -> Callable[..., Any]:
+        """The factory registered as ``name`` (a one-line error listing the valid names if unknown)."""
         if name not in self._items:
             close = difflib.get_close_matches(name, self._items, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -49,17 +55,32 @@ class Registry:
             )
         return self._items[name]
 
+    def parameters(self, name: str) -> list[str] | None:
+        """The keyword parameters the factory ``name`` takes (None when it takes any: ``**kw``)."""
+        sig = inspect.signature(self.get(name))
+        if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+            return None
+        return [p for p in sig.parameters if p != "self"]
+
+    def check(self, name: str, params: Any, *, key: str = "") -> None:
+        """Raise a one-line :class:`ConfigError` when the factory ``name`` does not take one of ``params``.
+
+        ``key`` names the config key holding ``params`` (``"schedule.params"``) in the message.
+        """
+        valid = self.parameters(name)
+        if valid is None:
+            return
+        bad = [k for k in params if k not in valid]
+        if bad:
+            where = f" ({key}.{bad[0]})" if key else ""
+            raise ConfigError(
+                f"{self.kind} {name!r} takes no parameter {bad[0]!r}{where}; its parameters: {', '.join(valid)}"
+            )
+
     def create(self, name: str, /, **kwargs: Any) -> Any:
         """Build ``name`` with ``kwargs``; a keyword the factory does not take is a clear error."""
         fn = self.get(name)
-        sig = inspect.signature(fn)
-        if not any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
-            bad = [k for k in kwargs if k not in sig.parameters]
-            if bad:
-                valid = [p for p in sig.parameters if p not in ("self",)]
-                raise ConfigError(
-                    f"{self.kind} {name!r} takes no parameter {bad[0]!r}; its parameters: {', '.join(valid)}"
-                )
+        self.check(name, kwargs)
         return fn(**kwargs)
 
     def list(self, pattern: str = "*", *, tag: str | None = None) -> list[str]:
@@ -69,6 +90,7 @@ class Registry:
         )
 
     def tags(self, name: str) -> set[str]:
+        """The tags ``name`` was registered with."""
         self.get(name)
         return set(self._tags[name])
 
@@ -82,6 +104,7 @@ class Registry:
 ENCODERS = Registry("encoder")
 UTILITY_MODELS = Registry("utility model")
 ADVERSARIES = Registry("adversary")
+RECONSTRUCTORS = Registry("reconstructor")
 ATTACKERS = Registry("attacker")
 PRIVACY_LOSSES = Registry("privacy loss")
 SCHEDULES = Registry("schedule")
@@ -90,61 +113,53 @@ DATASETS = Registry("dataset")
 register_encoder = ENCODERS.register
 register_utility = UTILITY_MODELS.register
 register_adversary = ADVERSARIES.register
+register_reconstructor = RECONSTRUCTORS.register
 register_attacker = ATTACKERS.register
 register_privacy_loss = PRIVACY_LOSSES.register
 register_schedule = SCHEDULES.register
 register_dataset = DATASETS.register
 
 
-def _ensure_builtins() -> None:
-    """Import the modules that fill the registries (kept lazy to avoid import cycles)."""
-    from . import data, models  # noqa: F401
-    from .game import losses, schedules  # noqa: F401
-    try:
-        from .game import cpgan  # noqa: F401  (multiple-adversary schedule of CPGAN)
-    except ImportError:
-        pass
-    try:
-        from .evaluate import attackers  # noqa: F401
-    except ImportError:  # the audit is optional for the game
-        pass
-
-
 def create_encoder(name: str, /, **kw: Any):
-    _ensure_builtins()
+    """Build the encoder f_d registered as ``name``."""
     return ENCODERS.create(name, **kw)
 
 
 def create_utility(name: str, /, **kw: Any):
-    _ensure_builtins()
+    """Build the utility model f_T registered as ``name``."""
     return UTILITY_MODELS.create(name, **kw)
 
 
 def create_adversary(name: str, /, **kw: Any):
-    _ensure_builtins()
+    """Build the budget classifier f_b registered as ``name``."""
     return ADVERSARIES.create(name, **kw)
 
 
+def create_reconstructor(name: str, /, **kw: Any):
+    """Build the reconstruction adversary f_b registered as ``name`` (CPGAN's threat)."""
+    return RECONSTRUCTORS.create(name, **kw)
+
+
 def create_attacker(name: str, /, **kw: Any):
-    _ensure_builtins()
+    """Build the audit's retrained attacker registered as ``name``."""
     return ATTACKERS.create(name, **kw)
 
 
 def list_encoders(pattern: str = "*") -> list[str]:
-    _ensure_builtins()
     return ENCODERS.list(pattern)
 
 
 def list_utility_models(pattern: str = "*") -> list[str]:
-    _ensure_builtins()
     return UTILITY_MODELS.list(pattern)
 
 
 def list_adversaries(pattern: str = "*") -> list[str]:
-    _ensure_builtins()
     return ADVERSARIES.list(pattern)
 
 
+def list_reconstructors(pattern: str = "*") -> list[str]:
+    return RECONSTRUCTORS.list(pattern)
+
+
 def list_attackers(pattern: str = "*") -> list[str]:
-    _ensure_builtins()
     return ATTACKERS.list(pattern)

@@ -15,8 +15,8 @@ import json
 import logging
 from pathlib import Path
 
-from .cli import Command
 from .errors import PrivacamError
+from .runs import read_metrics
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,7 @@ def find_summaries(paths: list[str | Path]) -> list[Path]:
 
 
 def label_of(s: dict) -> str:
+    """The point's name in the figure and table: the encoder and, for a trained run, how it was trained."""
     e = s["encoder"]
     params = {k: v for k, v in (e.get("params") or {}).items()}
     if e.get("run"):
@@ -47,6 +48,7 @@ def label_of(s: dict) -> str:
 
 
 def load_points(paths: list[str | Path]) -> list[dict]:
+    """Every audit summary under ``paths``, with its file (``_path``) and label (``_label``)."""
     pts = []
     for f in find_summaries(paths):
         s = json.loads(f.read_text())
@@ -265,10 +267,7 @@ def _curves_html(points: list[dict]) -> str:
     blocks = []
     for p in points:
         run = p["encoder"].get("run")
-        mfile = Path(run) / "metrics.jsonl" if run else None
-        if not mfile or not mfile.exists():
-            continue
-        recs = [json.loads(line) for line in mfile.read_text().splitlines() if line.strip()]
+        recs = read_metrics(run) if run else []
         game = [r for r in recs if r.get("stage") == "game"]
         if not game:
             continue
@@ -340,19 +339,3 @@ the gap to the retrained attacker is what an in-loop evaluation would have hidde
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(doc, encoding="utf-8")
     return out, png
-
-
-class ReportCommand(Command):
-    name = "report"
-    help = "trade-off figure (PNG) and HTML report from audit files"
-
-    def add_arguments(self, p):
-        p.add_argument("paths", nargs="+", help="run, eval or output directories (searched for summary.json)")
-        p.add_argument("-o", "--out", default="report.html", help="HTML file to write (the PNG goes beside it)")
-        p.add_argument("--title", default="")
-
-    def run(self, args):
-        html_path, png = write_report(args.paths, args.out, args.title)
-        print(f"wrote {html_path} and {png}")
-        print(markdown_table(load_points(args.paths)))
-        return 0

@@ -1,14 +1,13 @@
 """The built-in trainer: one consumer of :class:`~privacam.game.AdversarialGame`.
 
-It owns the run directory (``config.yaml``, ``metrics.jsonl``, ``run.json``, ``checkpoints/``),
-deterministic and resumable batch streams, the initialisation stages of Wu et al. and
+It writes the run directory (``config.yaml``, ``metrics.jsonl``, ``run.json``, ``checkpoints/``,
+through :mod:`privacam.runs`, which owns that contract), deterministic and resumable batch streams, the initialisation stages of Wu et al. and
 checkpointing. A run killed at any point resumes from its last checkpoint with the results it
 would have had (``privacam train --out RUN --resume``).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -18,11 +17,13 @@ from typing import Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .builders import Shapes, build_game, encoded_shape
-from .config import Config, dump_config, load_config, to_dict
+from . import runs
+from .builders import build_game
+from .config import Config
 from .data import Splits, collate, make_splits
-from .errors import ConfigError, NonFiniteLossError, PrivacamError
-from .utils import atomic_write_text, load_checkpoint, resolve_device, save_checkpoint, seed_everything, write_json
+from .errors import NonFiniteLossError, PrivacamError
+from .players import Shapes, encoded_shape
+from .utils import load_checkpoint, resolve_device, save_checkpoint, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,8 @@ class CrossStream:
         self.privacy.load_state_dict(s["privacy"])
 
 
-def shapes_from_splits(splits: Splits, cfg: Config) -> Shapes:
+def shapes_from_splits(splits: Splits) -> Shapes:
+    """What the players must be sized for, read from the first training sample and the class lists."""
     x = splits.train[0]["input"]
     return Shapes(
         in_channels=int(x.shape[0]), size=int(x.shape[-1]), clip_len=int(x.shape[1]) if x.dim() == 4 else 0,
@@ -154,7 +156,7 @@ class Trainer:
 
         self.cfg = cfg
         self.out = Path(out)
-        self.ckpt_dir = self.out / "checkpoints"
+        self.ckpt_dir = self.out / runs.CHECKPOINTS
         self.dist = distributed.init_from_env(resolve_device(cfg.train.device))
         self.device = distributed.device_for(resolve_device(cfg.train.device), self.dist)
         self.is_main = self.dist.is_main
@@ -167,10 +169,9 @@ class Trainer:
         if self.splits is None:
             self.splits = make_splits(cfg.data, seed=cfg.train.seed)
         s = self.splits
-        self.shapes = shapes_from_splits(s, cfg)
+        self.shapes = shapes_from_splits(s)
         gen = torch.Generator().manual_seed(cfg.train.seed + 1)
-        self.game = build_game(cfg, self.shapes, self.device, generator=gen,
-                               reconstruction=cfg.task == "cpgan", distributed=self.dist.enabled)
+        self.game = build_game(cfg, self.shapes, self.device, generator=gen, distributed=self.dist.enabled)
         pin = self.device.type == "cuda"
         bs, nw = cfg.train.batch_size, cfg.train.num_workers
         shard = {"rank": self.dist.rank, "world": self.dist.world}
@@ -185,24 +186,22 @@ class Trainer:
     def _write_run_files(self):
         if not self.is_main:
             return
-        self.out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.out / "config.yaml", dump_config(self.cfg))
+        runs.write_config(self.out, self.cfg)
         zshape = encoded_shape(self.game.encoder, self.shapes)
-        write_json(self.out / "run.json", {
+        runs.write_meta(self.out, {
             "shapes": self.shapes.as_dict(),
             "encoded_shape": list(zshape),
             "dataset": self.splits.name,
             "kind": self.splits.kind,
             "utility_classes": self.splits.utility_classes,
             "private_classes": (self.splits.privacy or self.splits).private_classes,
-            "task": self.cfg.task,
+            "task": runs.release_kind(self.game.encoder, self.splits.kind),
             "privacam_version": __import__("privacam").__version__,
         })
 
     # -------------------------------------------------------------- checkpoints
     def _state(self) -> dict:
         st = {
-            "version": 1,
             "game": self.game.state_dict(),
             "stage": self.stage,
             "stage_i": self.stage_i,
@@ -215,7 +214,7 @@ class Trainer:
             st["cuda_rng"] = torch.cuda.get_rng_state_all()
         return st
 
-    def save(self, name: str = "last.pt") -> None:
+    def save(self, name: str = runs.LAST) -> None:
         if not self.is_main:
             return
         save_checkpoint(self.ckpt_dir / name, self._state())
@@ -231,17 +230,14 @@ class Trainer:
         if "cuda_rng" in st and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([t.cpu() for t in st["cuda_rng"]])
         # drop metric lines written after the checkpoint so the file matches the resumed run
-        mfile = self.out / "metrics.jsonl"
-        if mfile.exists() and self.is_main:
-            lines = mfile.read_text().splitlines(keepends=True)[: self.metric_lines]
-            atomic_write_text(mfile, "".join(lines))
+        if self.is_main:
+            runs.truncate_metrics(self.out, self.metric_lines)
 
     def _log(self, record: dict) -> None:
         if not self.is_main:
             self.metric_lines += 1
             return
-        with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        runs.append_metrics(self.out, record)
         self.metric_lines += 1
 
     # -------------------------------------------------------------- run
@@ -250,15 +246,15 @@ class Trainer:
         from tqdm.auto import tqdm
 
         self._setup()
-        last = self.ckpt_dir / "last.pt"
+        last = self.ckpt_dir / runs.LAST
         if resume and last.exists():
             self._load(last)
             log.info("resuming %s at stage %s, step %d", self.out, self.stage, self.game.step_count)
         else:
             if resume:
                 log.info("no checkpoint in %s: starting from scratch", self.ckpt_dir)
-            if self.is_main and (self.out / "metrics.jsonl").exists():
-                (self.out / "metrics.jsonl").unlink()
+            if self.is_main and (self.out / runs.METRICS).exists():
+                (self.out / runs.METRICS).unlink()
             self._write_run_files()
         cfg = self.cfg
         init_steps = {"init_encoder": cfg.init.encoder_steps, "init_utility": cfg.init.utility_steps,
@@ -290,15 +286,15 @@ class Trainer:
         finally:
             bar.close()
         self.stage, self.stage_i = STAGES[-1], cfg.train.final_utility_steps
-        if cfg.task != "cpgan":
+        if not g.budget.reconstruction:
             # the deployed f_T runs in eval mode: its batch-norm statistics from the final release
             n = g.recalibrate_utility_bn(self.train_stream, math.ceil(len(self.splits.train) / cfg.train.batch_size))
             if n:
                 log.info("recalibrated %d batch-norm layers of f_T on the final release", n)
         self.save()
-        self.save("final.pt")
+        self.save(runs.FINAL)
         if self.is_main:
-            torch.save(g.encoder.state_dict(), self.out / "encoder.pt")
+            torch.save(g.encoder.state_dict(), self.out / runs.ENCODER)
         from .distributed import barrier
 
         barrier()  # the run directory is complete when any rank returns
@@ -327,40 +323,3 @@ class Trainer:
 def train(cfg: Config, out: str | Path, *, resume: bool = False, splits: Splits | None = None) -> Path:
     """Train ``cfg`` into ``out`` (see :class:`Trainer`)."""
     return Trainer(cfg, out, splits).run(resume=resume)
-
-
-def load_run_config(run_dir: str | Path) -> Config:
-    p = Path(run_dir) / "config.yaml"
-    if not p.exists():
-        raise PrivacamError(f"{run_dir} is not a run directory (no config.yaml); train one with `privacam train --out {run_dir}`")
-    return load_config(p)
-
-
-def read_metrics(run_dir: str | Path) -> list[dict]:
-    p = Path(run_dir) / "metrics.jsonl"
-    if not p.exists():
-        return []
-    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
-
-
-def load_encoder(run_dir: str | Path, device: str | torch.device = "cpu"):
-    """The trained (frozen, eval-mode) encoder f_d of a run, with its config and ``run.json``.
-
-    Returns:
-        ``(encoder, cfg, meta)``.
-    """
-    from .builders import build_encoder
-    from .utils import read_json
-
-    run_dir = Path(run_dir)
-    cfg = load_run_config(run_dir)
-    meta = read_json(run_dir / "run.json")
-    weights = run_dir / "encoder.pt"
-    if not weights.exists():
-        raise PrivacamError(f"{run_dir} has no encoder.pt (training did not finish); resume it with `privacam train --out {run_dir} --resume`")
-    enc = build_encoder(cfg, meta["shapes"]["in_channels"])
-    enc.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-    enc.to(device).eval()
-    for p in enc.parameters():
-        p.requires_grad_(False)
-    return enc, cfg, meta

@@ -81,10 +81,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 
 def resolve_device(name: str = "auto") -> torch.device:
+    """``auto``: CUDA when available, else CPU; any other name as torch reads it."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
 
-
-def to_device(batch: dict, device: torch.device) -> dict:
-    return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}

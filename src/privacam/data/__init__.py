@@ -1,7 +1,8 @@
 """Datasets: the embedded synthetic default, manifests of users' own data and built-in loaders.
 
 ``make_splits(data_cfg)`` is the one entry point; ``--data SPEC`` is turned into a data config by
-:func:`apply_data_spec`.
+:func:`apply_data_spec`. Reading footage (decoding, clip sampling, the frame store, generic datasets,
+split building) lives in :mod:`privacam.data.video`.
 """
 
 from __future__ import annotations
@@ -11,20 +12,9 @@ from pathlib import Path
 
 from ..registry import DATASETS, register_dataset  # noqa: F401
 from .base import Splits, TensorSampleDataset, collate, stratified_split  # noqa: F401
-from . import synthetic  # noqa: F401  (registers "synthetic" and "synthetic_image")
-
-try:  # loaders for real data (manifest CSV, built-in datasets)
-    from . import manifest  # noqa: F401
-except ImportError:  # pragma: no cover - optional while being built
-    pass
-try:
-    from . import builtin  # noqa: F401
-except ImportError:  # pragma: no cover
-    pass
-try:
-    from . import compressive  # noqa: F401  (digits, Gaussian mixture, MNIST, ... for CPGAN)
-except ImportError:  # pragma: no cover
-    pass
+# registering modules: the embedded synthetic data, users' manifests, built-in video and image
+# datasets, in-memory image datasets and toy / vector datasets
+from . import builtin, images, manifest, synthetic, toy  # noqa: F401
 
 
 def apply_data_spec(data_cfg, spec: str | None):

@@ -9,10 +9,13 @@ train / val / test datasets plus the class lists, so models can be sized without
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Sequence
 
 import torch
 from torch.utils.data import Dataset
+
+from ..errors import ConfigError, DataError
 
 
 @dataclass
@@ -135,3 +138,13 @@ def _part_counts(n: int, fracs: Sequence[float]) -> list[int]:
             counts[j] -= 1
             counts[i] += 1
     return counts
+
+
+def dataset_root(data_cfg, name: str) -> Path:
+    """``data.root`` of a dataset that reads files: a one-line error when it is missing or not a folder."""
+    if not data_cfg.root:
+        raise ConfigError(f"dataset {name!r} needs data.root (e.g. --data {name}:/path/to/{name}); see docs/datasets.md")
+    root = Path(data_cfg.root).expanduser()
+    if not root.is_dir():
+        raise DataError(f"{name}: data.root {root} is not a folder; point it at the {name} folder laid out as in docs/datasets.md")
+    return root

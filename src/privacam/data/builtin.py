@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, DataError
 from ..registry import register_dataset
-from .base import Splits
+from .base import Splits, dataset_root
 from .video import (
     IMAGE_EXTS,
     VIDEO_EXTS,
@@ -37,15 +37,6 @@ NO_PRIVATE = ["none"]
 
 
 # ------------------------------------------------------------------------------------------ helpers
-def _root(data_cfg, name: str) -> Path:
-    if not data_cfg.root:
-        raise ConfigError(f"dataset {name!r} needs data.root (e.g. --data {name}:/path/to/{name}); see docs/datasets.md")
-    root = Path(data_cfg.root).expanduser()
-    if not root.is_dir():
-        raise DataError(f"{name}: data.root {root} is not a folder; point it at the {name} folder laid out as in docs/datasets.md")
-    return root
-
-
 def _find(root: Path, names: list[str], what: str, dataset: str, want_dir: bool = False) -> Path:
     """First existing ``root/<name>`` among ``names`` (one level of nesting searched too)."""
     for n in names:
@@ -122,7 +113,7 @@ def sbu_pair(set_name: str) -> str:
 @register_dataset("sbu")
 def sbu(data_cfg, seed: int = 0) -> Splits:
     """SBU Kinect Interaction (RGB): utility = 8 interactions, private = 13 merged actor pairs."""
-    root = _root(data_cfg, "sbu")
+    root = dataset_root(data_cfg, "sbu")
     params = data_cfg.params or {}
     split = _split_param(params, "runs", ["runs"] + [f"fold{i}" for i in range(1, 6)], "sbu")
     pairs = sorted(SBU_PAIRS)
@@ -193,7 +184,7 @@ def read_kth_sequences(path: Path) -> dict[str, list[tuple[int, int]]]:
 @register_dataset("kth")
 def kth(data_cfg, seed: int = 0) -> Splits:
     """KTH actions: utility = 6 actions, private = 25 persons; clips cut by ``00sequences.txt``."""
-    root = _root(data_cfg, "kth")
+    root = dataset_root(data_cfg, "kth")
     params = data_cfg.params or {}
     split = _split_param(params, "time", ["time", "persons"], "kth")
     videos = sorted(p for p in root.rglob("person*_d*") if p.suffix.lower() in VIDEO_EXTS)
@@ -253,7 +244,7 @@ def _group_val(train: list[Record], group_of, vf: float) -> tuple[list[Record], 
 @register_dataset("ucf101")
 def ucf101(data_cfg, seed: int = 0) -> Splits:
     """UCF101 with its official split 1-3 (``params.split``); no private labels."""
-    root = _root(data_cfg, "ucf101")
+    root = dataset_root(data_cfg, "ucf101")
     params = data_cfg.params or {}
     n = int(params.get("split", 1))
     if n not in (1, 2, 3):
@@ -329,7 +320,7 @@ def _hmdb_split_dir(root: Path, params: dict) -> Path:
 @register_dataset("hmdb51")
 def hmdb51(data_cfg, seed: int = 0) -> Splits:
     """HMDB51 with its official split 1-3; no private labels; ``params.exclude_pahmdb`` drops PA-HMDB51 videos."""
-    root = _root(data_cfg, "hmdb51")
+    root = dataset_root(data_cfg, "hmdb51")
     params = data_cfg.params or {}
     n = int(params.get("split", 1))
     if n not in (1, 2, 3):
@@ -370,7 +361,7 @@ def hmdb51(data_cfg, seed: int = 0) -> Splits:
 @register_dataset("pahmdb51")
 def pahmdb51(data_cfg, seed: int = 0) -> Splits:
     """PA-HMDB51: HMDB51 videos with binarised privacy attributes (multi-label); evaluation data."""
-    root = _root(data_cfg, "pahmdb51")
+    root = dataset_root(data_cfg, "pahmdb51")
     params = data_cfg.params or {}
     videos = Path(params["videos"]).expanduser() if params.get("videos") else root
     vdir = _list_videos_by_class(videos, "pahmdb51")
@@ -416,7 +407,7 @@ VISPR7 = ["a0_safe", "a12_semi_nudity", "a46_occupation", "a58_hobbies", "a59_sp
 @register_dataset("vispr")
 def vispr(data_cfg, seed: int = 0) -> Splits:
     """VISPR privacy attributes (multi-label; ``params.attributes``: vispr7 | vispr17 | all); utility dummy."""
-    root = _root(data_cfg, "vispr")
+    root = dataset_root(data_cfg, "vispr")
     params = data_cfg.params or {}
     subset = params.get("attributes", "vispr7")
     annos = _find(root, ["annos", "annotations"], "the annos folder", "vispr", want_dir=True)
@@ -468,7 +459,7 @@ def ipn(data_cfg, seed: int = 0) -> Splits:
     ``annotations/Annot_TrainList.txt`` and ``Annot_TestList.txt`` (CSV: video,label,id,t_start,t_end,frames;
     1-based inclusive frame numbers), ``annotations/metadata.csv`` (columns video, gender).
     """
-    root = _root(data_cfg, "ipn")
+    root = dataset_root(data_cfg, "ipn")
     params = data_cfg.params or {}
     ann = _find(root, ["annotations", "annotation"], "the annotations folder", "ipn", want_dir=True)
     meta_f = ann / "metadata.csv" if (ann / "metadata.csv").is_file() else _find(root, ["metadata.csv"], "metadata.csv", "ipn")
@@ -528,7 +519,7 @@ def read_raf_attributes(path: Path) -> dict[str, int]:
 @register_dataset("rafdb")
 def rafdb(data_cfg, seed: int = 0) -> Splits:
     """RAF-DB basic: utility = 7 expressions, private = ``params.private`` gender | age | race."""
-    root = _root(data_cfg, "rafdb")
+    root = dataset_root(data_cfg, "rafdb")
     params = data_cfg.params or {}
     private = str(params.get("private", "gender"))
     if private not in RAF_ATTRIBUTES:
@@ -582,7 +573,7 @@ def rafdb(data_cfg, seed: int = 0) -> Splits:
 def celeba(data_cfg, seed: int = 0) -> Splits:
     """CelebA: utility = a binary attribute (``params.utility``, default Smiling), private = an attribute
     (default Male) or ``identity``."""
-    root = _root(data_cfg, "celeba")
+    root = dataset_root(data_cfg, "celeba")
     params = data_cfg.params or {}
     ua, pa = str(params.get("utility", "Smiling")), str(params.get("private", "Male"))
     attr_f = _find(root, ["list_attr_celeba.txt", "Anno/list_attr_celeba.txt"], "list_attr_celeba.txt", "celeba")
@@ -641,7 +632,7 @@ def aflw(data_cfg, seed: int = 0) -> Splits:
     optional), and attribute columns (e.g. ``sex`` m/f, ``glasses`` 0/1). ``params.utility`` (default
     ``glasses``) and ``params.private`` (default ``sex``) name the columns; the split is stratified.
     """
-    root = _root(data_cfg, "aflw")
+    root = dataset_root(data_cfg, "aflw")
     params = data_cfg.params or {}
     ucol, pcol = str(params.get("utility", "glasses")), str(params.get("private", "sex"))
     f = _find(root, ["faces.csv", "aflw_faces.csv"], "faces.csv", "aflw")

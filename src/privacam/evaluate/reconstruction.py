@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..models.compress import KernelRidgeReconstructor, LinearRidgeReconstructor, RFFKernelRidgeReconstructor
+from ..models.reconstructors import KernelRidgeReconstructor, LinearRidgeReconstructor, RFFKernelRidgeReconstructor
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def _fit_ridge(trz, trx, vz, vx, alphas: Sequence[float]):
 
 
 def _fit_kernel(trz, trx, vz, vx, alphas, sigma_factors, seed: int, max_exact: int, rff_features: int):
-    from ..models.compress import median_distance
+    from ..models.reconstructors import median_distance
 
     z_std = (trz - trz.mean(0)) / trz.std(0).clamp_min(1e-8) if len(trz) > 1 else trz
     base = max(median_distance(z_std.double()), 1e-6)

@@ -1,8 +1,9 @@
 """Entry points of the audit: evaluate a run directory, or a named encoder (baselines).
 
 The raw-data reference (E = identity) is computed with the same protocol and cached per dataset
-and attacker set (``eval.raw_cache``, default ``~/.cache/privacam/raw``), so it is not recomputed
-for every encoder.
+and attacker set (under ``$PRIVACAM_CACHE/raw``, default ``~/.cache/privacam/raw``), so it is not
+recomputed for every encoder. A run's trained players are read through :mod:`privacam.runs`: the
+audit never imports the trainer or the game.
 """
 
 from __future__ import annotations
@@ -14,13 +15,15 @@ import logging
 import os
 from pathlib import Path
 
-import torch
 import yaml
 
-from ..config import Config, to_dict
-from ..errors import ConfigError, PrivacamError
-from ..registry import create_adversary, create_encoder, create_utility
-from ..utils import load_checkpoint, read_json, resolve_device, seed_everything, write_json
+from .. import runs
+from ..config import Config, apply_overrides, dump_config, to_dict
+from ..data import apply_data_spec, make_splits
+from ..errors import ConfigError
+from ..models.encoders import IdentityEncoder
+from ..registry import create_encoder
+from ..utils import atomic_write_text, read_json, resolve_device, seed_everything, write_json
 from .protocol import AuditSpec, FitConfig, add_raw, audit
 
 log = logging.getLogger(__name__)
@@ -56,8 +59,6 @@ def _cache_dir() -> Path:
 
 def raw_reference(cfg: Config, splits, spec: AuditSpec, *, device, out_dir: Path | None = None, use_cache: bool = True) -> dict:
     """The raw-data reference summary (E = identity), from the cache when possible."""
-    from ..models.encoders import IdentityEncoder
-
     key = hashlib.sha1(json.dumps({"data": to_dict(cfg)["data"], "seed": cfg.train.seed, "spec": spec.fingerprint(),
                                    "n": [len(splits.train), len(splits.val), len(splits.test)]}, sort_keys=True).encode()).hexdigest()[:16]
     cached = _cache_dir() / "raw" / f"{splits.name}_{key}.json"
@@ -98,71 +99,30 @@ def evaluate_encoder(encoder, cfg: Config, splits, out_dir: str | Path, *, encod
     return summary
 
 
-class _Standardised(torch.nn.Module):
-    def __init__(self, model: torch.nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, z):
-        from ..game.game import standardise_channels
-
-        return self.model(standardise_channels(z))
-
-
-def _run_players(run_dir: Path, cfg: Config, meta: dict):
-    """The run's trained f_T and budget models f_b (rebuilt from the registries, no game)."""
-    ck = run_dir / "checkpoints" / "final.pt"
-    if not ck.exists():
-        return None, {}
-    state = load_checkpoint(ck)["game"]
-    sh, z = meta["shapes"], meta["encoded_shape"]
-    size = int(z[-1]) if len(z) >= 3 else 1
-    util = create_utility(cfg.utility.name, in_channels=z[0], num_classes=sh["num_utility"], size=size,
-                          clip_len=sh["clip_len"], **cfg.utility.params)
-    util.load_state_dict(state["utility"])
-    advs = {}
-    if cfg.task != "cpgan":
-        names = list(cfg.budget.names) or [cfg.budget.name]
-        for i in range(cfg.budget.m):
-            name = names[i % len(names)]
-            params = dict(cfg.budget.params)
-            if cfg.budget.paper_widths and name == "mobilenet_v2":
-                params["width"] = round(0.60 - 0.02 * i, 2)
-            m = create_adversary(name, in_channels=z[0], num_classes=sh["num_private"], size=size, **params)
-            prefix = f"models.{i}."
-            m.load_state_dict({k[len(prefix):]: v for k, v in state["budget"].items() if k.startswith(prefix)})
-            if cfg.game.standardise_budget:  # as in the game: batch-standardised E(x)
-                m = _Standardised(m)
-            advs[f"{name}_{i}" + (f"_w{params['width']}" if "width" in params and name == "mobilenet_v2" else "")] = m
-    return util, advs
-
-
 def evaluate_run(run_dir: str | Path, *, out_dir: str | Path | None = None, overrides: list[str] | None = None,
                  data: str | None = None, raw: bool | dict = True, device: str = "auto") -> dict:
-    """Audit the trained encoder of a run (writes ``RUN/eval/summary.json`` by default)."""
-    from ..config import apply_overrides
-    from ..data import apply_data_spec, make_splits
-    from ..train import load_encoder
+    """Audit the trained encoder of a run (writes ``RUN/eval/summary.json`` by default).
 
+    The summary's ``encoder`` block names the run and how it was trained: schedule, gamma, the number
+    of budget models ``m`` and what it releases (``task``, from ``run.json``).
+    """
     run_dir = Path(run_dir)
-    encoder, cfg, meta = load_encoder(run_dir)
+    encoder, cfg, meta = runs.load_encoder(run_dir)
     cfg = apply_overrides(cfg, overrides or [])
     audit_spec(cfg)  # a bad eval setting fails before the data is built
     if data:
         cfg.data = apply_data_spec(cfg.data, data)
     splits = make_splits(cfg.data, seed=cfg.train.seed)
-    util, advs = _run_players(run_dir, cfg, meta)
+    util, advs = runs.load_players(run_dir, cfg, meta)
     info = {"name": cfg.encoder.name, "params": dict(cfg.encoder.params), "run": str(run_dir),
-            "schedule": cfg.schedule.name, "gamma": cfg.game.gamma, "m": cfg.budget.m, "task": cfg.task}
-    return evaluate_encoder(encoder, cfg, splits, Path(out_dir) if out_dir else run_dir / "eval", encoder_info=info,
+            "schedule": cfg.schedule.name, "gamma": cfg.game.gamma, "m": cfg.budget.m, "task": meta.get("task")}
+    return evaluate_encoder(encoder, cfg, splits, Path(out_dir) if out_dir else run_dir / runs.EVAL, encoder_info=info,
                             utility_model=util, training_adversaries=advs, raw=raw, device=device)
 
 
 def evaluate_named(spec: str, cfg: Config, out_dir: str | Path, *, raw: bool | dict = True, device: str = "auto",
                    splits=None) -> dict:
     """Audit a registered encoder by name (a baseline such as ``downsample:factor=4``)."""
-    from ..data import make_splits
-
     name, params = parse_encoder_spec(spec)
     audit_spec(cfg)  # a bad eval setting fails before the data is built
     splits = splits or make_splits(cfg.data, seed=cfg.train.seed)
@@ -170,9 +130,6 @@ def evaluate_named(spec: str, cfg: Config, out_dir: str | Path, *, raw: bool | d
     encoder = create_encoder(name, in_channels=in_ch, **params)
     encoder.eval()
     out_dir = Path(out_dir)
-    from ..utils import atomic_write_text
-    from ..config import dump_config
-
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "config.yaml", dump_config(cfg))
     return evaluate_encoder(encoder, cfg, splits, out_dir / "eval", encoder_info={"name": name, "params": params},

@@ -2,8 +2,15 @@
 
 Objective (Wu et al.; one form for all three methods)::
 
-    min_{f_d, f_T}  L_T(f_T(f_d(x)), y_T)  +  gamma * agg_i L_priv(f_b^i(f_d(x)))
+    min_{f_d, f_T}  L_T(f_T(f_d(x)), y_T)  +  gamma * agg_{i in A} L_priv(f_b^i(f_d(x)))
     min_{f_b^i}     L_B(f_b^i(f_d(x)), y_B)        for every budget model i
+
+The encoder's objective has four settings and no others: the registered privacy loss ``L_priv``,
+the adversaries ``A`` it is applied to (``all``, or the ``strongest`` one the schedule picked), the
+aggregation ``agg`` over them (per-sample ``max`` or ``mean``) and the one weight ``gamma``. The
+methods are settings of it: Wu et al.'s entropy game is (``neg_entropy``, all, max); gradient
+reversal is (``neg_ce``, all, mean); K-beam is (``neg_ce``, strongest); CPGAN is (``neg_mse``,
+strongest).
 
 Each move updates exactly one set of players; the others are frozen (``requires_grad`` off,
 eval mode) so their parameters and running statistics do not move.
@@ -19,8 +26,9 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import nn
 
-from ..errors import NonFiniteLossError
-from ..registry import SCHEDULES
+from ..errors import ConfigError, NonFiniteLossError
+from ..models.common import standardise_channels
+from ..registry import PRIVACY_LOSSES, SCHEDULES
 from .ensemble import BudgetEnsemble, Restarter
 from .losses import adversary_loss, correct
 from .losses import privacy_loss as get_privacy_loss
@@ -29,14 +37,29 @@ log = logging.getLogger(__name__)
 
 Batches = Iterator[dict]
 
+AGAINST = ("all", "strongest")
+AGGREGATES = ("max", "mean")
 
-def standardise_channels(z: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
-    """Per-channel standardisation over the batch and every non-channel axis (differentiable)."""
-    dims = [0] + list(range(2, z.dim()))
-    zf = z.float()
-    mean = zf.mean(dim=dims, keepdim=True)
-    std = zf.var(dim=dims, keepdim=True, unbiased=False).add(eps * eps).sqrt()
-    return ((zf - mean) / std).to(z.dtype)
+
+def check_objective(*, privacy_loss: str, against: str, aggregate: str, reconstruction: bool, schedule: Any) -> None:
+    """Raise a one-line :class:`ConfigError` when the encoder objective's settings do not fit.
+
+    The privacy loss must score the kind of adversaries (``reconstruction`` or classification);
+    ``against="strongest"`` needs a schedule (object or class) that picks one (``picks_strongest``).
+    """
+    kind = "reconstruction" if reconstruction else "classification"
+    if kind not in PRIVACY_LOSSES.tags(privacy_loss):
+        valid = ", ".join(n for n in PRIVACY_LOSSES.list() if kind in PRIVACY_LOSSES.tags(n))
+        raise ConfigError(f"game.privacy_loss {privacy_loss!r} does not score {kind} adversaries (budget.names); "
+                          f"valid here: {valid}")
+    if aggregate not in AGGREGATES:
+        raise ConfigError(f"game.aggregate {aggregate!r} is unknown; valid: {', '.join(AGGREGATES)}")
+    if against not in AGAINST:
+        raise ConfigError(f"game.against {against!r} is unknown; valid: {', '.join(AGAINST)}")
+    if against == "strongest" and not getattr(schedule, "picks_strongest", False):
+        picking = [n for n in SCHEDULES.list() if getattr(SCHEDULES.get(n), "picks_strongest", False)]
+        raise ConfigError(f"game.against=strongest needs a schedule that picks the strongest adversary "
+                          f"({', '.join(picking)}); use game.against=all with this one")
 
 
 class AdversarialGame:
@@ -47,11 +70,14 @@ class AdversarialGame:
         utility: f_T on f_d's output.
         budget: the ensemble f_b^1..f_b^M.
         optimizers: ``{"encoder": ..., "utility": ..., "budget": ...}`` — one per player.
-        privacy_loss: registered L_priv name minimised by f_d (``neg_entropy``, ``ce_uniform``, ...).
-        gamma: weight of the privacy term.
-        aggregate: ``max`` (per-sample max over the ensemble) or ``mean``.
+        privacy_loss: registered L_priv name minimised by f_d (``neg_entropy``, ``ce_uniform``, ``neg_ce``,
+            ``neg_mse``, ...); it must score the kind of adversaries in ``budget``.
+        gamma: weight of the privacy term (the only one).
+        aggregate: ``max`` (per-sample max over the adversaries) or ``mean``.
+        against: ``all`` budget models, or the ``strongest`` one the schedule picked (K-beam, CPGAN).
         multilabel: private labels are multi-hot (sigmoid outputs, BCE).
-        schedule: a registered schedule name (``entropy``, ``grl``, ``kbeam``) or schedule object.
+        schedule: a registered schedule name (``entropy``, ``grl``, ``kbeam``, ``multi_adversary``) or
+            schedule object.
         schedule_params: keyword arguments of the schedule.
         restarter: when to restart the budget models; ``restart_steps`` budget updates follow.
         accum_steps: micro-batches accumulated per update (effective batch = accum x batch).
@@ -70,6 +96,7 @@ class AdversarialGame:
         privacy_loss: str = "neg_entropy",
         gamma: float = 1.0,
         aggregate: str = "max",
+        against: str = "all",
         multilabel: bool = False,
         schedule: str | Any = "entropy",
         schedule_params: dict | None = None,
@@ -89,8 +116,11 @@ class AdversarialGame:
         self._privacy_loss = get_privacy_loss(privacy_loss)
         self.gamma = gamma
         self.aggregate = aggregate
+        self.against = against
         self.multilabel = multilabel
         self.schedule = SCHEDULES.create(schedule, **(schedule_params or {})) if isinstance(schedule, str) else schedule
+        check_objective(privacy_loss=privacy_loss, against=against, aggregate=aggregate,
+                        reconstruction=budget.reconstruction, schedule=self.schedule)
         self.restarter = restarter or Restarter()
         self.restart_steps = restart_steps
         self.accum_steps = max(1, int(accum_steps))
@@ -168,16 +198,19 @@ class AdversarialGame:
         return [self.budget.models[i](z) for i in idx]
 
     # ------------------------------------------------------------------ moves
-    def encoder_move(self, batches: Batches, objective: str = "game", target_model: int | None = None, weight: float | None = None) -> dict:
-        """f_d step; f_T and f_b frozen.
+    def encoder_move(self, batches: Batches, *, strongest: int | None = None) -> dict:
+        """f_d step on ``L_T + gamma * agg_{i in A} L_priv(f_b^i(f_d(x)))``; f_T and f_b frozen.
 
-        ``game``: ``L_T + gamma * agg_i L_priv(f_b^i)`` (entropy schedule);
-        ``grl``: ``L_T - weight * mean_i L_B^i`` (gradient reversal);
-        ``kbeam``: ``L_T - weight * L_B^k`` of the strongest model k.
+        ``strongest``: the budget model the schedule picked; the privacy term uses it alone when the
+        game plays ``against="strongest"`` (and ignores it against ``all``).
         """
         if not self.encoder_trainable:
             return {}
-        w = self.gamma if weight is None else weight
+        models = None
+        if self.against == "strongest":
+            if strongest is None:
+                raise ValueError("encoder_move: a game against the strongest adversary needs strongest=<index>")
+            models = [strongest]
 
         def compute(batch):
             x = batch["input"]
@@ -192,18 +225,11 @@ class AdversarialGame:
                 logs["acc/utility_train"] = correct(out_t, batch["utility"]).mean().item()
             xp, yp = self._private_view(batch)
             zp = z if xp is x else self.encoder(xp)
-            if objective == "game":
-                outs = self._budget_outputs(zp)
-                per = torch.stack([self._privacy_loss(o.float(), yp, self.multilabel) for o in outs])
-                l_p = BudgetEnsemble.aggregate(per, self.aggregate)
-                loss = loss + w * l_p
-                logs["loss/privacy"] = l_p.item()
-            else:
-                models = [target_model] if objective == "kbeam" else None
-                outs = self._budget_outputs(zp, models)
-                l_b = torch.stack([adversary_loss(o.float(), yp, self.multilabel, self.budget.reconstruction).mean() for o in outs]).mean()
-                loss = loss - w * l_b
-                logs["loss/privacy"] = -l_b.item()
+            outs = self._budget_outputs(zp, models)
+            per = torch.stack([self._privacy_loss(o.float(), yp, self.multilabel) for o in outs])
+            l_p = BudgetEnsemble.aggregate(per, self.aggregate)
+            loss = loss + self.gamma * l_p
+            logs["loss/privacy"] = l_p.item()
             if self.l1_weight > 0 and z.shape == x.shape:
                 l1 = (z - x).abs().mean()
                 loss = loss + self.l1_weight * l1

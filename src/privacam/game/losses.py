@@ -9,6 +9,9 @@ take the per-sample max over its M models before averaging over the batch (Wu et
 - ``bce_half``: multi-label: binary cross-entropy of every attribute's sigmoid to 0.5.
 - ``neg_ce``: minus the cross-entropy to the true private label (gradient-reversal objective).
 - ``neg_mse``: minus the reconstruction error (CPGAN), the output being a reconstruction of the input.
+
+Each loss is tagged with the kind of adversary it scores: ``classification`` (logits of private
+labels) or ``reconstruction`` (an image); the game refuses a loss that does not fit its adversaries.
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ def _fit_target(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return target
 
 
-@register_privacy_loss("neg_entropy")
+@register_privacy_loss("neg_entropy", tags=("classification",))
 def neg_entropy(out: torch.Tensor, target: torch.Tensor | None = None, multilabel: bool = False) -> torch.Tensor:
+    """Negative entropy of f_b's softmax (Wu et al.), per sample; multi-label: mean over attributes' sigmoids."""
     if multilabel:
         p = torch.sigmoid(out)
         ent = -(p * F.logsigmoid(out) + (1 - p) * F.logsigmoid(-out))
@@ -38,31 +42,36 @@ def neg_entropy(out: torch.Tensor, target: torch.Tensor | None = None, multilabe
     return (logp.exp() * logp).sum(dim=1)
 
 
-@register_privacy_loss("ce_uniform")
+@register_privacy_loss("ce_uniform", tags=("classification",))
 def ce_uniform(out: torch.Tensor, target: torch.Tensor | None = None, multilabel: bool = False) -> torch.Tensor:
+    """Cross-entropy of f_b's softmax to the uniform distribution, minus its minimum log K (0 at uniform)."""
     if multilabel:
         return bce_half(out, target, True)
     return -F.log_softmax(out, dim=1).mean(dim=1) - math.log(out.shape[1])
 
 
-@register_privacy_loss("confusion")
+@register_privacy_loss("confusion", tags=("classification",))
 def confusion(out: torch.Tensor, target: torch.Tensor | None = None, multilabel: bool = False) -> torch.Tensor:
+    """Li & Cavallaro's confusion loss: the same objective as ``ce_uniform``."""
     return ce_uniform(out, target, multilabel)
 
 
-@register_privacy_loss("bce_half")
+@register_privacy_loss("bce_half", tags=("classification",))
 def bce_half(out: torch.Tensor, target: torch.Tensor | None = None, multilabel: bool = True) -> torch.Tensor:
+    """Multi-label: binary cross-entropy of every attribute's sigmoid to 0.5, minus log 2 (0 at 0.5)."""
     half = torch.full_like(out, 0.5)
     return F.binary_cross_entropy_with_logits(out, half, reduction="none").mean(dim=1) - math.log(2)
 
 
-@register_privacy_loss("neg_ce")
+@register_privacy_loss("neg_ce", tags=("classification",))
 def neg_ce(out: torch.Tensor, target: torch.Tensor, multilabel: bool = False) -> torch.Tensor:
+    """Minus f_b's cross-entropy to the true private label (gradient reversal, K-beam)."""
     return -adversary_loss(out, target, multilabel)
 
 
-@register_privacy_loss("neg_mse")
+@register_privacy_loss("neg_mse", tags=("reconstruction",))
 def neg_mse(out: torch.Tensor, target: torch.Tensor, multilabel: bool = False) -> torch.Tensor:
+    """Minus the reconstruction error of f_b's rebuilt input (CPGAN)."""
     target = _fit_target(out, target)
     return -((out.float() - target.float()) ** 2).flatten(1).mean(dim=1)
 

@@ -1,16 +1,7 @@
-"""Players: encoders f_d, utility models f_T, budget adversaries f_b (tensors in, tensors out)."""
+"""Players: encoders f_d, utility models f_T, budget adversaries f_b (tensors in, tensors out).
 
-from . import adversaries, encoders, utility  # noqa: F401
+Importing the package registers every player: learned encoders and baselines, utility models,
+budget classifiers, feature-level taps (Li & Cavallaro) and reconstruction adversaries (CPGAN).
+"""
 
-try:
-    from . import baselines  # noqa: F401  (baseline encoders: downsample, blur, BDQ, ...)
-except ImportError:  # pragma: no cover - while being built
-    pass
-try:
-    from . import feature  # noqa: F401  (feature-level taps, Li & Cavallaro)
-except ImportError:  # pragma: no cover
-    pass
-try:
-    from . import compress  # noqa: F401  (compressing privatizers, CPGAN)
-except ImportError:  # pragma: no cover
-    pass
+from . import adversaries, baselines, encoders, feature, reconstructors, utility  # noqa: F401

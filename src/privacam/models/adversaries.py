@@ -28,16 +28,19 @@ def _mobilenet(in_channels: int, num_classes: int, size: int, width: float) -> n
 
 @register_adversary("mobilenet_v2")
 def mobilenet_v2(in_channels: int = 3, num_classes: int = 2, size: int = 32, width: float = 0.6) -> nn.Module:
+    """The paper's f_b: MobileNetV2 per frame at width multiplier ``width``, logits averaged over the clip."""
     return FrameClassifier(_mobilenet(in_channels, num_classes, size, width))
 
 
 @register_adversary("resnet18")
 def resnet18(in_channels: int = 3, num_classes: int = 2, size: int = 32) -> nn.Module:
+    """ResNet-18 per frame (from scratch, stem adapted to small inputs), logits averaged over the clip."""
     return FrameClassifier(small_resnet18(in_channels, num_classes, size))
 
 
 @register_adversary("small_cnn")
 def small_cnn(in_channels: int = 3, num_classes: int = 2, size: int = 32, width: int = 16) -> nn.Module:
+    """A small CNN per frame (three conv blocks), logits averaged over the clip."""
     return FrameClassifier(SmallCNN(in_channels, num_classes, width))
 
 

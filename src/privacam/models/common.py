@@ -41,6 +41,30 @@ def frame_difference(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([d[:, :, :1], d], dim=2)
 
 
+def standardise_channels(z: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """Per-channel standardisation over the batch and every non-channel axis (differentiable).
+
+    Budget models that see ``standardise_channels(f_d(x))`` (``game.standardise_budget``) cannot be
+    fooled by a release that merely shrinks its contrast, as the audit's retrained attackers cannot.
+    """
+    dims = [0] + list(range(2, z.dim()))
+    zf = z.float()
+    mean = zf.mean(dim=dims, keepdim=True)
+    std = zf.var(dim=dims, keepdim=True, unbiased=False).add(eps * eps).sqrt()
+    return ((zf - mean) / std).to(z.dtype)
+
+
+class Standardised(nn.Module):
+    """``model(standardise_channels(z))``: a budget model f_b as the game ran it with ``standardise_budget``."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.model(standardise_channels(z))
+
+
 class Encoder(nn.Module):
     """Base class of every f_d (learned or baseline): releases a transformed input.
 

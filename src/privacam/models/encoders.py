@@ -12,6 +12,10 @@
   no contrast for the person's colours to hide in; the game then removes what the shape of the
   motion still gives away.
 - ``identity``: releases the input unchanged (the raw-data reference).
+- ``cpgan_mlp``, ``cpgan_conv``: CPGAN's compressing privatizers (Tseng & Wu, TIFS 2020), which
+  release a code (``releases = "code"``), not an image: flatten -> MLP -> ``[B, D, 1, 1]``, or
+  strided convolutions -> ``[B, C, h, w]``. Codes are always 4-D (5-D for clips, one code per
+  frame) so attackers and the audit can treat them like feature maps.
 """
 
 from __future__ import annotations
@@ -250,18 +254,107 @@ class IdentityEncoder(Encoder):
         return self._grey(x)
 
 
+# ---------------------------------------------------------------------------------------------- codes (CPGAN)
+class _CodeEncoder(Encoder):
+    """Base of the compressing privatizers: ``grey`` converts the *input* to one channel (averaging
+    the code's channels would destroy it), and the release is a code, not an image."""
+
+    releases = "code"
+
+    def _input(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=1, keepdim=True) if self.grey and x.shape[1] != 1 else x
+
+    def _grey(self, y: torch.Tensor) -> torch.Tensor:
+        return y
+
+
+class CpganMLP(_CodeEncoder):
+    """f_d = flatten -> ``depth`` hidden layers of ``hidden`` units -> code of ``code_dim`` numbers.
+
+    The first layer is lazy (sized on the first batch), so the encoder needs no image size.
+    ``bound="tanh"`` keeps the code in [-1, 1]; ``"none"`` (default) leaves it free.
+    """
+
+    def __init__(self, in_channels: int = 3, grey: bool = False, code_dim: int = 16, hidden: int = 128,
+                 depth: int = 1, bound: str = "none"):
+        super().__init__(in_channels, grey)
+        self.out_channels = code_dim
+        layers: list[nn.Module] = [nn.Flatten()]
+        for i in range(depth):
+            layers += [nn.LazyLinear(hidden) if i == 0 else nn.Linear(hidden, hidden), nn.ReLU(inplace=True)]
+        layers.append(nn.LazyLinear(code_dim) if depth == 0 else nn.Linear(hidden, code_dim))
+        self.net = nn.Sequential(*layers)
+        self.bound = _bound(bound)
+
+    def encode_frames(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.bound(self.net(self._input(x)))
+        return z[:, :, None, None]
+
+
+class CpganConv(_CodeEncoder):
+    """f_d = ``depth`` stride-2 3x3 convolutions of ``width`` channels -> 1x1 convolution to
+    ``code_channels``: a code of ``code_channels x H/2^depth x W/2^depth`` numbers.
+
+    No batch normalisation: the closed-form adversaries are fitted on codes computed in eval mode and
+    must see the same function the encoder step trains.
+    """
+
+    def __init__(self, in_channels: int = 3, grey: bool = False, width: int = 16, depth: int = 2,
+                 code_channels: int = 4, bound: str = "none"):
+        super().__init__(in_channels, grey)
+        self.out_channels = code_channels
+        cin = 1 if grey else in_channels
+        layers: list[nn.Module] = []
+        for _ in range(depth):
+            layers += [nn.Conv2d(cin, width, 3, 2, 1), nn.ReLU(inplace=True)]
+            cin = width
+        layers.append(nn.Conv2d(cin, code_channels, 1))
+        self.net = nn.Sequential(*layers)
+        self.bound = _bound(bound)
+
+    def encode_frames(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bound(self.net(self._input(x)))
+
+
+def _bound(name: str) -> nn.Module:
+    if name == "none":
+        return nn.Identity()
+    if name == "tanh":
+        return nn.Tanh()
+    if name == "sigmoid":
+        return nn.Sigmoid()
+    raise ValueError(f"unknown code bound {name!r}; valid: none, tanh, sigmoid")
+
+
+@register_encoder("cpgan_mlp")
+def cpgan_mlp(in_channels: int = 3, grey: bool = False, code_dim: int = 16, hidden: int = 128, depth: int = 1,
+              bound: str = "none") -> Encoder:
+    """CPGAN privatizer f_d: flatten -> MLP -> code ``[B, code_dim, 1, 1]``."""
+    return CpganMLP(in_channels, grey, code_dim, hidden, depth, bound)
+
+
+@register_encoder("cpgan_conv")
+def cpgan_conv(in_channels: int = 3, grey: bool = False, width: int = 16, depth: int = 2, code_channels: int = 4,
+               bound: str = "none") -> Encoder:
+    """CPGAN privatizer f_d: strided convolutions -> code ``[B, code_channels, H/2^depth, W/2^depth]``."""
+    return CpganConv(in_channels, grey, width, depth, code_channels, bound)
+
+
 @register_encoder("transform_net")
 def transform_net(in_channels: int = 3, width: int = 32, blocks: int = 5, grey: bool = False) -> Encoder:
+    """Wu et al.'s f_d: the Johnson-style image transformation network, frame by frame (output in [0, 1])."""
     return TransformNet(in_channels, width, blocks, grey)
 
 
 @register_encoder("small_conv")
 def small_conv(in_channels: int = 3, width: int = 16, depth: int = 3, grey: bool = False) -> Encoder:
+    """A small frame-wise residual conv f_d for CPUs and cameras (output in [0, 1])."""
     return SmallConvEncoder(in_channels, width, depth, grey)
 
 
 @register_encoder("st_conv")
 def st_conv(in_channels: int = 3, width: int = 16, depth: int = 3, out_channels: int = 3, grey: bool = False) -> Encoder:
+    """A spatio-temporal f_d: temporal-difference stem plus 3D convolutions over neighbouring frames."""
     return SpatioTemporalEncoder(in_channels, width, depth, out_channels, grey)
 
 
@@ -269,13 +362,16 @@ def st_conv(in_channels: int = 3, width: int = 16, depth: int = 3, out_channels:
 def motion(in_channels: int = 3, width: int = 8, depth: int = 3, levels: int = 2, threshold: float = 0.12,
            sharpness: float = 40.0, out_channels: int = 3, grey: bool = False, colour: bool = False,
            cell: int = 1, jitter: float = 0.0, dilate: int = 0, seed: int = 0) -> Encoder:
+    """f_d that releases only what moves, as a quantised motion mask (see :class:`MotionEncoder`)."""
     return MotionEncoder(in_channels, width, depth, levels, threshold, sharpness, out_channels, grey, colour, cell,
                          jitter, dilate, seed)
 
 
 @register_encoder("identity")
 def identity(in_channels: int = 3, grey: bool = False) -> Encoder:
+    """E = identity: releases the input unchanged (the audit's raw-data reference)."""
     return IdentityEncoder(in_channels, grey)
 
 
-__all__ = ["TransformNet", "SmallConvEncoder", "SpatioTemporalEncoder", "MotionEncoder", "IdentityEncoder", "fold_frames", "unfold_frames"]
+__all__ = ["TransformNet", "SmallConvEncoder", "SpatioTemporalEncoder", "MotionEncoder", "IdentityEncoder", "CpganMLP",
+           "CpganConv", "fold_frames", "unfold_frames"]

@@ -12,7 +12,7 @@ map:
   whitened features: :class:`RunningWhitening`);
 - L_priv = ``confusion`` (cross-entropy to uniform), so f_d is penalised when a head is confident.
 
-The encoder and the utility model are built separately (``builders.build_game``: the encoder
+The encoder and the utility model are built separately (:mod:`privacam.players`: the encoder
 first, then the utility with ``in_channels`` = the tap's channels), from the same stage list, so
 that together they are exactly the full network: their parameter names are the full network's.
 
@@ -372,20 +372,18 @@ def feature_head(in_channels: int = 3, num_classes: int = 2, size: int = 8, hidd
 
 @register_adversary("feature_linear")
 def feature_linear(in_channels: int = 3, num_classes: int = 2, size: int = 8, pool: int = 2, whiten: bool = False,
-                   shrink: float = 1e-2, hidden: int | None = None, layers: int | None = None,
-                   depth: int | None = None) -> nn.Module:
+                   shrink: float = 1e-2) -> nn.Module:
     """A linear f_b on the pooled tapped features (:class:`FeatureProbe` with ``hidden = 0``).
 
-    ``hidden``, ``layers`` (``feature_mlp``'s) and ``depth`` (``feature_head``'s) are accepted and
-    ignored, so that the models of ``budget.names`` can share one ``budget.params``."""
+    The models of ``budget.names`` share one ``budget.params``: each gets the keys it takes."""
     return FrameClassifier(FeatureProbe(in_channels, num_classes, max(1, min(pool, size)), 0, whiten, shrink))
 
 
 @register_adversary("feature_mlp")
 def feature_mlp(in_channels: int = 3, num_classes: int = 2, size: int = 8, pool: int = 2, hidden: int = 64,
-                whiten: bool = False, shrink: float = 1e-2, layers: int = 1, depth: int | None = None) -> nn.Module:
+                whiten: bool = False, shrink: float = 1e-2, layers: int = 1) -> nn.Module:
     """An MLP f_b (``layers`` hidden layers of ``hidden`` units) on the pooled tapped features
-    (:class:`FeatureProbe`); ``depth`` (``feature_head``'s) is accepted and ignored."""
+    (:class:`FeatureProbe`)."""
     probe = FeatureProbe(in_channels, num_classes, max(1, min(pool, size)), max(1, hidden), whiten, shrink, layers)
     return FrameClassifier(probe)
 

@@ -2,8 +2,9 @@
 
 Video: ``c3d`` (the paper's C3D: 8 conv3d layers 64-128-256-256-512-512-512-512, fc 4096-4096, for
 16x112x112), ``small3d`` (a 4-layer 3D CNN for CPUs), torchvision's ``r3d_18``, ``r2plus1d_18`` and
-``mc3_18`` built from scratch. Images: ``small_cnn_image``, ``resnet18_image``. All map a batch to
-logits ``[B, num_classes]``; video models accept images as one-frame clips.
+``mc3_18`` built from scratch. Images: ``small_cnn_image``, ``resnet18_image``. Codes (CPGAN):
+``code_mlp``. All map a batch to logits ``[B, num_classes]``; video models accept images as
+one-frame clips.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from torchvision.models import resnet18
 from torchvision.models.video import mc3_18, r2plus1d_18, r3d_18
 
 from ..registry import register_utility
-from .common import conv_bn_relu
+from .common import conv_bn_relu, fold_frames
 
 
 class _AsClip(nn.Module):
@@ -77,33 +78,36 @@ def _video_resnet(ctor, in_channels: int, num_classes: int, size: int) -> nn.Mod
     stem = net.stem[0]
     stride = stem.stride if size >= 64 else (1, 1, 1)
     net.stem[0] = nn.Conv3d(in_channels, stem.out_channels, stem.kernel_size, stride, stem.padding, bias=False)
-    if ctor is r2plus1d_18:  # the (2+1)D stem is two convs; only the first sees the input
-        pass
     return net
 
 
 @register_utility("c3d")
 def c3d(in_channels: int = 3, num_classes: int = 2, size: int = 112, clip_len: int = 16, width: float = 1.0, fc: int = 4096) -> nn.Module:
+    """The paper's f_T: C3D (Tran et al.); ``width`` scales every layer (1.0 = 64-...-512, fc 4096)."""
     return _AsClip(C3D(in_channels, num_classes, width, fc))
 
 
 @register_utility("small3d")
 def small3d(in_channels: int = 3, num_classes: int = 2, size: int = 32, clip_len: int = 16, width: int = 16) -> nn.Module:
+    """A 4-layer 3D CNN f_T, fast enough for CPU training at 32x32-64x64."""
     return _AsClip(Small3D(in_channels, num_classes, width))
 
 
 @register_utility("r3d_18")
 def r3d18(in_channels: int = 3, num_classes: int = 2, size: int = 112, clip_len: int = 16) -> nn.Module:
+    """torchvision's R3D-18 f_T, from scratch (stem without stride below 64 px)."""
     return _AsClip(_video_resnet(r3d_18, in_channels, num_classes, size))
 
 
 @register_utility("r2plus1d_18")
 def r2plus1d18(in_channels: int = 3, num_classes: int = 2, size: int = 112, clip_len: int = 16) -> nn.Module:
+    """torchvision's R(2+1)D-18 f_T, from scratch (stem without stride below 64 px)."""
     return _AsClip(_video_resnet(r2plus1d_18, in_channels, num_classes, size))
 
 
 @register_utility("mc3_18")
 def mc318(in_channels: int = 3, num_classes: int = 2, size: int = 112, clip_len: int = 16) -> nn.Module:
+    """torchvision's MC3-18 f_T, from scratch (stem without stride below 64 px)."""
     return _AsClip(_video_resnet(mc3_18, in_channels, num_classes, size))
 
 
@@ -151,12 +155,34 @@ class _AsImages(nn.Module):
 
 @register_utility("small_cnn_image")
 def small_cnn_image(in_channels: int = 3, num_classes: int = 2, size: int = 32, clip_len: int = 1, width: int = 16) -> nn.Module:
+    """An image f_T (three conv blocks); clips: logits averaged over frames."""
     return _AsImages(SmallCNN(in_channels, num_classes, width))
 
 
 @register_utility("resnet18_image")
 def resnet18_image(in_channels: int = 3, num_classes: int = 2, size: int = 32, clip_len: int = 1) -> nn.Module:
+    """ResNet-18 image f_T from scratch, stem adapted to small inputs; clips: logits averaged over frames."""
     return _AsImages(small_resnet18(in_channels, num_classes, size))
 
 
-__all__ = ["C3D", "Small3D", "SmallCNN", "small_resnet18"]
+# ---------------------------------------------------------------------------------------------- codes (CPGAN)
+class CodeMLP(nn.Module):
+    """f_T on codes: flatten -> MLP -> logits; clips give per-frame logits averaged over time."""
+
+    def __init__(self, in_dim: int, num_classes: int, hidden: int = 64):
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(in_dim, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, num_classes))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        f, t = fold_frames(z)
+        y = self.net(f)
+        return y.reshape(-1, t, y.shape[-1]).mean(1) if t else y
+
+
+@register_utility("code_mlp")
+def code_mlp(in_channels: int = 3, num_classes: int = 2, size: int = 1, clip_len: int = 0, hidden: int = 64) -> nn.Module:
+    """CPGAN utility classifier f_T on a code of ``in_channels x size x size`` numbers per frame."""
+    return CodeMLP(in_channels * size * size, num_classes, hidden)
+
+
+__all__ = ["C3D", "Small3D", "SmallCNN", "CodeMLP", "small_resnet18"]

@@ -1,17 +1,15 @@
-"""Compressive privacy (CPGAN, Tseng & Wu, TIFS 2020): compressing privatizers, code classifiers and
-reconstruction adversaries.
+"""Reconstruction adversaries f_b: they rebuild the input x from the release z (CPGAN's threat,
+Tseng & Wu, TIFS 2020).
 
-- Encoders f_d (``releases = "code"``): ``cpgan_mlp`` (flatten -> MLP -> ``[B, D, 1, 1]``) and
-  ``cpgan_conv`` (strided convolutions -> ``[B, C, h, w]``). Codes are always 4-D (5-D for clips,
-  one code per frame) so attackers and the audit can treat them like feature maps.
-- Utility model f_T ``code_mlp``: flatten -> MLP (clips: per-frame logits averaged over time).
-- Reconstruction adversaries f_b (the image x is the target): :class:`CodeDecoder` (an MLP trained by
-  gradient descent) and two closed-form regressors fitted on (z, x) pairs, :class:`LinearRidgeReconstructor`
-  and :class:`RFFKernelRidgeReconstructor`, plus the exact :class:`KernelRidgeReconstructor` used by the
-  audit. Closed-form models keep everything in buffers (no trainable parameters) and are differentiable
-  with respect to the code, so f_d can be trained against them.
+Registered (``budget.names`` of a CPGAN config): ``decoder`` (:class:`CodeDecoder`, an MLP trained by
+gradient descent) and two closed-form regressors fitted on (z, x) pairs, ``ridge``
+(:class:`LinearRidgeReconstructor`) and ``rff_ridge`` (:class:`RFFKernelRidgeReconstructor`). The exact
+:class:`KernelRidgeReconstructor` is used by the audit (its size grows with the data). Closed-form models
+keep everything in buffers (no trainable parameters) and are differentiable with respect to the code,
+so f_d can be trained against them.
 
-Codes of clips (``[B, C, T, h, w]``) are reconstructed frame by frame.
+Every factory takes ``in_dim`` (numbers per code, per frame for clips) and ``out_shape`` (one image,
+``(C, H, W)``); codes of clips (``[B, C, T, h, w]``) are reconstructed frame by frame.
 """
 
 from __future__ import annotations
@@ -23,119 +21,12 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..registry import register_encoder, register_utility
-from .common import Encoder, fold_frames, unfold_frames
+from ..registry import register_reconstructor
+from .common import fold_frames, unfold_frames
 
 log = logging.getLogger(__name__)
 
 
-# ---------------------------------------------------------------------------------------------- f_d
-class _CodeEncoder(Encoder):
-    """Base of the compressing privatizers: ``grey`` converts the *input* to one channel (averaging
-    the code's channels would destroy it), and the release is a code, not an image."""
-
-    releases = "code"
-
-    def _input(self, x: torch.Tensor) -> torch.Tensor:
-        return x.mean(dim=1, keepdim=True) if self.grey and x.shape[1] != 1 else x
-
-    def _grey(self, y: torch.Tensor) -> torch.Tensor:
-        return y
-
-
-class CpganMLP(_CodeEncoder):
-    """f_d = flatten -> ``depth`` hidden layers of ``hidden`` units -> code of ``code_dim`` numbers.
-
-    The first layer is lazy (sized on the first batch), so the encoder needs no image size.
-    ``bound="tanh"`` keeps the code in [-1, 1]; ``"none"`` (default) leaves it free.
-    """
-
-    def __init__(self, in_channels: int = 3, grey: bool = False, code_dim: int = 16, hidden: int = 128,
-                 depth: int = 1, bound: str = "none"):
-        super().__init__(in_channels, grey)
-        self.out_channels = code_dim
-        layers: list[nn.Module] = [nn.Flatten()]
-        for i in range(depth):
-            layers += [nn.LazyLinear(hidden) if i == 0 else nn.Linear(hidden, hidden), nn.ReLU(inplace=True)]
-        layers.append(nn.LazyLinear(code_dim) if depth == 0 else nn.Linear(hidden, code_dim))
-        self.net = nn.Sequential(*layers)
-        self.bound = _bound(bound)
-
-    def encode_frames(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.bound(self.net(self._input(x)))
-        return z[:, :, None, None]
-
-
-class CpganConv(_CodeEncoder):
-    """f_d = ``depth`` stride-2 3x3 convolutions of ``width`` channels -> 1x1 convolution to
-    ``code_channels``: a code of ``code_channels x H/2^depth x W/2^depth`` numbers.
-
-    No batch normalisation: the closed-form adversaries are fitted on codes computed in eval mode and
-    must see the same function the encoder step trains.
-    """
-
-    def __init__(self, in_channels: int = 3, grey: bool = False, width: int = 16, depth: int = 2,
-                 code_channels: int = 4, bound: str = "none"):
-        super().__init__(in_channels, grey)
-        self.out_channels = code_channels
-        cin = 1 if grey else in_channels
-        layers: list[nn.Module] = []
-        for _ in range(depth):
-            layers += [nn.Conv2d(cin, width, 3, 2, 1), nn.ReLU(inplace=True)]
-            cin = width
-        layers.append(nn.Conv2d(cin, code_channels, 1))
-        self.net = nn.Sequential(*layers)
-        self.bound = _bound(bound)
-
-    def encode_frames(self, x: torch.Tensor) -> torch.Tensor:
-        return self.bound(self.net(self._input(x)))
-
-
-def _bound(name: str) -> nn.Module:
-    if name == "none":
-        return nn.Identity()
-    if name == "tanh":
-        return nn.Tanh()
-    if name == "sigmoid":
-        return nn.Sigmoid()
-    raise ValueError(f"unknown code bound {name!r}; valid: none, tanh, sigmoid")
-
-
-@register_encoder("cpgan_mlp")
-def cpgan_mlp(in_channels: int = 3, grey: bool = False, code_dim: int = 16, hidden: int = 128, depth: int = 1,
-              bound: str = "none") -> Encoder:
-    """CPGAN privatizer f_d: flatten -> MLP -> code ``[B, code_dim, 1, 1]``."""
-    return CpganMLP(in_channels, grey, code_dim, hidden, depth, bound)
-
-
-@register_encoder("cpgan_conv")
-def cpgan_conv(in_channels: int = 3, grey: bool = False, width: int = 16, depth: int = 2, code_channels: int = 4,
-               bound: str = "none") -> Encoder:
-    """CPGAN privatizer f_d: strided convolutions -> code ``[B, code_channels, H/2^depth, W/2^depth]``."""
-    return CpganConv(in_channels, grey, width, depth, code_channels, bound)
-
-
-# ---------------------------------------------------------------------------------------------- f_T
-class CodeMLP(nn.Module):
-    """f_T on codes: flatten -> MLP -> logits; clips give per-frame logits averaged over time."""
-
-    def __init__(self, in_dim: int, num_classes: int, hidden: int = 64):
-        super().__init__()
-        self.net = nn.Sequential(nn.Flatten(), nn.Linear(in_dim, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, num_classes))
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        f, t = fold_frames(z)
-        y = self.net(f)
-        return y.reshape(-1, t, y.shape[-1]).mean(1) if t else y
-
-
-@register_utility("code_mlp")
-def code_mlp(in_channels: int = 3, num_classes: int = 2, size: int = 1, clip_len: int = 0, hidden: int = 64) -> nn.Module:
-    """CPGAN utility classifier f_T on a code of ``in_channels x size x size`` numbers per frame."""
-    return CodeMLP(in_channels * size * size, num_classes, hidden)
-
-
-# ---------------------------------------------------------------------------------------------- f_b
 class _Reconstructor(nn.Module):
     """Maps a code (``[N, *code_shape]``, or clips ``[B, C, T, h, w]`` frame by frame) to an image of
     ``out_shape``; subclasses implement ``_predict(flat_codes) -> flat_images``."""
@@ -363,50 +254,31 @@ class CodeDecoder(_Reconstructor):
         return self.net(z)
 
 
-RECONSTRUCTORS = ("decoder", "ridge", "rff_ridge")
+def is_closed_form(model: nn.Module) -> bool:
+    """Closed-form adversaries are fitted (``fit(z, x)``) rather than trained by gradient steps."""
+    return callable(getattr(model, "fit", None)) and not any(True for _ in model.parameters())
 
 
-def build_reconstructors(cfg, shapes, zshape: Sequence[int]):
-    """The CPGAN adversary set ``[NN decoder, linear ridge, RFF kernel ridge]`` sized for ``shapes``.
-
-    Which ones: ``cfg.budget.names`` (any of ``decoder``, ``ridge``, ``rff_ridge``) when given, else all
-    three. Options come from ``cfg.budget.params``: ``hidden``, ``depth``, ``out_act`` (decoder),
-    ``alpha`` (ridge), ``rff_features``, ``rff_sigma``, ``rff_alpha``, ``standardize`` and ``seed``.
-
-    Returns:
-        A :class:`privacam.game.BudgetEnsemble` with ``reconstruction=True``.
-    """
-    from ..errors import ConfigError
-    from ..game import BudgetEnsemble
-
-    p = dict(cfg.budget.params or {})
-    known = {"hidden", "depth", "out_act", "alpha", "rff_features", "rff_sigma", "rff_alpha", "standardize", "seed"}
-    bad = sorted(set(p) - known)
-    if bad:
-        raise ConfigError(f"budget.params.{bad[0]} is not a CPGAN reconstructor option; valid: {', '.join(sorted(known))}")
-    names = list(cfg.budget.names) or list(RECONSTRUCTORS)
-    # a clip code [C, T, h, w] is reconstructed frame by frame
-    per_frame = tuple(zshape[:1]) + tuple(zshape[2:]) if shapes.clip_len and len(zshape) == 4 else tuple(zshape)
-    in_dim = int(math.prod(per_frame))
-    out_shape = (shapes.in_channels, shapes.size, shapes.size)
-    std = bool(p.get("standardize", True))
-    models: list[nn.Module] = []
-    for name in names:
-        if name == "decoder":
-            models.append(CodeDecoder(in_dim, out_shape, hidden=int(p.get("hidden", 256)), depth=int(p.get("depth", 1)),
-                                      out_act=str(p.get("out_act", "none"))))
-        elif name == "ridge":
-            models.append(LinearRidgeReconstructor(in_dim, out_shape, alpha=float(p.get("alpha", 1.0)), standardize=std))
-        elif name == "rff_ridge":
-            models.append(RFFKernelRidgeReconstructor(in_dim, out_shape, num_features=int(p.get("rff_features", 512)),
-                                                      sigma=p.get("rff_sigma"), alpha=float(p.get("rff_alpha", 1e-2)),
-                                                      standardize=std, seed=int(p.get("seed", 0))))
-        else:
-            raise ConfigError(f"unknown CPGAN reconstructor {name!r} in budget.names; valid: {', '.join(RECONSTRUCTORS)}")
-    return BudgetEnsemble(models, reconstruction=True)
+@register_reconstructor("decoder")
+def decoder(in_dim: int, out_shape: Sequence[int], hidden: int = 256, depth: int = 1, out_act: str = "none") -> nn.Module:
+    """Neural f_b: an MLP from the flattened code to the image (``out_act``: none | sigmoid)."""
+    return CodeDecoder(in_dim, out_shape, hidden=int(hidden), depth=int(depth), out_act=str(out_act))
 
 
-__all__ = [
-    "CpganMLP", "CpganConv", "CodeMLP", "CodeDecoder", "LinearRidgeReconstructor", "RFFKernelRidgeReconstructor",
-    "KernelRidgeReconstructor", "build_reconstructors", "median_distance", "RECONSTRUCTORS",
-]
+@register_reconstructor("ridge")
+def ridge(in_dim: int, out_shape: Sequence[int], alpha: float = 1.0, standardize: bool = True) -> nn.Module:
+    """Closed-form linear f_b: ridge regression from the (standardised) code to the image."""
+    return LinearRidgeReconstructor(in_dim, out_shape, alpha=float(alpha), standardize=bool(standardize))
+
+
+@register_reconstructor("rff_ridge")
+def rff_ridge(in_dim: int, out_shape: Sequence[int], rff_features: int = 512, rff_sigma: float | None = None,
+              rff_alpha: float = 1e-2, standardize: bool = True, seed: int = 0) -> nn.Module:
+    """Closed-form kernel f_b: ridge regression on ``rff_features`` random Fourier features of the code
+    (RBF bandwidth ``rff_sigma``, None: median heuristic; penalty ``rff_alpha``)."""
+    return RFFKernelRidgeReconstructor(in_dim, out_shape, num_features=int(rff_features), sigma=rff_sigma,
+                                       alpha=float(rff_alpha), standardize=bool(standardize), seed=int(seed))
+
+
+__all__ = ["CodeDecoder", "LinearRidgeReconstructor", "RFFKernelRidgeReconstructor", "KernelRidgeReconstructor",
+           "median_distance", "is_closed_form"]

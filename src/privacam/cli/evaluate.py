@@ -1,16 +1,18 @@
-"""``privacam evaluate``: the audit from the command line."""
+"""``privacam evaluate``: the audit of a run or of a registered encoder, from the command line."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ..cli import Command
+from .. import runs
 from ..errors import PrivacamError
+from ..evaluate.runner import evaluate_named, evaluate_run
+from ..evaluate.tables import summary_lines
+from .common import DATA_HELP, Command, resolve_config
 
 
 def print_summary(s: dict) -> None:
-    from .tables import summary_lines
-
+    """The audit summary as a table: utility, then every attacker at every level with 95 % intervals."""
     print("\n".join(summary_lines(s)))
 
 
@@ -22,15 +24,12 @@ class Evaluate(Command):
         p.add_argument("args", nargs="*", help="RUN_DIR and/or key.sub=value overrides")
         p.add_argument("--encoder", help="a registered encoder instead of a run, e.g. downsample:factor=4")
         p.add_argument("--config", help="config for --encoder (default: 'default')")
-        p.add_argument("--data", help="manifest CSV, NAME or NAME:ROOT")
+        p.add_argument("--data", help=DATA_HELP)
         p.add_argument("--out", help="output directory (default RUN_DIR/eval)")
         p.add_argument("--no-raw", action="store_true", help="skip the raw-data reference")
         p.add_argument("--device", default="auto")
 
     def run(self, args):
-        from ..cli import _resolve_config
-        from .runner import evaluate_named, evaluate_run
-
         run_dirs = [a for a in args.args if "=" not in a]
         overrides = [a for a in args.args if "=" in a]
         raw = not args.no_raw
@@ -39,13 +38,13 @@ class Evaluate(Command):
                 raise PrivacamError("give either RUN_DIR or --encoder, not both")
             if not args.out:
                 raise PrivacamError("--encoder needs --out DIR")
-            cfg = _resolve_config(args.config, args.data, overrides)
+            cfg = resolve_config(args.config, args.data, overrides)
             s = evaluate_named(args.encoder, cfg, args.out, raw=raw, device=args.device)
-            print(f"wrote {Path(args.out) / 'eval' / 'summary.json'}")
+            print(f"wrote {Path(args.out) / runs.EVAL / 'summary.json'}")
         else:
             if len(run_dirs) != 1:
                 raise PrivacamError("give one RUN_DIR (or --encoder NAME --out DIR)")
             s = evaluate_run(run_dirs[0], out_dir=args.out, overrides=overrides, data=args.data, raw=raw, device=args.device)
-            print(f"wrote {Path(args.out or Path(run_dirs[0]) / 'eval') / 'summary.json'}")
+            print(f"wrote {Path(args.out or Path(run_dirs[0]) / runs.EVAL) / 'summary.json'}")
         print_summary(s)
         return 0

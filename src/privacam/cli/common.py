@@ -1,0 +1,55 @@
+"""What every subcommand shares: the :class:`Command` base and the one way a command turns
+``CONFIG``, ``key.sub=value`` overrides and ``--data SPEC`` into a checked config."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..builders import check_config
+from ..config import Config, load_config
+from ..data import apply_data_spec
+
+DATA_HELP = "manifest CSV, NAME or NAME:ROOT (overrides the config's dataset)"
+OVERRIDES_HELP = "key.sub=value config overrides"
+
+
+class Command:
+    """A subcommand: ``name``, ``help``, ``add_arguments(parser)`` and ``run(args) -> int``."""
+
+    name = ""
+    help = ""
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        pass
+
+    def run(self, args: argparse.Namespace) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def add_config_arguments(p: argparse.ArgumentParser, *, config: str = "positional", default: str = "default") -> None:
+    """``CONFIG`` (positional, or ``--config`` when ``config="option"``), overrides and ``--data``."""
+    what = f"YAML file or shipped config name (default: {default!r})"
+    if config == "option":
+        p.add_argument("--config", help=what)
+    else:
+        p.add_argument("config", nargs="?", help=what)
+    p.add_argument("overrides", nargs="*", help=OVERRIDES_HELP)
+    p.add_argument("--data", help=DATA_HELP)
+
+
+def split_config(config: str | None, overrides: list[str]) -> tuple[str | None, list[str]]:
+    """``privacam train key=value ...`` has no config: the first "positional" is an override."""
+    overrides = list(overrides)
+    if config and "=" in config:
+        overrides.insert(0, config)
+        config = None
+    return config, overrides
+
+
+def resolve_config(config: str | None, data: str | None, overrides: list[str], *, default: str = "default") -> Config:
+    """Load ``config`` (or ``default``), apply ``overrides`` and ``--data``, and check the result
+    (:func:`privacam.builders.check_config`: unknown names and keys with no effect are errors)."""
+    cfg = load_config(config or default, overrides)
+    if data:
+        cfg.data = apply_data_spec(cfg.data, data)
+    return check_config(cfg)

@@ -1,0 +1,49 @@
+"""``privacam anonymize`` and ``privacam export``: deploy a run's encoder f_d."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..deploy import anonymize, export_run
+from .common import Command
+
+
+class Anonymize(Command):
+    name = "anonymize"
+    help = "run a trained encoder f_d over a video, image(s) or camera and write the anonymized output"
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        p.add_argument("run_dir", help="run directory of a trained encoder")
+        p.add_argument("input", help="video file, image, folder of images, or camera (/dev/videoN or N)")
+        p.add_argument("-o", "--output", required=True, help="output .mp4, image file, or folder for images")
+        p.add_argument("--backend", choices=("torch", "onnx"), default="torch", help="inference engine (default torch)")
+        p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+        p.add_argument("--keep-size", action="store_true", help="upsample the output to the input resolution")
+        p.add_argument("--max-frames", type=int, help="stop after this many frames (needed for endless cameras)")
+        p.add_argument("--batch-size", type=int, default=8, help="frames per call for frame-wise encoders")
+        p.add_argument("--fps", type=float, help="frame rate of the output for image inputs (default 25)")
+        p.add_argument("--onnx", help="ONNX file for --backend onnx (default RUN_DIR/encoder.onnx, exported if needed)")
+
+    def run(self, args) -> int:
+        res = anonymize(args.run_dir, args.input, args.output, backend=args.backend, device=args.device,
+                        keep_size=args.keep_size, max_frames=args.max_frames, batch_size=args.batch_size,
+                        fps=args.fps, onnx_path=args.onnx)
+        print(f"wrote {res['frames']} frames to {res['output']}")
+        return 0
+
+
+class Export(Command):
+    name = "export"
+    help = "export a run's encoder f_d to ONNX (checked against PyTorch with onnxruntime)"
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        p.add_argument("run_dir", help="run directory of a trained encoder")
+        p.add_argument("-o", "--output", help="ONNX file (default RUN_DIR/encoder.onnx)")
+        p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+        p.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed |onnx - torch| (default 1e-4)")
+
+    def run(self, args) -> int:
+        res = export_run(args.run_dir, args.output, opset=args.opset, tolerance=args.tolerance)
+        draws = " (every op but the release's per-clip random draws, which the file keeps)" if res["randomised"] else ""
+        print(f"exported {res['output']}; max |onnx - torch| = {res['diff']:.3g}{draws}")
+        return 0

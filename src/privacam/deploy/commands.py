@@ -1,0 +1,117 @@
+"""What ``privacam anonymize`` and ``privacam export`` do, on a run directory read through
+:mod:`privacam.runs` (never the trainer): stream footage through a run's f_d, or export it to ONNX."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+from torch import nn
+
+from .. import runs
+from ..errors import PrivacamError
+from ..utils import resolve_device
+from .export import export_onnx, is_clip_level
+from .io import FrameSource, _sink_for
+from .stream import _to_frame, _to_input, onnx_runner, stream_encode, torch_runner
+
+log = logging.getLogger(__name__)
+
+
+def anonymize(run_dir: str | Path, input: str, output: str | Path, *, backend: str = "torch", device: str = "cpu",
+              keep_size: bool = False, max_frames: int | None = None, batch_size: int = 8, fps: float | None = None,
+              onnx_path: str | Path | None = None) -> dict:
+    """Stream ``input`` through a run's f_d and write the released frames to ``output``.
+
+    Args:
+        run_dir: a trained run (``encoder.pt``, ``run.json``).
+        input: video file, image, folder of images, or camera (``/dev/videoN`` or ``N``).
+        output: ``.mp4`` (or another video suffix), an image file (image input), or a folder.
+        backend: ``torch`` or ``onnx`` (the run's ``encoder.onnx``, exported when missing or stale).
+        device: PyTorch device / onnxruntime provider.
+        keep_size: upsample the release back to the input resolution (else the run's size).
+        max_frames: stop after this many frames (cameras).
+        batch_size: frames per call for frame-wise encoders.
+        fps: frame rate for image inputs (videos keep theirs).
+        onnx_path: ONNX file to use instead of the run's.
+
+    Returns:
+        ``{"frames": n, "output": path, "fps": fps, "size": [h, w]}``.
+    """
+    from tqdm.auto import tqdm
+
+    dev = resolve_device(device)
+    encoder, cfg, meta = runs.load_encoder(run_dir, "cpu")
+    releases = getattr(encoder, "releases", "image")
+    if releases != "image":
+        raise PrivacamError(f"{run_dir}: encoder {cfg.encoder.name!r} releases a {releases}, not viewable frames; "
+                            f"use `privacam export` to deploy it or `privacam evaluate` to audit it")
+    shapes = meta["shapes"]
+    size, in_ch, clip_len = int(shapes["size"]), int(shapes["in_channels"]), int(shapes.get("clip_len") or 0)
+    clip = clip_len > 0 and is_clip_level(encoder)
+    if backend == "torch":
+        run = torch_runner(encoder, dev)
+    elif backend == "onnx":
+        run = onnx_runner(_ensure_onnx(run_dir, encoder, shapes, onnx_path), str(dev))
+    else:
+        raise PrivacamError(f"unknown backend {backend!r}; valid: torch, onnx")
+    source = FrameSource(input, max_frames=max_frames, fps=fps)
+    output = Path(output)
+    sink = _sink_for(output, source)
+    resize = (cfg.data.params or {}).get("resize", "resize")
+    in_size: list = []
+
+    def inputs():
+        for f in source:
+            if not in_size:
+                in_size.append(f.shape[:2])
+            yield _to_input(f, size, in_ch, resize)
+
+    bar = tqdm(total=source.total, desc=f"anonymize {Path(str(input)).name}", unit="frame", disable=None, dynamic_ncols=True)
+    n, out_hw = 0, None
+    try:
+        for y in stream_encode(inputs(), run, clip_len=clip_len if clip else 0, batch_size=batch_size):
+            frame = _to_frame(y, tuple(in_size[0]) if keep_size else None)
+            out_hw = frame.shape[:2]
+            sink.write(frame)
+            n += 1
+            bar.update(1)
+    finally:
+        bar.close()
+        sink.close()
+    log.info("anonymized %d frames of %s into %s", n, input, output)
+    return {"frames": n, "output": str(output), "fps": source.fps, "size": list(out_hw or ())}
+
+
+def _ensure_onnx(run_dir, encoder: nn.Module, shapes: dict, onnx_path=None) -> Path:
+    if onnx_path:
+        p = Path(onnx_path)
+        if not p.exists():
+            raise PrivacamError(f"{p}: no such ONNX file; create it with `privacam export {run_dir} -o {p}`")
+        return p
+    run_dir = Path(run_dir)
+    p = run_dir / "encoder.onnx"
+    if p.exists() and p.stat().st_mtime >= (run_dir / runs.ENCODER).stat().st_mtime:
+        return p
+    try:
+        p.touch()
+    except OSError:  # read-only run directory
+        p = Path(tempfile.mkdtemp(prefix="privacam-onnx-")) / "encoder.onnx"
+    export_onnx(encoder, p, in_channels=int(shapes["in_channels"]), size=int(shapes["size"]),
+                clip_len=int(shapes.get("clip_len") or 0))
+    return p
+
+
+def export_run(run_dir: str | Path, output: str | Path | None = None, *, opset: int = 17, tolerance: float = 1e-4) -> dict:
+    """Export a run's f_d to ONNX (default ``RUN/encoder.onnx``), checked against PyTorch.
+
+    Returns:
+        ``{"output": path, "diff": max |onnx - torch|, "randomised": the release draws per clip}``.
+    """
+    encoder, cfg, meta = runs.load_encoder(run_dir, "cpu")
+    s = meta["shapes"]
+    out = Path(output or Path(run_dir) / "encoder.onnx")
+    diff = export_onnx(encoder, out, in_channels=int(s["in_channels"]), size=int(s["size"]),
+                       clip_len=int(s.get("clip_len") or 0), opset=opset, tolerance=tolerance)
+    return {"output": out, "diff": diff, "randomised": bool(getattr(encoder, "randomised", False))}

@@ -1,0 +1,45 @@
+"""The console script: every subcommand is listed, and one that cannot be imported is an error (the
+package's registries likewise): nothing disappears silently."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from privacam.cli import COMMANDS, build_parser, main
+
+NAMES = ["demo", "train", "evaluate", "report", "sweep", "anonymize", "export", "datasets", "configs"]
+
+
+def test_help_lists_every_subcommand(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    listed = [n for n in NAMES if f"\n    {n} " in out]
+    assert listed == NAMES and len(COMMANDS) == len(NAMES)
+
+
+def test_a_subcommand_that_fails_to_import_is_an_error(monkeypatch):
+    monkeypatch.delitem(sys.modules, "privacam.cli.sweep", raising=False)
+    monkeypatch.setitem(sys.modules, "privacam.cli.sweep", None)  # as if the module failed to import
+    with pytest.raises(ImportError, match="privacam.cli.sweep"):
+        build_parser()
+    # from the shell: a non-zero exit that names the module, not a help text without the command
+    code = ("import sys; sys.modules['privacam.cli.sweep'] = None\n"
+            "from privacam.cli import main\nsys.exit(main(['--help']))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0 and "privacam.cli.sweep" in r.stderr and "usage:" not in r.stdout
+
+
+def test_a_registering_module_that_fails_to_import_is_an_error():
+    code = "import sys; sys.modules['privacam.models.feature'] = None\nimport privacam"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0 and "privacam.models.feature" in r.stderr
+    filled = ("import privacam.registry as r\n"
+              "print(*(len(x) > 0 for x in (r.ENCODERS, r.UTILITY_MODELS, r.ADVERSARIES, r.RECONSTRUCTORS, r.ATTACKERS,"
+              " r.PRIVACY_LOSSES, r.SCHEDULES, r.DATASETS)))")
+    r = subprocess.run([sys.executable, "-c", filled], capture_output=True, text=True, timeout=300)
+    assert r.stdout.split() == ["True"] * 8  # importing any privacam module fills every registry
