@@ -136,11 +136,29 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    """The audit: retrained attackers (``attackers``) and the retrained utility model."""
+    """The audit: retrained attackers (``attackers``) and the retrained utility model.
 
-    attackers: list = field(default_factory=lambda: ["linear_probe", "motion_probe", "small_cnn_a", "resnet_tiny", "shufflenet_a", "c3d_tiny"])
+    The probing attacker releases its training split ``views`` times; attackers are selected on
+    held-out training videos (``val_mode``, ``val_fraction``, ``refit``) after at least ``min_epochs``
+    epochs; scores are reported per clip, per video and per person from ``person_k`` clips, with the
+    headline at ``pool`` and 95 % bootstrap intervals (see docs/audit.md).
+    """
+
+    attackers: list = field(default_factory=lambda: [
+        "linear_probe", "motion_probe", "small_cnn_a", "resnet_tiny", "shufflenet_a", "c3d_tiny",
+        "mhi_logistic", "mhi_boosted", "profile_logistic", "profile_boosted", "hog_logistic", "hog_boosted",
+        "combo_logistic", "combo_boosted"])
     epochs: int = 15
     patience: int = 4
+    min_epochs: int = 3
+    views: int = 8
+    val_mode: str = "auto"  # auto | data
+    val_fraction: float = 0.25
+    refit: bool = True
+    pool: str = "auto"  # auto | clip | video | person@K | person@all
+    person_k: list = field(default_factory=lambda: [1, 3, 5])
+    trials: int = 200
+    bootstrap: int = 1000
     batch_size: int = 32
     lr: float = 2e-3
     utility_epochs: int = 25
@@ -367,6 +385,7 @@ class Range(Rule):
     hi: float | None = None
     lo_open: bool = False
     integer: bool = False
+    hi_open: bool = False
 
     def check(self, key, value, cfg=None):
         if value is None:
@@ -374,7 +393,8 @@ class Range(Rule):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (self.integer and int(value) != value):
             raise ConfigError(f"config key {key!r} is {value!r}; it must be {self.text(kind=True)}")
         low_ok = self.lo is None or (value > self.lo if self.lo_open else value >= self.lo)
-        if not (low_ok and (self.hi is None or value <= self.hi)):  # NaN fails both
+        high_ok = self.hi is None or (value < self.hi if self.hi_open else value <= self.hi)
+        if not (low_ok and high_ok):  # NaN fails both
             raise ConfigError(f"config key {key!r} is {value!r}; it must be {self.text(kind=self.integer)}")
 
     def text(self, kind: bool = False) -> str:
@@ -383,11 +403,36 @@ class Range(Rule):
         if self.lo is not None:
             parts.append(f"{'>' if self.lo_open else '>='} {self.lo:g}")
         if self.hi is not None:
-            parts.append(f"<= {self.hi:g}")
+            parts.append(f"{'<' if self.hi_open else '<='} {self.hi:g}")
         bounds = " and ".join(parts)
         if not kind:
             return bounds or "a number"
         return f"{'an integer' if self.integer else 'a number'} {bounds}".strip()
+
+
+@dataclass(frozen=True)
+class Pattern(Rule):
+    """A string matching ``regex`` in full; ``text`` says what it may be."""
+
+    regex: str
+    text: str
+
+    def check(self, key, value, cfg=None):
+        if not isinstance(value, str) or not re.fullmatch(self.regex, value):
+            raise ConfigError(f"config key {key!r} is {value!r}; use {self.text}")
+
+
+@dataclass(frozen=True)
+class Each(Rule):
+    """A list whose every item passes ``rule`` (at least one item)."""
+
+    rule: Rule
+
+    def check(self, key, value, cfg=None):
+        if not isinstance(value, (list, tuple)) or not value:
+            raise ConfigError(f"config key {key!r} is {value!r}; give a non-empty list")
+        for i, v in enumerate(value):
+            self.rule.check(f"{key}[{i}]", v, cfg)
 
 
 @dataclass(frozen=True)
@@ -494,6 +539,14 @@ RULES: dict[str, Rule] = {
     "train.amp": OneOf(("off", "bf16", "fp16")),
     "eval.attackers": _NAMES,
     "eval.epochs": _POSITIVE,
+    "eval.min_epochs": _POSITIVE,
+    "eval.views": _POSITIVE,
+    "eval.val_mode": OneOf(("auto", "data")),
+    "eval.val_fraction": Range(0, 1, lo_open=True, hi_open=True),
+    "eval.pool": Pattern(r"auto|clip|video|person@(?:[1-9][0-9]*|all)", "auto, clip, video, person@K (K >= 1) or person@all"),
+    "eval.person_k": Each(Range(1, integer=True)),
+    "eval.trials": _POSITIVE,
+    "eval.bootstrap": _POSITIVE,
     "eval.patience": _POSITIVE,
     "eval.batch_size": _POSITIVE,
     "eval.lr": _FIT_LR,

@@ -113,7 +113,7 @@ def carve_val(
             continue
         cut = end - m
         new_train.append(dataclasses.replace(rec, end=cut))
-        val.append(dataclasses.replace(rec, start=cut, end=end, id=f"{rec.id}@val"))
+        val.append(dataclasses.replace(rec, start=cut, end=end, id=f"{rec.id}@val", video=rec.video or rec.id))
     logger.info("%s: no validation rows; carved the last %.0f%% of %d of %d train videos as validation (by time)",
                 dataset or "data", 100 * val_fraction, len(val), len(train))
     return new_train, val, "time"
