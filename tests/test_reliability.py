@@ -456,3 +456,61 @@ def test_allow_overlap_flag_maps_to_the_data_param(tmp_path, capsys):
     assert "in both train and test" in _one_error_line(capsys)
     assert main(["train", *ov, "--data", str(csv), "--allow-overlap", "--out", str(tmp_path / "b")]) == 0
     assert load_config(tmp_path / "b" / "config.yaml").data.params["allow_overlap"] is True
+
+
+# ------------------------------------------------------------------------------------ derived files know their source
+def test_relabelled_manifest_invalidates_the_raw_reference_cache(tmp_path, monkeypatch):
+    """Same path, same rows, labels swapped in place: the cached raw reference must not be reused."""
+    from privacam.evaluate import runner
+
+    monkeypatch.setenv("PRIVACAM_CACHE", str(tmp_path / "cache"))
+    audits = []
+
+    def fake_audit(encoder, splits, spec, **kw):  # the raw reference's audit, counted
+        audits.append(splits.meta["fingerprint"])
+        return {"utility": {}, "privacy": {}}
+
+    monkeypatch.setattr(runner, "audit", fake_audit)
+    rows = _grid(("train", "val", "test"))
+    csv = _images(tmp_path, rows)
+    cfg = load_config("default", ["data.size=8"])
+    cfg.data = apply_data_spec(cfg.data, str(csv))
+    spec = runner.audit_spec(cfg)
+    for _ in range(2):
+        runner.raw_reference(cfg, make_splits(cfg.data), spec, device="cpu")
+    assert len(audits) == 1  # the second came from the cache
+    text = csv.read_text()
+    csv.write_text(text.replace(",cat,", ",tmp,").replace(",dog,", ",cat,").replace(",tmp,", ",dog,"))  # relabelled in place
+    relabelled = make_splits(cfg.data)
+    assert relabelled.meta["fingerprint"] != audits[0]
+    runner.raw_reference(cfg, relabelled, spec, device="cpu")
+    assert len(audits) == 2 and audits[1] == relabelled.meta["fingerprint"]
+
+
+def test_encoder_and_audit_are_stamped_with_their_run(tiny_run, tmp_path, capsys):
+    """run.json stamps encoder.pt (a replaced encoder is refused) and the audit records the stamp (an
+    audit of an encoder the run no longer holds is refused by the report)."""
+    import json
+
+    from privacam import runs
+
+    run = _copy(tiny_run, tmp_path)
+    meta = runs.read_meta(run)
+    assert meta["encoder_sha1"] == runs.file_sha1(run / "encoder.pt") and meta["run_id"] and meta["data_fingerprint"]
+    ev = ["eval.attackers=[linear_probe]", "eval.epochs=1", "eval.min_epochs=1", "eval.utility_epochs=1", "eval.views=1",
+          "eval.trials=5", "eval.bootstrap=10", "eval.raw_reference=false", "eval.reconstruction=false"]
+    assert main(["evaluate", str(run), *ev]) == 0
+    capsys.readouterr()
+    summary = json.loads((run / "eval" / "summary.json").read_text())
+    assert summary["encoder"]["stamp"] == runs.stamp(run)
+    assert main(["report", str(run), "-o", str(tmp_path / "r.html")]) == 0
+    capsys.readouterr()
+    # another training wrote this directory since (an older privacam, or files copied by hand)
+    runs.write_meta(run, {**meta, "run_id": "another"})
+    assert main(["report", str(run), "-o", str(tmp_path / "r2.html")]) == 2
+    assert "audits an encoder that" in _one_error_line(capsys)
+    state = torch.load(run / "encoder.pt", weights_only=True)
+    next(iter(state.values())).add_(1.0)
+    torch.save(state, run / "encoder.pt")  # replaced by another run's encoder of the same shape
+    assert main(["evaluate", str(run), *ev]) == 2
+    assert "is not the one" in _one_error_line(capsys)

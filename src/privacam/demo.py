@@ -36,8 +36,11 @@ QUICK_BASELINES = ["downsample:factor=4", "blur:sigma=2"]
 def _done(path: Path, resume: bool) -> dict | None:
     """The summary already written at ``path`` when resuming, else None."""
     if resume and path.exists():
-        log.info("resume: reusing %s", path)
-        return json.loads(path.read_text())
+        summary = json.loads(path.read_text())
+        if runs.audit_is_current(summary):
+            log.info("resume: reusing %s", path)
+            return summary
+        log.warning("resume: %s audits an encoder its run no longer holds; auditing again", path)
     return None
 
 

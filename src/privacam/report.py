@@ -16,6 +16,7 @@ import logging
 from pathlib import Path
 
 from .errors import PrivacamError
+from . import runs
 from .runs import read_metrics
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ def load_points(paths: list[str | Path]) -> list[dict]:
     pts = []
     for f in find_summaries(paths):
         s = json.loads(f.read_text())
+        runs.check_audit(s, f)  # an audit of an encoder its run no longer holds is refused
         s["_path"] = str(f)
         s["_label"] = label_of(s)
         pts.append(s)

@@ -240,6 +240,51 @@ def truncate_metrics(run_dir: str | Path, lines: int) -> None:
         atomic_write_text(p, "".join(p.read_text().splitlines(keepends=True)[:lines]))
 
 
+def file_sha1(path: str | Path) -> str:
+    """The SHA-1 of a file's bytes (hex, 16 characters)."""
+    import hashlib
+
+    return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def write_encoder(run_dir: str | Path, state: dict) -> None:
+    """Write ``encoder.pt`` (f_d's state_dict, atomically) and stamp it in ``run.json``
+    (``encoder_sha1``): :func:`load_encoder` refuses an ``encoder.pt`` that another run wrote."""
+    from .utils import save_checkpoint
+
+    run_dir = Path(run_dir)
+    save_checkpoint(run_dir / ENCODER, state)
+    write_meta(run_dir, {**read_meta(run_dir), "encoder_sha1": file_sha1(run_dir / ENCODER)})
+
+
+def stamp(run_dir: str | Path) -> dict:
+    """What identifies the trained encoder of a run: ``{"run_id", "encoder_sha1", "data_fingerprint"}``
+    (from ``run.json``). An audit records it; a run trained again or resumed gets another one, so
+    an audit of the earlier encoder is known to be stale (:func:`check_audit`)."""
+    meta = read_meta(run_dir)
+    return {k: meta.get(k) for k in ("run_id", "encoder_sha1", "data_fingerprint")}
+
+
+def audit_is_current(summary: dict) -> bool:
+    """Whether an audit ``summary`` describes the encoder its run holds now (True when the summary
+    or the run carries no stamp, e.g. written by an earlier version, or the run is gone)."""
+    enc = summary.get("encoder") or {}
+    rec, run = enc.get("stamp"), enc.get("run")
+    if not rec or not run or not (Path(run) / META).exists():
+        return True
+    now = stamp(run)
+    return all(rec.get(k) == now.get(k) for k in ("run_id", "encoder_sha1") if now.get(k))
+
+
+def check_audit(summary: dict, path: str | Path) -> None:
+    """Raise a one-line :class:`PrivacamError` when the audit at ``path`` describes an encoder its run
+    no longer holds (the run was trained again or resumed since)."""
+    if not audit_is_current(summary):
+        run = summary["encoder"]["run"]
+        raise PrivacamError(f"{path} audits an encoder that {run} no longer holds (the run was trained again or "
+                            f"resumed since); audit it again with `privacam evaluate {run}`")
+
+
 def release_kind(encoder: nn.Module, input_kind: str) -> str:
     """What a run releases, recorded as ``task`` in ``run.json`` and in the audit's summary:
     ``video`` or ``image`` frames (the input's kind), ``feature`` maps (Li & Cavallaro) or a ``cpgan``
@@ -354,6 +399,9 @@ def load_encoder(run_dir: str | Path, device: str | torch.device = "cpu") -> tup
     if not weights.exists():
         raise PrivacamError(f"{run_dir} has no {ENCODER} (training did not finish); resume it with `privacam train --out {run_dir} --resume`")
     enc = build_encoder(cfg, meta["shapes"]["in_channels"])
+    if meta.get("encoder_sha1") and file_sha1(weights) != meta["encoder_sha1"]:
+        raise CheckpointError(f"encoder {weights} is not the one {run_dir} trained (its {META} stamps another: the file was "
+                              f"replaced, or two runs shared the directory); retrain the run or resume it")
     state = load_checkpoint(weights, what="encoder", fix=f"resume the run to rewrite it (privacam train --out {run_dir} --resume)")
     try:
         enc.load_state_dict(state)

@@ -20,7 +20,7 @@ from .errors import ConfigError
 from .evaluate.runner import evaluate_run
 from .report import write_report
 from .train import train
-from .utils import write_json
+from .utils import read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def run_sweep(cfg: Config, *, key: str, values: Sequence[str], out: str | Path, 
         run_dir = out / label
         summary = run_dir / runs.EVAL / "summary.json"
         log.info("sweep %s=%s: %s", key, v, run_dir)
-        if not (resume and summary.exists()):
+        if not (resume and summary.exists() and runs.audit_is_current(read_json(summary))):
             train(cfg_v, run_dir, resume=resume and runs.holds_run(run_dir), overwrite=overwrite)
             evaluate_run(run_dir)
         points.append({"value": v, "run": label, "summary": str(summary.relative_to(out))})

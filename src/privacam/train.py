@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import uuid
 from pathlib import Path
 from typing import Iterator
 
@@ -19,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from . import runs
 from .builders import build_game
 from .config import Config
-from .data import Splits, collate, make_splits
+from .data import Splits, collate, data_fingerprint, make_splits
 from .errors import CheckpointError, NonFiniteLossError, PrivacamError
 from .players import Shapes, encoded_shape
 from .utils import load_checkpoint, resolve_device, save_checkpoint, seed_everything
@@ -197,7 +198,12 @@ class Trainer:
             "task": runs.release_kind(self.game.encoder, self.splits.kind),
             "privacam_version": __import__("privacam").__version__,
             "skipped": self._skipped(),
+            "run_id": uuid.uuid4().hex[:16],
+            "data_fingerprint": self._fingerprint(),
         })
+
+    def _fingerprint(self) -> str:
+        return self.splits.meta.get("fingerprint") or data_fingerprint(self.splits)
 
     def _skipped(self) -> dict:
         """Bad samples left out under ``data.on_bad_sample: skip`` (loading, preloading and reading)."""
@@ -306,7 +312,12 @@ class Trainer:
     def _apply_resume_config(self) -> None:
         """A resume trains with the config it is given: learning rates and weight decays go into the
         restored optimizers, and what changed is recorded (``config_history.jsonl``, ``config.yaml``)."""
-        changed = self._resume_changes
+        changed = dict(self._resume_changes)
+        meta = runs.read_meta(self.out)
+        if meta.get("data_fingerprint") and meta["data_fingerprint"] != self._fingerprint():
+            changed["data fingerprint"] = {"from": meta["data_fingerprint"], "to": self._fingerprint()}
+            if self.is_main:
+                runs.write_meta(self.out, {**meta, "data_fingerprint": self._fingerprint()})
         for player in ("encoder", "utility", "budget"):
             pc = getattr(self.cfg, player)
             for group in self.game.optimizers[player].param_groups:
@@ -391,7 +402,7 @@ class Trainer:
         self.save()
         self.save(runs.FINAL)
         if self.is_main:
-            save_checkpoint(self.out / runs.ENCODER, g.encoder.state_dict())
+            runs.write_encoder(self.out, g.encoder.state_dict())
             skipped = self._skipped()
             if skipped["count"]:
                 meta = runs.read_meta(self.out)

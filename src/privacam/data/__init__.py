@@ -11,7 +11,7 @@ import dataclasses
 from pathlib import Path
 
 from ..registry import DATASETS, register_dataset  # noqa: F401
-from .base import Splits, TensorSampleDataset, collate, stratified_split  # noqa: F401
+from .base import Splits, TensorSampleDataset, collate, data_fingerprint, stratified_split  # noqa: F401
 # registering modules: the embedded synthetic data, users' manifests, built-in video and image
 # datasets, in-memory image datasets and toy / vector datasets
 from . import builtin, images, manifest, synthetic, toy  # noqa: F401
@@ -40,4 +40,5 @@ def make_splits(data_cfg, seed: int = 0) -> Splits:
 
         pcfg = from_dict(DataConfig, {**dataclasses.asdict(data_cfg), "privacy_source": None, **data_cfg.privacy_source})
         splits.privacy = DATASETS.get(pcfg.name)(pcfg, seed=seed)
+    splits.meta["fingerprint"] = data_fingerprint(splits)
     return splits

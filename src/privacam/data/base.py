@@ -18,6 +18,33 @@ from torch.utils.data import Dataset
 from ..errors import ConfigError, DataError
 
 
+def data_fingerprint(splits: "Splits") -> str:
+    """A short hash of what the data says: class lists, every record's path, segment and labels per
+    split, and the bytes of the files the labels were read from (``meta["label_files"]``). A relabelled
+    manifest, a moved row or an edited label file gives another fingerprint; caches keyed on it
+    (the raw reference) are then recomputed, and run files stamped with it can be checked."""
+    import hashlib
+    import json
+
+    h = hashlib.sha1()
+    h.update(json.dumps([splits.name, splits.kind, list(splits.utility_classes), list(splits.private_classes),
+                         bool(splits.multilabel)], default=str).encode())
+    for f in splits.meta.get("label_files", []):
+        p = Path(f)
+        h.update(p.read_bytes() if p.is_file() else f"missing:{f}".encode())
+    for part in (splits.train, splits.val, splits.test):
+        records = getattr(part, "records", None)
+        if records is None:
+            h.update(f"n={len(part)}".encode())
+            continue
+        for r in records:
+            private = r.private.tolist() if hasattr(r.private, "tolist") else r.private
+            h.update(json.dumps([r.path, int(r.utility), private, r.start, r.end, r.box], default=str).encode())
+    if splits.privacy is not None:
+        h.update(data_fingerprint(splits.privacy).encode())
+    return h.hexdigest()[:16]
+
+
 @dataclass
 class Splits:
     """Train/val/test datasets and what their labels mean.

@@ -19,7 +19,7 @@ import yaml
 
 from .. import runs
 from ..config import Config, apply_overrides, dump_config, to_dict
-from ..data import apply_data_spec, make_splits
+from ..data import apply_data_spec, data_fingerprint, make_splits
 from ..errors import ConfigError
 from ..models.encoders import IdentityEncoder
 from ..registry import create_encoder
@@ -59,7 +59,9 @@ def _cache_dir() -> Path:
 
 def raw_reference(cfg: Config, splits, spec: AuditSpec, *, device, out_dir: Path | None = None, use_cache: bool = True) -> dict:
     """The raw-data reference summary (E = identity), from the cache when possible."""
-    key = hashlib.sha1(json.dumps({"data": to_dict(cfg)["data"], "seed": cfg.train.seed, "spec": spec.fingerprint(),
+    # the data's fingerprint: a relabelled manifest (same path, same row count) is another reference
+    fingerprint = splits.meta.get("fingerprint") or data_fingerprint(splits)
+    key = hashlib.sha1(json.dumps({"data": to_dict(cfg)["data"], "seed": cfg.train.seed, "spec": spec.fingerprint(), "fingerprint": fingerprint,
                                    "n": [len(splits.train), len(splits.val), len(splits.test)]}, sort_keys=True).encode()).hexdigest()[:16]
     cached = _cache_dir() / "raw" / f"{splits.name}_{key}.json"
     if use_cache and cached.exists():
@@ -115,7 +117,12 @@ def evaluate_run(run_dir: str | Path, *, out_dir: str | Path | None = None, over
     splits = make_splits(cfg.data, seed=cfg.train.seed)
     util, advs = runs.load_players(run_dir, cfg, meta)
     info = {"name": cfg.encoder.name, "params": dict(cfg.encoder.params), "run": str(run_dir),
-            "schedule": cfg.schedule.name, "gamma": cfg.game.gamma, "m": cfg.budget.m, "task": meta.get("task")}
+            "schedule": cfg.schedule.name, "gamma": cfg.game.gamma, "m": cfg.budget.m, "task": meta.get("task"),
+            "stamp": runs.stamp(run_dir), "data_fingerprint": splits.meta.get("fingerprint")}
+    trained_on = meta.get("data_fingerprint")
+    if trained_on and splits.meta.get("fingerprint") not in (None, trained_on) and not data:
+        log.warning("%s: the data of %s changed since the run was trained (fingerprint %s, trained on %s): the audit "
+                    "uses today's labels", run_dir, cfg.data.root or cfg.data.name, splits.meta.get("fingerprint"), trained_on)
     return evaluate_encoder(encoder, cfg, splits, Path(out_dir) if out_dir else run_dir / runs.EVAL, encoder_info=info,
                             utility_model=util, training_adversaries=advs, raw=raw, device=device)
 
