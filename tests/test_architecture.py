@@ -14,7 +14,7 @@ SRC = Path(privacam.__file__).parent
 
 FOUNDATION = {"errors", "utils", "config", "registry"}
 BELOW_CLI = FOUNDATION | {"data", "models", "players", "game", "runs", "distributed", "builders", "train", "evaluate",
-                          "deploy", "report", "demo", "sweep", "configs"}
+                          "deploy", "report", "demo", "sweep", "reference", "configs"}
 #: layer (top-level module or package of privacam) -> the layers it may import (itself always allowed)
 ALLOWED = {
     "errors": set(),
@@ -35,6 +35,7 @@ ALLOWED = {
     "report": FOUNDATION | {"runs"},
     "demo": BELOW_CLI,
     "sweep": BELOW_CLI,
+    "reference": BELOW_CLI - {"demo", "sweep"},
     "cli": BELOW_CLI,
     "__init__": BELOW_CLI,  # the package fills every registry eagerly
 }

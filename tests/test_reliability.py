@@ -514,3 +514,59 @@ def test_encoder_and_audit_are_stamped_with_their_run(tiny_run, tmp_path, capsys
     torch.save(state, run / "encoder.pt")  # replaced by another run's encoder of the same shape
     assert main(["evaluate", str(run), *ev]) == 2
     assert "is not the one" in _one_error_line(capsys)
+
+
+# ------------------------------------------------------------------------------------ every task has a meaningful reference
+EVAL_MIN = ["eval.attackers=[linear_probe]", "eval.epochs=1", "eval.min_epochs=1", "eval.utility_epochs=1", "eval.views=1",
+            "eval.trials=5", "eval.bootstrap=10", "eval.reconstruction=false"]
+
+
+def test_feature_run_is_compared_with_its_unprotected_network(tmp_path, monkeypatch, capsys):
+    """The reference of a feature-level run is the same config at gamma 0, trained, audited the same
+    way and cached; NAG against it is computed, or refused with the reason when it never learned."""
+    import json
+
+    from privacam.evaluate.protocol import reference_refusal
+    from test_feature import TINY as FEATURE_TINY
+
+    monkeypatch.setenv("PRIVACAM_CACHE", str(tmp_path / "cache"))
+    run = tmp_path / "f"
+    assert main(["train", "feature_synthetic_image", *FEATURE_TINY, "game.gamma=2", "--out", str(run)]) == 0
+    assert main(["evaluate", str(run), *EVAL_MIN]) == 0
+    (ref_dir,) = list((tmp_path / "cache" / "unprotected").iterdir())
+    ref_cfg, cfg = load_config(ref_dir / "config.yaml"), load_config(run / "config.yaml")
+    assert ref_cfg.game.gamma == 0 and cfg.game.gamma == 2
+    ref_cfg.game.gamma = cfg.game.gamma
+    assert ref_cfg == cfg  # the same network and training, unprotected
+    ref = json.loads((ref_dir / "eval" / "summary.json").read_text())
+    s = json.loads((run / "eval" / "summary.json").read_text())
+    assert s["privacy"]["raw"] == ref["privacy"]["best"] and "unprotected network" in s["privacy"]["reference"]
+    assert s["utility"]["raw"] == ref["utility"]["retrained"]
+    out = capsys.readouterr().out
+    assert "reference: the unprotected network" in out
+    why = reference_refusal({**ref, "reference": s["privacy"]["reference"]})
+    if why:  # two training steps may leave it at chance: then NAG is refused, and the audit says why
+        assert s["privacy"]["nag"] is None and s["privacy"]["nag_refused"] == why and why in out
+    else:
+        assert s["privacy"]["nag"] is not None
+    stamp = (ref_dir / "encoder.pt").stat().st_mtime_ns
+    assert main(["evaluate", str(run), *EVAL_MIN]) == 0  # the second audit reuses the cached reference
+    assert (ref_dir / "encoder.pt").stat().st_mtime_ns == stamp
+
+
+def test_nag_is_refused_against_a_reference_at_chance():
+    from privacam.evaluate.protocol import add_raw, reference_refusal
+
+    # the issue's case: 26.7 % on a small test set, chance 25 %: within the noise of chance
+    never_learned = {"reference": "the unprotected network", "utility": {"value": 0.267, "interval": [0.2, 0.33], "chance": 0.25},
+                     "privacy": {"best": 0.9, "chance": 0.2, "levels": {}}}
+    why = reference_refusal(never_learned)
+    assert why and "26.7 % (95 % interval 20.0-33.0 %) on its own task, no better than chance 25.0 %" in why
+    privacy = {"best": 0.5, "chance": 0.2, "levels": {"clip": {"best": 0.5, "chance": 0.2}}}
+    add_raw(privacy, {"best": 0.9, "levels": {"clip": {"best": 0.9}}}, why)
+    assert privacy["nag"] is None and privacy["levels"]["clip"]["nag"] is None and privacy["nag_refused"] == why
+    assert reference_refusal({**never_learned, "reference": None}) is None  # raw data: its attackers' task counts
+    blind = {"utility": {"value": 0.9, "chance": 0.25}, "privacy": {"best": 0.2, "chance": 0.2}}
+    assert "no reference leakage" in reference_refusal(blind)
+    assert reference_refusal({"utility": {"value": 0.9, "interval": [0.85, 0.95], "chance": 0.25},
+                              "privacy": {"best": 0.6, "interval": [0.5, 0.7], "chance": 0.2}}) is None

@@ -18,6 +18,7 @@ from . import runs
 from .config import Config, apply_overrides
 from .errors import ConfigError
 from .evaluate.runner import evaluate_run
+from .reference import reference_for
 from .report import write_report
 from .train import train
 from .utils import read_json, write_json
@@ -61,7 +62,7 @@ def run_sweep(cfg: Config, *, key: str, values: Sequence[str], out: str | Path, 
         log.info("sweep %s=%s: %s", key, v, run_dir)
         if not (resume and summary.exists() and runs.audit_is_current(read_json(summary))):
             train(cfg_v, run_dir, resume=resume and runs.holds_run(run_dir), overwrite=overwrite)
-            evaluate_run(run_dir)
+            evaluate_run(run_dir, raw=reference_for(run_dir))
         points.append({"value": v, "run": label, "summary": str(summary.relative_to(out))})
     html, _ = write_report([out], out / "report.html", title=f"{key} sweep")
     result = {"key": key, "values": list(values), "points": points, "report": html.name, "command": command}

@@ -8,6 +8,7 @@ from .. import runs
 from ..errors import PrivacamError
 from ..evaluate.runner import evaluate_named, evaluate_run
 from ..evaluate.tables import summary_lines
+from ..reference import reference_for
 from .common import DATA_HELP, Command, resolve_config
 
 
@@ -44,6 +45,8 @@ class Evaluate(Command):
         else:
             if len(run_dirs) != 1:
                 raise PrivacamError("give one RUN_DIR (or --encoder NAME --out DIR)")
+            if raw and not args.data:  # the unprotected network for a feature-level run (privacam.reference)
+                raw = reference_for(run_dirs[0], overrides=overrides, device=args.device)
             s = evaluate_run(run_dirs[0], out_dir=args.out, overrides=overrides, data=args.data, raw=raw, device=args.device)
             print(f"wrote {Path(args.out or Path(run_dirs[0]) / runs.EVAL) / 'summary.json'}")
         print_summary(s)

@@ -497,16 +497,55 @@ def _level_block(per: dict[str, dict], level: str, plan, train_labels) -> dict:
     return block
 
 
-def add_raw(privacy: dict, raw_privacy: dict) -> dict:
-    """Put the raw-data reference (same audit, E = identity) beside every level: ``raw`` and
-    ``nag`` at the headline level and in ``levels`` (NAG with majority-class chance)."""
+def reference_refusal(raw: dict) -> str | None:
+    """Why NAG must not be computed against the reference summary ``raw``, or None when it may.
+
+    - A network reference (``raw["reference"]`` set: the unprotected network of a feature-level run)
+      that scores no better than chance on its own task, the utility it was trained for, never
+      learned: the lower end of its 95 % interval (the score itself without one) is at or below chance.
+    - Any reference whose best attacker scores at or below chance has no leakage to normalise by
+      (NAG's denominator is zero or negative).
+
+    NAG against either would look like a result while meaning nothing.
+    """
+
+    def at_chance(value, iv, chance) -> bool:
+        if value is None or chance is None or not np.isfinite(value):
+            return False
+        low = iv[0] if iv and iv[0] is not None and np.isfinite(iv[0]) else value
+        return low <= chance + 1e-9
+
+    def shown(value, iv) -> str:
+        ok = iv and all(v is not None and np.isfinite(v) for v in iv)
+        return f"{100 * value:.1f} %" + (f" (95 % interval {100 * iv[0]:.1f}-{100 * iv[1]:.1f} %)" if ok else "")
+
+    u, p = raw.get("utility") or {}, raw.get("privacy") or {}
+    key = "value" if "value" in u else "retrained"
+    acc, iv = u.get(key), u.get("interval" if key == "value" else "retrained_interval")
+    if raw.get("reference") and at_chance(acc, iv, u.get("chance")):
+        return (f"NAG not computed: the reference scores {shown(acc, iv)} on its own task, no better than chance "
+                f"{100 * u['chance']:.1f} %, so it never learned and leakage cannot be normalised by it")
+    if at_chance(p.get("best"), None, p.get("chance")):
+        return (f"NAG not computed: the best attacker on the reference scores {shown(p['best'], None)}, "
+                f"no better than chance {100 * p['chance']:.1f} %, so there is no reference leakage to normalise by")
+    return None
+
+
+def add_raw(privacy: dict, raw_privacy: dict, refused: str | None = None) -> dict:
+    """Put the raw-data reference (same audit, E = identity, or the unprotected network) beside every
+    level: ``raw`` and ``nag`` at the headline level and in ``levels`` (NAG with majority-class
+    chance). ``refused`` (see :func:`reference_refusal`): NAG is left out (``None``) and the reason
+    kept as ``nag_refused``."""
     privacy["raw"] = raw_privacy["best"]
-    privacy["nag"] = metrics.nag(privacy["best"], privacy["raw"], privacy["chance"])
+    privacy["nag"] = None if refused else metrics.nag(privacy["best"], privacy["raw"], privacy["chance"])
+    if refused:
+        privacy["nag_refused"] = refused
+        log.warning("%s", refused)
     for level, block in privacy.get("levels", {}).items():
         ref = raw_privacy.get("levels", {}).get(level)
         if ref is not None and np.isfinite(block["best"]):
             block["raw"] = ref["best"]
-            block["nag"] = metrics.nag(block["best"], ref["best"], block["chance"])
+            block["nag"] = None if refused else metrics.nag(block["best"], ref["best"], block["chance"])
     return privacy
 
 
@@ -650,7 +689,7 @@ def audit(encoder: nn.Module, splits, spec: AuditSpec, *, out_dir: str | Path, d
     if raw is not None:
         if "utility" in raw and has_utility:
             utility["raw"] = raw["utility"].get("retrained", raw["utility"].get("value"))
-        add_raw(privacy, raw["privacy"])
+        add_raw(privacy, raw["privacy"], reference_refusal(raw))
     summary: dict[str, Any] = {
         "encoder": encoder_info or {"name": type(encoder).__name__, "params": {}},
         "dataset": splits.name,

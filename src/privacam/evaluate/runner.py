@@ -24,7 +24,7 @@ from ..errors import ConfigError
 from ..models.encoders import IdentityEncoder
 from ..registry import create_encoder
 from ..utils import atomic_write_text, read_json, resolve_device, seed_everything, write_json
-from .protocol import AuditSpec, FitConfig, add_raw, audit
+from .protocol import AuditSpec, FitConfig, add_raw, audit, reference_refusal
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,9 @@ def _with_raw(summary: dict, raw: dict, out_dir: Path) -> dict:
     u, p = summary["utility"], summary["privacy"]
     if "retrained" in raw.get("utility", {}) and "value" in u:
         u["raw"] = raw["utility"]["retrained"]
-    add_raw(p, raw["privacy"])
+    add_raw(p, raw["privacy"], reference_refusal(raw))
+    if raw.get("reference"):
+        p["reference"] = raw["reference"]
     write_json(out_dir / "summary.json", summary)
     return summary
 
@@ -116,6 +118,11 @@ def evaluate_run(run_dir: str | Path, *, out_dir: str | Path | None = None, over
         cfg.data = apply_data_spec(cfg.data, data)
     splits = make_splits(cfg.data, seed=cfg.train.seed)
     util, advs = runs.load_players(run_dir, cfg, meta)
+    if raw is True and meta.get("task") == "feature":
+        # raw pixels are no reference for a feature map: the unprotected network is (privacam.reference)
+        log.warning("%s: a feature-level run is compared with its unprotected network, not with raw images; "
+                    "`privacam evaluate` trains and caches it (privacam.reference.unprotected_reference)", run_dir)
+        raw = False
     info = {"name": cfg.encoder.name, "params": dict(cfg.encoder.params), "run": str(run_dir),
             "schedule": cfg.schedule.name, "gamma": cfg.game.gamma, "m": cfg.budget.m, "task": meta.get("task"),
             "stamp": runs.stamp(run_dir), "data_fingerprint": splits.meta.get("fingerprint")}

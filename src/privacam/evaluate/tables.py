@@ -42,6 +42,10 @@ def summary_lines(s: dict) -> list[str]:
     level = p.get("level", "clip")
     lines.append(f"  privacy  {level}: best {pct(p['best'])} {interval(p.get('interval'))} by {p['best_attacker']} "
                  f"(raw {pct(p.get('raw'))}, chance {pct(p['chance'])}, NAG {_nag(p.get('nag'))})")
+    if p.get("reference"):
+        lines.append(f"  reference: {p['reference']}")
+    if p.get("nag_refused"):
+        lines.append(f"  {p['nag_refused']}")
     levels = p.get("levels") or {}
     if levels:
         extra = []
