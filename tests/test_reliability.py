@@ -393,6 +393,22 @@ def test_two_trainings_cannot_share_a_run_dir_and_a_stale_lock_is_taken_over(tmp
     assert not (out / ".lock").exists()
 
 
+def test_nothing_else_writes_a_run_while_it_trains(tiny_run, tmp_path, capsys):
+    """A live training's lock (another process) keeps out a resume and an audit of that directory."""
+    import json
+    import os
+    import socket
+
+    run = _copy(tiny_run, tmp_path)
+    (run / ".lock").write_text(json.dumps({"pid": os.getppid(), "host": socket.gethostname(), "since": "now"}))
+    before = _digest(run)
+    assert main(["train", "--out", str(run), "--resume"]) == 2
+    assert f"being written by process {os.getppid()}" in _one_error_line(capsys)
+    assert main(["evaluate", str(run)]) == 2
+    assert f"being written by process {os.getppid()}" in _one_error_line(capsys)
+    assert _digest(run) == before
+
+
 # ------------------------------------------------------------------------------------ resume means resume
 def _interrupted_run(tmp_path, monkeypatch) -> Path:
     """A TINY run killed during game step 3: its last checkpoint is at step 2."""
@@ -570,3 +586,18 @@ def test_nag_is_refused_against_a_reference_at_chance():
     assert "no reference leakage" in reference_refusal(blind)
     assert reference_refusal({"utility": {"value": 0.9, "interval": [0.85, 0.95], "chance": 0.25},
                               "privacy": {"best": 0.6, "interval": [0.5, 0.7], "chance": 0.2}}) is None
+
+
+# ------------------------------------------------------------------------------------ the page of guarantees
+def test_reliability_doc_names_every_test():
+    """docs/reliability.md names each guarantee's tests: every name exists here, and every test here
+    is named there."""
+    import ast
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "reliability.md").read_text()
+    named = set(re.findall(r"`(test_\w+)`", doc)) - {"test_reliability_doc_names_every_test"}
+    tree = ast.parse(Path(__file__).read_text())
+    tests = {n.name for n in tree.body if isinstance(n, ast.FunctionDef) and n.name.startswith("test_")}
+    tests.discard("test_reliability_doc_names_every_test")
+    assert not named - tests, f"docs/reliability.md names tests that do not exist: {sorted(named - tests)}"
+    assert not tests - named, f"add these tests to docs/reliability.md under their guarantee: {sorted(tests - named)}"

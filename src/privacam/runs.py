@@ -125,6 +125,17 @@ class RunLock:
         self.release()
 
 
+def check_no_writer(run_dir: str | Path, doing: str = "audit it") -> None:
+    """Raise a one-line :class:`PrivacamError` when another live process holds the run's lock (a
+    training in progress): nothing else writes into a run directory meanwhile."""
+    lock = RunLock(run_dir)
+    owner = lock._owner() if lock.path.exists() else {}
+    pid = owner.get("pid")
+    if isinstance(pid, int) and pid != os.getpid() and owner.get("host") == socket.gethostname() and _pid_alive(pid):
+        raise PrivacamError(f"{run_dir} is being written by process {pid} (a training, since {owner.get('since', '?')}; "
+                            f"{lock.path}): {doing} when it has finished")
+
+
 def move_aside(run_dir: str | Path) -> Path:
     """Move every entry of ``run_dir`` but its lock into a new sibling ``<name>.replaced-<time>``
     (never deleted); returns that directory."""

@@ -111,6 +111,8 @@ def evaluate_run(run_dir: str | Path, *, out_dir: str | Path | None = None, over
     of budget models ``m`` and what it releases (``task``, from ``run.json``).
     """
     run_dir = Path(run_dir)
+    if out_dir is None:
+        runs.check_no_writer(run_dir, "audit it")  # the audit writes RUN/eval: one writer at a time
     encoder, cfg, meta = runs.load_encoder(run_dir)
     cfg = apply_overrides(cfg, overrides or [])
     audit_spec(cfg)  # a bad eval setting fails before the data is built
