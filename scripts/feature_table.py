@@ -27,7 +27,7 @@ import torch
 from privacam.config import load_config
 from privacam.evaluate import metrics
 from privacam.evaluate.runner import evaluate_run
-from privacam.runs import load_run_config
+from privacam.runs import holds_run, load_run_config
 from privacam.train import train
 from privacam.utils import read_json, write_json
 
@@ -45,7 +45,7 @@ def _run(config: str, overrides: list[str], gamma: float | None, run_dir: Path) 
     timing = run_dir / "train_seconds.json"  # kept beside the run, so that a re-audit reports the training time
     if not (run_dir / "encoder.pt").exists():
         t0 = time.time()
-        train(load_config(config, ov), run_dir)
+        train(load_config(config, ov), run_dir, resume=holds_run(run_dir))  # a killed run continues
         write_json(timing, {"train_seconds": round(time.time() - t0, 1)})
     seconds = read_json(timing)["train_seconds"] if timing.exists() else None
     return {"train_seconds": seconds, "overrides": ov}
