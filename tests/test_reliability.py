@@ -472,6 +472,11 @@ def test_allow_overlap_flag_maps_to_the_data_param(tmp_path, capsys):
     assert "in both train and test" in _one_error_line(capsys)
     assert main(["train", *ov, "--data", str(csv), "--allow-overlap", "--out", str(tmp_path / "b")]) == 0
     assert load_config(tmp_path / "b" / "config.yaml").data.params["allow_overlap"] is True
+    # evaluate takes it too (an audit on such a manifest is refused without it)
+    ev = ["--encoder", "identity", "--data", str(csv), *ov, *EVAL_MIN, "eval.raw_reference=false"]
+    assert main(["evaluate", *ev, "--out", str(tmp_path / "e")]) == 2
+    assert "in both train and test" in _one_error_line(capsys)
+    assert main(["evaluate", *ev, "--allow-overlap", "--out", str(tmp_path / "e")]) == 0
 
 
 # ------------------------------------------------------------------------------------ derived files know their source

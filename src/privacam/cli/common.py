@@ -35,6 +35,11 @@ def add_config_arguments(p: argparse.ArgumentParser, *, config: str = "positiona
         p.add_argument("config", nargs="?", help=what)
     p.add_argument("overrides", nargs="*", help=OVERRIDES_HELP)
     p.add_argument("--data", help=DATA_HELP)
+    add_allow_overlap(p)
+
+
+def add_allow_overlap(p: argparse.ArgumentParser) -> None:
+    """``--allow-overlap`` (see :func:`allow_overlap_override`)."""
     p.add_argument("--allow-overlap", action="store_true",
                    help="accept a manifest that lists one file in two splits (a train/test leak), with a loud "
                         "warning (data.params.allow_overlap=true)")

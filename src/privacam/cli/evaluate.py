@@ -9,7 +9,7 @@ from ..errors import PrivacamError
 from ..evaluate.runner import evaluate_named, evaluate_run
 from ..evaluate.tables import summary_lines
 from ..reference import reference_for
-from .common import DATA_HELP, Command, resolve_config
+from .common import DATA_HELP, Command, add_allow_overlap, allow_overlap_override, resolve_config
 
 
 def print_summary(s: dict) -> None:
@@ -26,13 +26,14 @@ class Evaluate(Command):
         p.add_argument("--encoder", help="a registered encoder instead of a run, e.g. downsample:factor=4")
         p.add_argument("--config", help="config for --encoder (default: 'default')")
         p.add_argument("--data", help=DATA_HELP)
+        add_allow_overlap(p)
         p.add_argument("--out", help="output directory (default RUN_DIR/eval)")
         p.add_argument("--no-raw", action="store_true", help="skip the raw-data reference")
         p.add_argument("--device", default="auto")
 
     def run(self, args):
         run_dirs = [a for a in args.args if "=" not in a]
-        overrides = [a for a in args.args if "=" in a]
+        overrides = [a for a in args.args if "=" in a] + allow_overlap_override(args)
         raw = not args.no_raw
         if args.encoder:
             if run_dirs:
