@@ -1,5 +1,6 @@
 """GPU-efficiency switches on CPU: bf16 autocast, channels-last, compile off by default."""
 
+import contextlib
 import copy
 
 import pytest
@@ -9,6 +10,7 @@ from conftest import TINY
 from privacam.builders import build_game, to_channels_last
 from privacam.players import Shapes
 from privacam.config import load_config
+from privacam.errors import NonFiniteLossError
 from privacam.registry import create_adversary, create_encoder, create_utility
 from privacam.train import train
 
@@ -43,11 +45,18 @@ def _cpu_bf16_conv3d_backward_is_broken() -> bool:
     return False
 
 
-needs_sound_bf16 = pytest.mark.skipif(_cpu_bf16_conv3d_backward_is_broken(),
-                                      reason=f"this PyTorch ({torch.__version__}) returns NaN Conv3d gradients under CPU bf16 autocast")
+@contextlib.contextmanager
+def sound_bf16_kernels():
+    """A NaN gradient stops the game (as it must); when this PyTorch's CPU bf16 Conv3d backward is the
+    cause (probed right then: the fault comes and goes), the test is skipped, else the error stands."""
+    try:
+        yield
+    except NonFiniteLossError:
+        if _cpu_bf16_conv3d_backward_is_broken():
+            pytest.skip(f"this PyTorch ({torch.__version__}) returns NaN Conv3d gradients under CPU bf16 autocast")
+        raise
 
 
-@needs_sound_bf16
 def test_bf16_autocast_on_cpu_gives_close_losses():
     fp32, bf16 = _game(), _game("train.amp=bf16")
     assert bf16.amp == "bf16"
@@ -56,16 +65,17 @@ def test_bf16_autocast_on_cpu_gives_close_losses():
         torch.manual_seed(5)  # same dropout masks
         a = getattr(fp32, move)(iter([_batch(1)]))
         torch.manual_seed(5)
-        b = getattr(bf16, move)(iter([_batch(1)]))
+        with sound_bf16_kernels():
+            b = getattr(bf16, move)(iter([_batch(1)]))
         for k in a:
             if k.startswith("loss/"):
                 assert b[k] == pytest.approx(a[k], rel=0.05, abs=0.02), (move, k)
 
 
-@needs_sound_bf16
 def test_bf16_training_runs_and_stays_finite(tmp_path):
     short = ["init.encoder_steps=1", "init.utility_steps=1", "init.budget_steps=1", "train.steps=2"]
-    run = train(load_config("default", TINY + short + ["train.amp=bf16"]), tmp_path / "bf16")
+    with sound_bf16_kernels():
+        run = train(load_config("default", TINY + short + ["train.amp=bf16"]), tmp_path / "bf16")
     enc = torch.load(run / "encoder.pt", weights_only=True)
     assert all(v.dtype == torch.float32 and torch.isfinite(v).all() for v in enc.values())  # master weights fp32
 
