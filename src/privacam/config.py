@@ -136,8 +136,10 @@ class EvalConfig:
 
     The probing attacker releases its training split ``views`` times; attackers are selected on
     held-out training videos (``val_mode``, ``val_fraction``, ``refit``) after at least ``min_epochs``
-    epochs; scores are reported per clip, per video and per person from ``person_k`` clips, with the
-    headline at ``pool`` and 95 % bootstrap intervals (see docs/audit.md).
+    epochs; scores are reported per clip (every test video weighing the same, at most ``test_clips``
+    clips of each), per video and per person from ``person_k`` clips, with the headline at ``pool``
+    and 95 % bootstrap intervals (see docs/audit.md). Every training video gives the attacker the
+    same number of clips.
     """
 
     attackers: list = field(default_factory=lambda: [
@@ -155,6 +157,7 @@ class EvalConfig:
     person_k: list = field(default_factory=lambda: [1, 3, 5])
     trials: int = 200
     bootstrap: int = 1000
+    test_clips: int = 4  # at most this many evenly spaced clips scored per test video
     batch_size: int = 32
     lr: float = 2e-3
     utility_epochs: int = 25

@@ -50,7 +50,7 @@ def audit_spec(cfg: Config) -> AuditSpec:
     return AuditSpec(attackers=list(e.attackers), utility_model=cfg.utility.name, utility_params=dict(cfg.utility.params),
                      fit=fit, utility_fit=ufit, reconstruction=e.reconstruction, views=e.views, val_mode=e.val_mode,
                      val_fraction=e.val_fraction, refit=e.refit, pool=e.pool, person_k=list(e.person_k),
-                     trials=e.trials, bootstrap=e.bootstrap)
+                     trials=e.trials, bootstrap=e.bootstrap, test_clips=e.test_clips)
 
 
 def _cache_dir() -> Path:
