@@ -146,6 +146,10 @@ class EvalConfig:
     patience: int = 4
     batch_size: int = 32
     lr: float = 2e-3
+    # the utility model the audit retrains on every release (None: the run's utility model; a run whose
+    # f_T has no parameters, such as decision_readout, names a trainable one here)
+    utility_model: str | None = None
+    utility_params: dict = field(default_factory=dict)
     utility_epochs: int = 25
     utility_lr: float = 3e-3
     utility_batch_size: int = 16

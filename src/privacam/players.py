@@ -187,6 +187,13 @@ def check_players(cfg: Config) -> Config:
     """
     ENCODERS.check(cfg.encoder.name, cfg.encoder.params, key="encoder.params")
     UTILITY_MODELS.check(cfg.utility.name, cfg.utility.params, key="utility.params")
+    if cfg.eval.utility_model:
+        UTILITY_MODELS.check(cfg.eval.utility_model, cfg.eval.utility_params, key="eval.utility_params")
+    elif cfg.eval.utility_params:
+        raise ConfigError("eval.utility_params is read only with eval.utility_model; set it or remove them")
+    if not cfg.eval.utility_model and cfg.utility.name == "decision_readout":
+        raise ConfigError("utility decision_readout has no parameters for the audit to retrain; set "
+                          "eval.utility_model (e.g. small3d for clips, small_cnn_image for images)")
     registry = budget_registry(cfg)
     names = list(cfg.budget.names) or [cfg.budget.name]
     used = names[: cfg.budget.m]

@@ -47,7 +47,8 @@ def audit_spec(cfg: Config) -> AuditSpec:
     fit = FitConfig(epochs=e.epochs, patience=e.patience, batch_size=e.batch_size, lr=e.lr, seed=e.seed)
     ufit = dataclasses.replace(fit, epochs=e.utility_epochs, lr=e.utility_lr, batch_size=e.utility_batch_size,
                                patience=max(e.patience, e.utility_epochs // 3), frames_per_clip=0)
-    return AuditSpec(attackers=list(e.attackers), utility_model=cfg.utility.name, utility_params=dict(cfg.utility.params),
+    return AuditSpec(attackers=list(e.attackers), utility_model=e.utility_model or cfg.utility.name,
+                     utility_params=dict(e.utility_params if e.utility_model else cfg.utility.params),
                      fit=fit, utility_fit=ufit, reconstruction=e.reconstruction)
 
 

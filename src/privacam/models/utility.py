@@ -62,7 +62,7 @@ class Small3D(nn.Module):
         super().__init__()
         w = width
         self.features = nn.Sequential(
-            conv_bn_relu(in_channels, w, dims=3), nn.MaxPool3d((1, 2, 2)),
+            conv_bn_relu(in_channels, w, dims=3), nn.MaxPool3d((1, 2, 2), ceil_mode=True),  # a 1x1 release stays 1x1
             conv_bn_relu(w, 2 * w, dims=3), nn.MaxPool3d(2, ceil_mode=True),
             conv_bn_relu(2 * w, 4 * w, dims=3), nn.MaxPool3d(2, ceil_mode=True),
             conv_bn_relu(4 * w, 4 * w, dims=3), nn.AdaptiveAvgPool3d(1),
