@@ -237,3 +237,12 @@ def test_readme_names_the_default_config():
     assert m, "README must name the default family in a <!-- default-family: NAME --> marker"
     assert load_config("default").encoder.name == m.group(1)
     assert f"`{m.group(1)}`" in text.split(m.group(0))[1][:600]  # and says it in words next to the marker
+
+
+def test_the_default_on_image_data_trains_the_2d_decision(tmp_path):
+    with one_thread():
+        run = train(load_config("default", DECISION + ["data.name=synthetic_image"]), tmp_path / "run")
+    meta = runs.read_meta(run)
+    assert meta["kind"] == "image" and meta["encoded_shape"] == [3, 1, 1]
+    enc, _, _ = runs.load_encoder(run)
+    assert isinstance(enc.net[0], torch.nn.Conv2d)
