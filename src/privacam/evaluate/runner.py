@@ -24,8 +24,7 @@ from ..errors import ConfigError
 from ..models.encoders import IdentityEncoder
 from ..registry import create_encoder
 from ..utils import atomic_write_text, read_json, resolve_device, seed_everything, write_json
-from . import metrics
-from .protocol import AuditSpec, FitConfig, audit
+from .protocol import AuditSpec, FitConfig, add_raw, audit
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +43,15 @@ def parse_encoder_spec(spec: str) -> tuple[str, dict]:
 
 def audit_spec(cfg: Config) -> AuditSpec:
     e = cfg.eval
-    fit = FitConfig(epochs=e.epochs, patience=e.patience, batch_size=e.batch_size, lr=e.lr, seed=e.seed)
+    fit = FitConfig(epochs=e.epochs, patience=e.patience, batch_size=e.batch_size, lr=e.lr, seed=e.seed,
+                    min_epochs=e.min_epochs)
     ufit = dataclasses.replace(fit, epochs=e.utility_epochs, lr=e.utility_lr, batch_size=e.utility_batch_size,
-                               patience=max(e.patience, e.utility_epochs // 3), frames_per_clip=0)
+                               patience=max(e.patience, e.utility_epochs // 3), frames_per_clip=0, min_epochs=1)
     return AuditSpec(attackers=list(e.attackers), utility_model=e.utility_model or cfg.utility.name,
                      utility_params=dict(e.utility_params if e.utility_model else cfg.utility.params),
-                     fit=fit, utility_fit=ufit, reconstruction=e.reconstruction)
+                     fit=fit, utility_fit=ufit, reconstruction=e.reconstruction, views=e.views, val_mode=e.val_mode,
+                     val_fraction=e.val_fraction, refit=e.refit, pool=e.pool, person_k=list(e.person_k),
+                     trials=e.trials, bootstrap=e.bootstrap)
 
 
 def _cache_dir() -> Path:
@@ -77,8 +79,7 @@ def _with_raw(summary: dict, raw: dict, out_dir: Path) -> dict:
     u, p = summary["utility"], summary["privacy"]
     if "retrained" in raw.get("utility", {}) and "value" in u:
         u["raw"] = raw["utility"]["retrained"]
-    p["raw"] = raw["privacy"]["best"]
-    p["nag"] = metrics.nag(p["best"], p["raw"], p["chance"])
+    add_raw(p, raw["privacy"])
     write_json(out_dir / "summary.json", summary)
     return summary
 
@@ -109,6 +110,7 @@ def evaluate_run(run_dir: str | Path, *, out_dir: str | Path | None = None, over
     run_dir = Path(run_dir)
     encoder, cfg, meta = runs.load_encoder(run_dir)
     cfg = apply_overrides(cfg, overrides or [])
+    audit_spec(cfg)  # a bad eval setting fails before the data is built
     if data:
         cfg.data = apply_data_spec(cfg.data, data)
     splits = make_splits(cfg.data, seed=cfg.train.seed)
@@ -123,6 +125,7 @@ def evaluate_named(spec: str, cfg: Config, out_dir: str | Path, *, raw: bool | d
                    splits=None) -> dict:
     """Audit a registered encoder by name (a baseline such as ``downsample:factor=4``)."""
     name, params = parse_encoder_spec(spec)
+    audit_spec(cfg)  # a bad eval setting fails before the data is built
     splits = splits or make_splits(cfg.data, seed=cfg.train.seed)
     in_ch = int(splits.train[0]["input"].shape[0])
     encoder = create_encoder(name, in_channels=in_ch, **params)
