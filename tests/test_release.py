@@ -246,3 +246,15 @@ def test_the_default_on_image_data_trains_the_2d_decision(tmp_path):
     assert meta["kind"] == "image" and meta["encoded_shape"] == [3, 1, 1]
     enc, _, _ = runs.load_encoder(run)
     assert isinstance(enc.net[0], torch.nn.Conv2d)
+
+
+def test_every_network_attacker_takes_a_decision_release():
+    from privacam.registry import ATTACKERS, create_attacker
+
+    z = torch.nn.functional.one_hot(torch.arange(4) % 3, 3).float().reshape(4, 3, 1, 1, 1)
+    for name in ATTACKERS.list():
+        model = create_attacker(name, in_channels=3, num_classes=5, size=1, clip_len=1)
+        if not isinstance(model, torch.nn.Module):
+            continue  # classical attackers (features + sklearn) are checked by the audit's own tests
+        for training in (True, False):
+            assert model.train(training)(z).shape == (4, 5), name
