@@ -226,8 +226,10 @@ def main():
     cmd = f"python scripts/weizmann_doc.py{' --no-raw' if a.no_raw else ''} --out {a.out} --seeds {' '.join(map(str, a.seeds))} --gammas {' '.join(f'{g:g}' for g in a.gammas)}"
     when = ("resumed: finished runs and audits were reused, so no total wall time" if a.resume
             else f"{seconds['total']:.0f} s on this repository's 2-core CPU machine")
+    full = f"python scripts/weizmann_doc.py --out {a.out} --resume"
     not_computed = ("" if not missing else "\nNot computed in this version of the page (no CPU time left before it was written; "
-                    f"`{cmd}` computes them, reusing every finished run and audit with `--resume`): {'; '.join(missing)}.\n")
+                    f"`{full}` computes them and the raw reference, reusing every finished run and audit): "
+                    f"{'; '.join(missing)}.\n")
     richer = curve + ([untrained] if untrained else [])
     if not richer:
         richer_text = "No release richer than the decision was audited for this version of the page."
@@ -266,14 +268,14 @@ Each run chose its checkpoint on validation data only (`selection.json` in its r
 | identity NAG <= 0.2 per clip | {_nag(med['clip_nag'])} | {yes(meets['clip'])} |
 | identity NAG <= 0.25 per video | {_nag(med['video_nag'])} | {yes(meets['video'])} |
 | stretch: identity NAG <= 0.25 per person from 5 clips | {_nag(med['person@5_nag'])} | {yes(meets['person@5'])} |
-| not dominated by a downsampling rate or the untrained mask (higher action and lower identity per video) | {', '.join(dominated_by) or 'none dominates'} | {yes(not dominated_by)} |
+| not dominated by a downsampling rate or the untrained mask (higher action and lower identity per video) | {', '.join(dominated_by) or ('none dominates' if refs else 'not audited')} | {yes(not dominated_by) if refs else '**not checked**'} |
 
 ## Richer releases: the motion mask over the privacy weight, and the references
 
 The motion mask (config `weizmann_motion`: the game against a frame CNN, a clip 3D CNN and a linear probe, restarted,
 here with pooled adversaries, `game.pool_k=4`) {curve_text}:
 
-{_table(curve + refs + raw_row)}
+{_table(curve + refs + raw_row) if curve + refs + raw_row else ''}
 {not_computed}
 
 {richer_text}
