@@ -92,6 +92,9 @@ class GameConfig:
     against: str = "all"  # all | strongest
     aggregate: str = "max"  # max (per sample, over the ensemble) | mean
     accum_steps: int = 1
+    # pooled adversaries: batches of (batch_size / pool_k) identities x pool_k clips each; every budget
+    # model is also scored on the summed log-probabilities of each identity's pool_k clips (0 = off)
+    pool_k: int = 0
     # budget models see E(x) standardised per channel over the batch (as the audit's retrained
     # attackers do), so f_d cannot fool them by shrinking contrast
     standardise_budget: bool = False
@@ -128,6 +131,10 @@ class TrainConfig:
     amp: str = "off"  # off | bf16 | fp16
     channels_last: bool = False
     compile: bool = False
+    # which checkpoint the run ships: "last", or "val_probe" (the best validation score, utility accuracy
+    # minus a fast probing attacker's identity NAG, both on the validation split only; never test)
+    select: str = "last"
+    select_every: int = 0  # candidates every N game steps (0 = every checkpoint_every), plus the end
 
 
 @dataclass
@@ -160,6 +167,10 @@ class EvalConfig:
     test_clips: int = 4  # at most this many evenly spaced clips scored per test video
     batch_size: int = 32
     lr: float = 2e-3
+    # the utility model the audit retrains on every release (None: the run's utility model; a run whose
+    # f_T has no parameters, such as decision_readout, names a trainable one here)
+    utility_model: str | None = None
+    utility_params: dict = field(default_factory=dict)
     utility_epochs: int = 25
     utility_lr: float = 3e-3
     utility_batch_size: int = 16
