@@ -7,6 +7,8 @@ A run directory holds::
     metrics.jsonl   one JSON object per logged step
     checkpoints/    last.pt (resumable) and final.pt (the trained players), atomic writes
     encoder.pt      the trained f_d's state_dict (when training finished)
+    selection.json  with ``train.select=val_probe``: every candidate checkpoint's validation score and
+                    the one shipped (checkpoints/best.pt holds it)
     eval/           the audit (summary.json, one JSON per attacker), written by ``privacam evaluate``
     config_history.jsonl   what overrides changed when the run was resumed, and at which step
     .lock           the process that is writing the run (one writer at a time; see :func:`claim`)
@@ -40,6 +42,7 @@ CONFIG = "config.yaml"
 META = "run.json"
 METRICS = "metrics.jsonl"
 ENCODER = "encoder.pt"
+SELECTION = "selection.json"
 CHECKPOINTS = "checkpoints"
 LAST = "last.pt"
 FINAL = "final.pt"
@@ -304,6 +307,11 @@ def release_kind(encoder: nn.Module, input_kind: str) -> str:
     return {"code": "cpgan", "feature": "feature"}.get(releases, input_kind)
 
 
+def write_selection(run_dir: str | Path, record: dict) -> None:
+    """Write ``selection.json`` (the candidates of checkpoint selection and the one chosen)."""
+    write_json(Path(run_dir) / SELECTION, record)
+
+
 # ---------------------------------------------------------------------------------------------- reading
 def _require(run_dir: Path) -> None:
     if not (run_dir / CONFIG).exists():
@@ -409,7 +417,7 @@ def load_encoder(run_dir: str | Path, device: str | torch.device = "cpu") -> tup
     weights = run_dir / ENCODER
     if not weights.exists():
         raise PrivacamError(f"{run_dir} has no {ENCODER} (training did not finish); resume it with `privacam train --out {run_dir} --resume`")
-    enc = build_encoder(cfg, meta["shapes"]["in_channels"])
+    enc = build_encoder(cfg, meta["shapes"]["in_channels"], meta["shapes"])
     if meta.get("encoder_sha1") and file_sha1(weights) != meta["encoder_sha1"]:
         raise CheckpointError(f"encoder {weights} is not the one {run_dir} trained (its {META} stamps another: the file was "
                               f"replaced, or two runs shared the directory); retrain the run or resume it")
