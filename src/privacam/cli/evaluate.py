@@ -6,7 +6,7 @@ from pathlib import Path
 
 from .. import runs
 from ..errors import PrivacamError
-from ..evaluate.runner import evaluate_named, evaluate_run
+from ..evaluate.runner import evaluate_named, evaluate_released, evaluate_run
 from .common import DATA_HELP, Command, resolve_config
 
 
@@ -32,7 +32,11 @@ class Evaluate(Command):
 
     def add_arguments(self, p):
         p.add_argument("args", nargs="*", help="RUN_DIR and/or key.sub=value overrides")
-        p.add_argument("--encoder", help="a registered encoder instead of a run, e.g. downsample:factor=4")
+        p.add_argument("--encoder", help="instead of a run: a registered encoder (downsample:factor=4), a user's factory "
+                                         "(path/to/file.py:make or package.module:make) or an ONNX file (model.onnx)")
+        p.add_argument("--released", metavar="RELEASED.csv",
+                       help="audit files another tool already anonymised: a manifest of the rows of --data RAW.csv "
+                            "(same ids, labels and split) pointing at the released videos or frame folders")
         p.add_argument("--config", help="config for --encoder (default: 'default')")
         p.add_argument("--data", help=DATA_HELP)
         p.add_argument("--out", help="output directory (default RUN_DIR/eval)")
@@ -43,7 +47,15 @@ class Evaluate(Command):
         run_dirs = [a for a in args.args if "=" not in a]
         overrides = [a for a in args.args if "=" in a]
         raw = not args.no_raw
-        if args.encoder:
+        if args.released:
+            if run_dirs or args.encoder:
+                raise PrivacamError("give --released with --data RAW.csv --out DIR, without RUN_DIR or --encoder")
+            if not args.data or not args.out:
+                raise PrivacamError("--released needs --data RAW.csv (the raw manifest) and --out DIR")
+            cfg = resolve_config(args.config, args.data, overrides)
+            s = evaluate_released(args.released, cfg, args.out, raw=raw, device=args.device)
+            print(f"wrote {Path(args.out) / runs.EVAL / 'summary.json'}")
+        elif args.encoder:
             if run_dirs:
                 raise PrivacamError("give either RUN_DIR or --encoder, not both")
             if not args.out:
