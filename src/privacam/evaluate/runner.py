@@ -23,7 +23,7 @@ from ..data import apply_data_spec, make_splits
 from ..errors import ConfigError
 from ..models.encoders import IdentityEncoder
 from ..registry import create_encoder
-from ..utils import atomic_write_text, read_json, resolve_device, seed_everything, write_json
+from ..utils import atomic_write_text, read_json, resolve_device, seed_everything, versions, write_json
 from . import metrics
 from .external import external_kind, load_external_encoder
 from .protocol import AuditSpec, FitConfig, audit
@@ -84,11 +84,13 @@ def _with_raw(summary: dict, raw: dict, out_dir: Path) -> dict:
 
 
 def evaluate_encoder(encoder, cfg: Config, splits, out_dir: str | Path, *, encoder_info: dict, utility_model=None,
-                     training_adversaries=None, raw: bool | dict = True, device: str = "auto", raw_splits=None) -> dict:
+                     training_adversaries=None, raw: bool | dict = True, device: str = "auto", raw_splits=None,
+                     command: str | None = None) -> dict:
     """Audit ``encoder`` with ``cfg.eval`` and add the raw reference; returns the summary.
 
     ``raw_splits``: the data the raw reference is measured on, when ``splits`` are not the raw data
-    (an already released dataset)."""
+    (an already released dataset). The summary's ``provenance`` holds ``command`` (the command line
+    that asked for the audit, when there was one) and the versions that ran it."""
     dev = resolve_device(device if device != "auto" else cfg.train.device)
     out_dir = Path(out_dir)
     spec = audit_spec(cfg)
@@ -99,11 +101,14 @@ def evaluate_encoder(encoder, cfg: Config, splits, out_dir: str | Path, *, encod
         raw = raw_reference(cfg, raw_splits or splits, spec, device=dev)
     if isinstance(raw, dict):
         summary = _with_raw(summary, raw, out_dir)
+    extra = ("onnxruntime",) if (encoder_info.get("source") or {}).get("kind") == "onnx" else ()
+    summary["provenance"] = {"command": command, "versions": versions(extra)}
+    write_json(out_dir / "summary.json", summary)
     return summary
 
 
 def evaluate_run(run_dir: str | Path, *, out_dir: str | Path | None = None, overrides: list[str] | None = None,
-                 data: str | None = None, raw: bool | dict = True, device: str = "auto") -> dict:
+                 data: str | None = None, raw: bool | dict = True, device: str = "auto", command: str | None = None) -> dict:
     """Audit the trained encoder of a run (writes ``RUN/eval/summary.json`` by default).
 
     The summary's ``encoder`` block names the run and how it was trained: schedule, gamma, the number
@@ -119,11 +124,11 @@ def evaluate_run(run_dir: str | Path, *, out_dir: str | Path | None = None, over
     info = {"name": cfg.encoder.name, "params": dict(cfg.encoder.params), "run": str(run_dir),
             "schedule": cfg.schedule.name, "gamma": cfg.game.gamma, "m": cfg.budget.m, "task": meta.get("task")}
     return evaluate_encoder(encoder, cfg, splits, Path(out_dir) if out_dir else run_dir / runs.EVAL, encoder_info=info,
-                            utility_model=util, training_adversaries=advs, raw=raw, device=device)
+                            utility_model=util, training_adversaries=advs, raw=raw, device=device, command=command)
 
 
 def evaluate_named(spec: str, cfg: Config, out_dir: str | Path, *, raw: bool | dict = True, device: str = "auto",
-                   splits=None) -> dict:
+                   splits=None, label: str | None = None, command: str | None = None) -> dict:
     """Audit an encoder named by ``spec``: a registered one (a baseline such as ``downsample:factor=4``),
     a user's factory (``path/to/file.py:make``, ``package.module:make``) or an ONNX file
     (``model.onnx``); see :mod:`privacam.evaluate.external` for what the last two must take and return."""
@@ -133,16 +138,22 @@ def evaluate_named(spec: str, cfg: Config, out_dir: str | Path, *, raw: bool | d
         dev = resolve_device(device if device != "auto" else cfg.train.device)
         encoder, source = load_external_encoder(spec, sample.shape, device=str(dev))
         name, params = ("onnx" if source["kind"] == "onnx" else "user"), {}
-        info = {"name": name, "params": params, "source": source}
+        if source["kind"] == "factory":
+            head, _, fn = spec.rpartition(":")
+            default_label = f"user {Path(head).name}:{fn}"
+        else:
+            default_label = f"onnx {Path(spec).name}"
+        info = {"name": name, "params": params, "label": label or default_label, "source": source}
     else:
         name, params = parse_encoder_spec(spec)
         encoder = create_encoder(name, in_channels=int(sample.shape[0]), **params)
-        info = {"name": name, "params": params}
+        info = {"name": name, "params": params, **({"label": label} if label else {})}
     encoder.eval()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "config.yaml", dump_config(cfg))
-    return evaluate_encoder(encoder, cfg, splits, out_dir / "eval", encoder_info=info, raw=raw, device=device)
+    return evaluate_encoder(encoder, cfg, splits, out_dir / "eval", encoder_info=info, raw=raw, device=device,
+                            command=command)
 
 
 #: what the summary of ``--released`` says about probing (the audit's threat model)
@@ -151,7 +162,7 @@ RELEASED_PROBING = ("off: the tool that made the release is not available to the
 
 
 def evaluate_released(released: str | Path, cfg: Config, out_dir: str | Path, *, raw: bool | dict = True,
-                      device: str = "auto") -> dict:
+                      device: str = "auto", label: str | None = None, command: str | None = None) -> dict:
     """Audit data that any tool has already anonymised (``privacam evaluate --released``).
 
     ``cfg.data`` is the raw manifest; ``released`` a manifest of the same rows (ids, labels, split)
@@ -175,13 +186,14 @@ def evaluate_released(released: str | Path, cfg: Config, out_dir: str | Path, *,
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "config.yaml", dump_config(cfg))
     first = next(iter(pairing["paths"].values()))
-    info = {"name": "released", "params": {}, "released": str(released), "raw": str(cfg.data.root), "rows": pairing["rows"],
+    info = {"name": "released", "params": {}, "label": label or f"released {Path(released).resolve().parent.name}",
+            "released": str(released), "raw": str(cfg.data.root), "rows": pairing["rows"],
             "paired_by": pairing["paired_by"], "probing": RELEASED_PROBING,
             "release_size": _frame_size(first), "audit_size": [int(sample.shape[-2]), int(sample.shape[-1])]}
     # the release is made already: the audit's encoder passes it on unchanged (8-bit, as it was sent)
     encoder = IdentityEncoder(int(sample.shape[0])).eval()
     summary = evaluate_encoder(encoder, cfg, rel, out_dir / runs.EVAL, encoder_info=info, raw=raw, device=device,
-                               raw_splits=raw_splits)
+                               raw_splits=raw_splits, command=command)
     _raw_examples(raw_splits, out_dir / runs.EVAL)
     return summary
 
