@@ -9,7 +9,9 @@ import argparse
 import shutil
 from pathlib import Path
 
+from external_rows import external_rows
 from privacam.demo import run_demo
+from privacam.report import markdown_table, tradeoff_figure
 
 BASELINES = ["greyscale", "downsample:factor=2", "downsample:factor=4", "downsample:factor=8", "blur:sigma=2"]
 
@@ -20,12 +22,19 @@ def main():
     ap.add_argument("--out", default="runs/weizmann_doc")
     ap.add_argument("--config", default="weizmann")
     ap.add_argument("--resume", action="store_true", help="continue a killed run in --out")
+    ap.add_argument("--external", default="runs/weizmann_external",
+                    help="audits of other tools' releases to add as rows (scripts/release_external.py --audit)")
     ap.add_argument("overrides", nargs="*")
     a = ap.parse_args()
     res = run_demo(a.out, config=a.config, data=a.data, overrides=a.overrides, baselines=BASELINES, resume=a.resume)
     fig = Path("docs/figures/weizmann_tradeoff.png")
     fig.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy(res["figure"], fig)
+    ext_points, ext_text = external_rows(Path(a.external), like=res["points"][0])
+    if ext_points:  # the table and the figure with the other tools' rows
+        res["table"] = markdown_table(res["points"] + ext_points)
+        tradeoff_figure(res["points"] + ext_points, fig, "Weizmann: utility-privacy trade-off")
+    else:
+        shutil.copy(res["figure"], fig)
     cmd = f"python scripts/weizmann_doc.py --out {a.out} " + " ".join(a.overrides)
     when = ("resumed: the audits already in the output folder were reused, so no total wall time" if a.resume
             else f"{res['seconds']['total']:.0f} s on this repository's 2-core CPU machine")
@@ -44,6 +53,8 @@ validation carved from the train part of each video by time, never from test. Ut
 of the retrained attacker pool, identity per clip. Same audit for every row.
 
 {res['table']}
+
+{ext_text}
 
 ![trade-off](figures/weizmann_tradeoff.png)
 

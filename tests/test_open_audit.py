@@ -327,3 +327,14 @@ def test_missing_onnx_file_is_one_line(tmp_path, capsys):
     rc = main(["evaluate", "--encoder", str(tmp_path / "nope.onnx"), "--data", "synthetic", "--out", str(tmp_path / "o"), *TINY])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "no such ONNX file" in err and len(err.splitlines()) == 1
+
+
+def test_shipped_example_encoder_loads():
+    """examples/my_encoder.py (the README's example) keeps working."""
+    from pathlib import Path
+
+    f = Path(__file__).resolve().parents[1] / "examples" / "my_encoder.py"
+    enc, info = load_external_encoder(f"{f}:make", (3, 4, 16, 16))
+    assert info["takes"] == "frames" and info["release_shape"] == [1, 4, 16, 16] and info["called_with"] == {"in_channels": 3, "size": 16}
+    y = enc(torch.rand(2, 3, 4, 16, 16))
+    assert 0 <= float(y.min()) and float(y.max()) <= 1 and len(torch.unique(y)) <= 8
