@@ -178,6 +178,9 @@ def evaluate_released(released: str | Path, cfg: Config, out_dir: str | Path, *,
         raise ConfigError(f"--released needs --data RAW.csv, the manifest of the raw data it releases (got dataset {cfg.data.name!r})")
     if cfg.data.privacy_source:
         raise ConfigError("--released audits one manifest; drop data.privacy_source")
+    if cfg.eval.reconstruction:  # the audit pairs a release with its own input: here the input is the release
+        log.info("--released: no reconstruction attack (it needs each raw frame beside its release)")
+        cfg = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, reconstruction=False))
     pairing = pair_manifests(cfg.data.root, released)
     raw_splits = make_splits(cfg.data, seed=cfg.train.seed)
     rel = released_splits(raw_splits, released, pairing)
