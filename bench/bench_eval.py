@@ -19,6 +19,15 @@ weights) agree, and how many clips each mode encoded. The split sizes are subset
 ``--val-clips``) to keep the run short; both modes scale linearly with them.
 
     python bench/bench_eval.py [--config demo] [--clips 96] [--val-clips 32] [--attackers a b ...] [--epochs E]
+
+``--audit`` measures something else: the whole audit (``protocol.audit``: encoding, utility, every
+attacker, scoring) as it is now against the audit before the strong-attacker change, side by side on
+the same data and encoders (the config's f_d, untrained, and the raw clips): the old audit is the
+config's audit with the old settings (one release of the training split, selection on the data's
+validation split from epoch 0, no classical attackers, the old demo pool, per-clip scoring; the
+intervals reduced to one bootstrap replicate):
+
+    python bench/bench_eval.py --audit [--config demo]
 """
 
 from __future__ import annotations
@@ -47,6 +56,9 @@ class _Reencoded:
 
     def __len__(self) -> int:
         return len(self.dataset)
+
+    def epoch_order(self, g: torch.Generator) -> torch.Tensor:
+        return torch.randperm(len(self), generator=g)  # what the cache does with one release per clip
 
     def batch(self, idx: torch.Tensor, device: torch.device, raw: bool = False) -> torch.Tensor:
         from privacam.data import collate
@@ -138,6 +150,68 @@ def run(config: str = "demo", clips: int = 96, val_clips: int = 32, attackers: l
             "same_fits": same, "speedup": t_reencode / t_cached}
 
 
+#: the demo's audit before the strong-attacker change (a3000f4): its pool and the settings that reproduce it
+OLD_POOL = ["linear_probe", "motion_probe", "small_cnn_a", "resnet_tiny", "c3d_tiny"]
+OLD_SETTINGS = ["eval.views=1", "eval.min_epochs=1", "eval.val_mode=data", "eval.refit=false", "eval.bootstrap=1",
+                "eval.trials=1", "eval.person_k=[]", "eval.pool=clip"]
+
+
+def run_audit(config: str = "demo", overrides: list[str] | None = None) -> dict:
+    """Wall time of the old and the new audit, on the same splits, for the config's f_d and raw clips."""
+    import tempfile
+
+    from privacam.builders import build_encoder
+    from privacam.config import load_config
+    from privacam.data import make_splits
+    from privacam.evaluate.protocol import audit
+    from privacam.evaluate.runner import audit_spec
+    from privacam.models.encoders import IdentityEncoder
+    from privacam.utils import seed_everything
+
+    setup_threads()
+    base = ["train.device=cpu", "eval.reconstruction=false"] + list(overrides or [])
+    new = load_config(config, base)
+    old = load_config(config, base + OLD_SETTINGS + [f"eval.attackers=[{', '.join(OLD_POOL)}]"])
+    splits = make_splits(new.data, seed=new.train.seed)
+    in_ch = int(splits.train[0]["input"].shape[0])
+    torch.manual_seed(0)
+    encoders = [(f"{new.encoder.name} (untrained f_d)", build_encoder(new, in_ch).eval()), ("raw", IdentityEncoder(in_ch))]
+    rows = []
+    for label, encoder in encoders:
+        row = {"release": label}
+        for mode, cfg in (("old", old), ("new", new)):
+            seed_everything(cfg.eval.seed)
+            with tempfile.TemporaryDirectory() as tmp:
+                t = time.perf_counter()
+                s = audit(encoder, splits, audit_spec(cfg), out_dir=tmp, encoder_info={"name": label, "params": {}})
+                row[f"{mode}_s"] = time.perf_counter() - t
+            p = s["privacy"]
+            row[f"{mode}_attackers"] = len(p["attackers"])
+            row[f"{mode}_best"] = p["best"]
+            row[f"{mode}_level"] = p.get("level", "clip")
+            if mode == "new":
+                row["new_clip_best"] = p["levels"]["clip"]["best"]
+                row["views"] = p["views"]
+                row["cache_kib"] = sum(s.get("cache_bytes", {}).values()) / 1024
+            logging.info("%s %s: %.1f s", label, mode, row[f"{mode}_s"])
+        row["ratio"] = row["new_s"] / row["old_s"]
+        rows.append(row)
+    total_old, total_new = sum(r["old_s"] for r in rows), sum(r["new_s"] for r in rows)
+    return {"config": config, "rows": rows, "old_s": total_old, "new_s": total_new, "ratio": total_new / total_old,
+            "old_settings": OLD_SETTINGS, "old_pool": OLD_POOL, "new_attackers": list(new.eval.attackers),
+            "views": new.eval.views, "epochs": new.eval.epochs, "min_epochs": new.eval.min_epochs}
+
+
+def print_audit(res: dict) -> None:
+    print(f"audit cost, config {res['config']}: old = {', '.join(res['old_settings'])}, pool {res['old_pool']}; "
+          f"new = the config's eval ({len(res['new_attackers'])} attackers, {res['views']} views, min {res['min_epochs']} epochs)")
+    print(table(res["rows"], ["release", "old_s", "new_s", "ratio", "old_attackers", "new_attackers", "views", "old_best",
+                              "new_best", "new_level", "new_clip_best", "cache_kib"],
+                {"old_s": "{:.1f}", "new_s": "{:.1f}", "ratio": "{:.2f}", "old_best": "{:.3f}", "new_best": "{:.3f}",
+                 "new_clip_best": "{:.3f}", "cache_kib": "{:.0f}"}))
+    print(f"new audit / old audit: {res['ratio']:.2f}x ({res['new_s']:.0f} s vs {res['old_s']:.0f} s)")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="demo", help="config whose data, encoder and eval section are used (default demo)")
@@ -146,8 +220,16 @@ def main():
     ap.add_argument("--attackers", nargs="+", help="override the config's eval.attackers")
     ap.add_argument("--epochs", type=int, help="override the config's eval.epochs")
     ap.add_argument("--json")
+    ap.add_argument("--audit", action="store_true", help="the whole audit, new against old (see above)")
     a = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    if a.audit:
+        res = run_audit(a.config)
+        print(json.dumps(machine()))
+        print_audit(res)
+        if a.json:
+            Path(a.json).write_text(json.dumps(res, indent=1))
+        return
     res = run(a.config, a.clips, a.val_clips, a.attackers, a.epochs)
     print(json.dumps(machine()))
     print(f"{len(res['attackers'])} attackers ({', '.join(res['attackers'])}), up to {res['epochs']} epochs "

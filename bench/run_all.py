@@ -45,6 +45,7 @@ def main():
     cost = bench_cost.run(min_time)
     train_rows = bench_train.run(steps=1 if a.quick else 2)
     ev = bench_eval.run(clips=64 if a.quick else 96, val_clips=32)  # the demo config's audit settings
+    au = bench_eval.run_audit("demo")  # the whole audit, new against old, at the demo's settings
     after = machine()
     total = time.time() - t0
 
@@ -62,6 +63,8 @@ def main():
          bool(best_ort and best_ort["ort_fps"] >= 200)),
         ("evaluation with the encoded cache >= 2x faster than re-encoding every epoch",
          f"{ev['speedup']:.1f}x", ev["speedup"] >= 2),
+        ("the strong audit (probing views, classical attackers, levels, intervals) <= 2.5x the old audit at the demo's settings",
+         f"{au['ratio']:.2f}x ({au['new_s']:.0f} s vs {au['old_s']:.0f} s)", au["ratio"] <= 2.5),
     ]
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     md = [
@@ -137,6 +140,25 @@ def main():
         f"Speed-up of the cache: **{ev['speedup']:.1f}x** (grows with the number of attackers and epochs, and with the "
         "cost of decoding real videos, which this synthetic data does not have).",
         "",
+        "## The audit before and after the strong attacker (demo settings)",
+        "",
+        f"The whole audit (`protocol.audit`: encoding, the retrained utility model, every attacker, scoring) on the `demo` "
+        f"config's data, twice per release, back to back in one process: **old** = the audit before the strong-attacker "
+        f"change ({len(au['old_pool'])} attackers: {', '.join(f'`{n}`' for n in au['old_pool'])}; one release of the "
+        "training split, selection from epoch 0 on the data's validation split, per-clip score only); **new** = the "
+        f"config's audit ({len(au['new_attackers'])} attackers including the classical ones, {au['views']} probing views "
+        f"where releases differ, at least {au['min_epochs']} epochs before selection, every level with bootstrap intervals; "
+        "docs/audit.md). Releases: the config's f_d untrained (a randomised `motion` mask: 8 views) and the raw clips "
+        "(deterministic, fixed clips: 1 view). `old_best` / `new_best`: each audit's headline (`new_clip_best`: the new "
+        "audit per clip); `cache_kib`: memory of the released train + validation splits in the new audit.",
+        "",
+        table(au["rows"], ["release", "old_s", "new_s", "ratio", "old_attackers", "new_attackers", "views", "old_best",
+                           "new_best", "new_level", "new_clip_best", "cache_kib"],
+              {"old_s": "{:.1f}", "new_s": "{:.1f}", "ratio": "{:.2f}", "old_best": "{:.3f}", "new_best": "{:.3f}",
+               "new_clip_best": "{:.3f}", "cache_kib": "{:.0f}"}),
+        "",
+        f"New audit / old audit: **{au['ratio']:.2f}x** ({au['new_s']:.0f} s against {au['old_s']:.0f} s over both releases).",
+        "",
         "## GPU switches (not measured here: no GPU on this machine)",
         "",
         "`train.amp=bf16|fp16`, `train.channels_last=true`, `train.compile=true`, and several GPUs with "
@@ -148,7 +170,8 @@ def main():
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(md))
     (HERE / "performance.json").write_text(json.dumps(
-        {"machine_before": before, "machine_after": after, "encoders": enc, "cost": cost, "train": train_rows, "eval": ev},
+        {"machine_before": before, "machine_after": after, "encoders": enc, "cost": cost, "train": train_rows, "eval": ev,
+         "audit": au},
         indent=1))
     print(f"wrote {out} ({total / 60:.1f} min)")
     for t, m, ok in targets:

@@ -7,16 +7,17 @@ import torch
 import privacam.evaluate.attackers as attackers  # fills the registry without privacam.models' players
 from privacam.registry import ATTACKERS
 
-NAMES = ATTACKERS.list()
+ALL = ATTACKERS.list()
+NAMES = [n for n in ALL if "classical" not in ATTACKERS.tags(n)]  # the networks (classical ones: test_audit.py)
 K = 5
 
 
 def test_pool_size_and_families():
-    assert len(NAMES) >= 10
-    levels = {ATTACKERS.create(n, in_channels=3, num_classes=K).level for n in NAMES}
-    assert levels == {"frame", "clip", "probe"}
+    assert len(NAMES) >= 10 and len(ALL) - len(NAMES) >= 6
+    levels = {ATTACKERS.create(n, in_channels=3, num_classes=K).level for n in ALL}
+    assert levels == {"frame", "clip", "probe", "classical"}
     assert ATTACKERS.list(tag="clip") and ATTACKERS.list(tag="probe") and ATTACKERS.list(tag="frame")
-    for n in NAMES:
+    for n in ALL:
         assert n not in ("small_cnn", "resnet18") and not n.startswith("mobilenet_v2")
         assert ATTACKERS.tags(n) == {ATTACKERS.create(n, in_channels=3, num_classes=K).level}
     assert set(attackers.DEFAULT_POOL) <= set(NAMES)

@@ -96,7 +96,7 @@ def test_encoder_spec_parsing_and_cli_baseline(tiny_overrides, tmp_path, monkeyp
                 assert 0.0 <= v <= 1.0 or k == "nag", (block, k, v)
     printed = capsys.readouterr()
     assert f"wrote {out / 'eval' / 'summary.json'}" in printed.out
-    assert "encoder downsample {'factor': 4} on synthetic" in printed.out and "  privacy  best " in printed.out
+    assert "encoder downsample {'factor': 4} on synthetic" in printed.out and "  privacy  video: best " in printed.out  # the headline level (video ids: per video)
     assert "error" not in printed.err
 
 

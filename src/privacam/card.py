@@ -26,18 +26,10 @@ import logging
 from pathlib import Path
 
 from .errors import PrivacamError
-from .report import label_of
+from .report import label_of, level_words
 from .utils import atomic_write_text, versions, write_json
 
 log = logging.getLogger(__name__)
-
-
-def level_words(level: str) -> str:
-    """``"video"`` -> ``"per video"``, ``"person@5"`` -> ``"per person from 5 clips"``."""
-    kind, _, k = level.partition("@")
-    if kind == "person":
-        return "per person from all clips" if k == "all" else f"per person from {k} clip{'s' if k != '1' else ''}"
-    return f"per {kind}"
 
 
 def _pct(v) -> str:

@@ -132,11 +132,29 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    """The audit: retrained attackers (``attackers``) and the retrained utility model."""
+    """The audit: retrained attackers (``attackers``) and the retrained utility model.
 
-    attackers: list = field(default_factory=lambda: ["linear_probe", "motion_probe", "small_cnn_a", "resnet_tiny", "shufflenet_a", "c3d_tiny"])
+    The probing attacker releases its training split ``views`` times; attackers are selected on
+    held-out training videos (``val_mode``, ``val_fraction``, ``refit``) after at least ``min_epochs``
+    epochs; scores are reported per clip, per video and per person from ``person_k`` clips, with the
+    headline at ``pool`` and 95 % bootstrap intervals (see docs/audit.md).
+    """
+
+    attackers: list = field(default_factory=lambda: [
+        "linear_probe", "motion_probe", "small_cnn_a", "resnet_tiny", "shufflenet_a", "c3d_tiny",
+        "mhi_logistic", "mhi_boosted", "profile_logistic", "profile_boosted", "hog_logistic", "hog_boosted",
+        "combo_logistic", "combo_boosted"])
     epochs: int = 15
     patience: int = 4
+    min_epochs: int = 3
+    views: int = 8
+    val_mode: str = "auto"  # auto | data
+    val_fraction: float = 0.25
+    refit: bool = True
+    pool: str = "auto"  # auto | clip | video | person@K | person@all
+    person_k: list = field(default_factory=lambda: [1, 3, 5])
+    trials: int = 200
+    bootstrap: int = 1000
     batch_size: int = 32
     lr: float = 2e-3
     utility_epochs: int = 25

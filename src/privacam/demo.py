@@ -26,7 +26,8 @@ DEMO_BASELINES = ["downsample:factor=2", "downsample:factor=4", "downsample:fact
 QUICK_OVERRIDES = [
     "data.params={num_actors: 8, clips_per_pair: 5}", "train.steps=30", "init.encoder_steps=10",
     "init.utility_steps=30", "init.budget_steps=15", "eval.epochs=6", "eval.utility_epochs=8", "eval.patience=3",
-    "eval.attackers=[linear_probe, motion_probe, small_cnn_a, resnet_tiny, c3d_tiny]",
+    "eval.attackers=[linear_probe, motion_probe, resnet_tiny, c3d_tiny, mhi_logistic, profile_logistic, hog_logistic, "
+    "combo_logistic]",
 ]
 QUICK_BASELINES = ["downsample:factor=4", "blur:sigma=2"]
 
@@ -62,6 +63,7 @@ def run_demo(out: str | Path, *, quick: bool = False, config: str | None = None,
     cfg = load_config(config or "demo", ov)
     if data:
         cfg.data = apply_data_spec(cfg.data, data)
+    audit_spec(cfg)  # a bad eval setting fails now, not after the training
     device = resolve_device(cfg.train.device)
     splits = make_splits(cfg.data, seed=cfg.train.seed)
     timings = {}

@@ -95,6 +95,10 @@ def tradeoff_figure(points: list[dict], path: str | Path, title: str = "") -> Pa
         if u is None:
             continue
         learned = bool(p["encoder"].get("run"))
+        xerr, yerr = _err(x, p["privacy"].get("interval")), _err(u, p["utility"].get("interval"))
+        if xerr is not None or yerr is not None:  # 95 % intervals (bootstrap over test videos)
+            ax.errorbar(100 * x, 100 * u, xerr=xerr, yerr=yerr, fmt="none", ecolor=cmap(i % 10), elinewidth=1,
+                        capsize=3, alpha=0.8, zorder=2)
         ax.scatter(100 * x, 100 * u, s=_marker_size(p), color=cmap(i % 10), marker="*" if learned else "o",
                    edgecolor="k", lw=0.6, zorder=3 + 100 / _marker_size(p), label=p["_label"])
         t = p["privacy"].get("training_adversaries") or {}
@@ -103,7 +107,9 @@ def tradeoff_figure(points: list[dict], path: str | Path, title: str = "") -> Pa
             ax.annotate("", xy=(100 * x, 100 * u), xytext=(100 * max(t.values()), 100 * u),
                         arrowprops=dict(arrowstyle="->", color=cmap(i % 10), lw=0.8))
     metric = points[0]["privacy"]["metric"]
-    ax.set_xlabel(f"best retrained attacker A_B^N ({'cMAP' if metric == 'cmap' else 'accuracy'}, %) — lower is more private")
+    level = level_words(points[0]["privacy"].get("level", "clip"))
+    ax.set_xlabel(f"best retrained attacker A_B^N ({'cMAP' if metric == 'cmap' else 'accuracy'} {level}, %; bars: 95 % "
+                  "interval) — lower is more private")
     ax.set_ylabel("utility A_T (accuracy, %) — higher is better")
     ax.set_xlim(-2, 102)
     ax.set_ylim(-2, 102)
@@ -118,6 +124,21 @@ def tradeoff_figure(points: list[dict], path: str | Path, title: str = "") -> Pa
     return path
 
 
+def _err(value, iv):
+    """Matplotlib error-bar extents (in %) of a 95 % interval around ``value``, or None."""
+    if value is None or not iv or any(v is None for v in iv):
+        return None
+    return [[100 * max(0.0, value - iv[0])], [100 * max(0.0, iv[1] - value)]]
+
+
+def level_words(level: str) -> str:
+    """``"video"`` -> ``"per video"``, ``"person@5"`` -> ``"per person from 5 clips"``."""
+    kind, _, k = level.partition("@")
+    if kind == "person":
+        return "per person from all clips" if k == "all" else f"per person from {k} clip{'s' if k != '1' else ''}"
+    return f"per {kind}"
+
+
 def table_rows(points: list[dict]) -> list[dict]:
     rows = []
     for p in points:
@@ -129,7 +150,9 @@ def table_rows(points: list[dict]) -> list[dict]:
             "utility": u.get("value"), "utility_retrained": u.get("retrained"), "utility_raw": u.get("raw"),
             "utility_chance": u.get("chance"),
             "privacy_best": q["best"], "best_attacker": q["best_attacker"], "privacy_raw": q.get("raw"),
-            "privacy_chance": q["chance"], "nag": q.get("nag"),
+            "privacy_chance": q["chance"], "nag": q.get("nag"), "privacy_interval": q.get("interval"),
+            "utility_interval": u.get("interval"), "level": q.get("level", "clip"),
+            "levels": {lv: b.get("best") for lv, b in (q.get("levels") or {}).items()},
             "training_adversary": max(t.values()) if t else None,
             "psnr": r.get("psnr"), "ssim": r.get("ssim"),
         })
@@ -142,13 +165,22 @@ def _pct(v) -> str:
 
 def markdown_table(points: list[dict]) -> str:
     """The table of every point, as Markdown (used by the demo and README generation)."""
-    head = "| encoder | utility % | utility retrained % | best attacker % | best attacker | NAG | own adversaries % |"
-    lines = [head, "|---|---:|---:|---:|---|---:|---:|"]
-    for r in table_rows(points):
-        lines.append(f"| {r['encoder']} | {_pct(r['utility'])} | {_pct(r['utility_retrained'])} | {_pct(r['privacy_best'])} | "
-                     f"{r['best_attacker']} | {_nag(r['nag'])} | {_pct(r['training_adversary'])} |")
+    rows = table_rows(points)
+    extra = [lv for lv in ("clip", "person@5") if lv != rows[0]["level"] and all(lv in r["levels"] for r in rows)]
+    head = ("| encoder | utility % | utility retrained % | best attacker % [95 % interval] | best attacker | NAG | "
+            + "".join(f"{level_words(lv)} % | " for lv in extra) + "own adversaries % |")
+    lines = [head, "|---|---:|---:|---:|---|---:|" + "---:|" * len(extra) + "---:|"]
+    for r in rows:
+        lines.append(f"| {r['encoder']} | {_pct(r['utility'])} | {_pct(r['utility_retrained'])} | "
+                     f"{_pct(r['privacy_best'])}{_iv(r['privacy_interval'])} | {r['best_attacker']} | {_nag(r['nag'])} | "
+                     + "".join(f"{_pct(r['levels'].get(lv))} | " for lv in extra) + f"{_pct(r['training_adversary'])} |")
     p0 = points[0]
     lines.append("")
+    q0 = p0["privacy"]
+    if q0.get("levels"):
+        lines.append(f"Privacy headline: the best of {len(q0['attackers'])} retrained attackers {level_words(q0['level'])} "
+                     f"({q0.get('views', 1)} probing releases of the attacker's training split); intervals: bootstrap over "
+                     "test videos; chance: majority class of the training labels.")
     lines.append(f"Chance: utility {_pct(p0['utility'].get('chance'))} %, privacy {_pct(p0['privacy']['chance'])} %; "
                  f"raw data: utility {_pct(p0['utility'].get('raw'))} %, privacy {_pct(p0['privacy'].get('raw'))} %.")
     for p in points:
@@ -185,6 +217,10 @@ def dominated_by(point: dict, others: list[dict], family: str | None = None) -> 
 
 def _nag(v) -> str:
     return "–" if v is None else f"{v:.2f}"
+
+
+def _iv(iv) -> str:
+    return "" if not iv or any(v is None for v in iv) else f" [{100 * iv[0]:.1f}, {100 * iv[1]:.1f}]"
 
 
 def _png_b64(fig) -> str:
@@ -260,12 +296,15 @@ def write_report(paths: list[str | Path], out: str | Path, title: str = "") -> t
     png = tradeoff_figure(points, out.with_suffix(".png"), title)
     rows = table_rows(points)
     cols = [("encoder", "encoder"), ("utility", "utility %"), ("utility_retrained", "utility retrained %"),
-            ("privacy_best", "best attacker %"), ("best_attacker", "best attacker"), ("nag", "NAG"),
+            ("privacy_best", "best attacker %"), ("privacy_interval", "95 % interval"), ("best_attacker", "best attacker"),
+            ("nag", "NAG"),
             ("training_adversary", "own adversaries %"), ("psnr", "recon. PSNR dB"), ("ssim", "recon. SSIM")]
 
     def cell(k, v):
         if v is None:
             return "–"
+        if k == "privacy_interval":
+            return _iv(v).strip()
         if k in ("psnr",):
             return f"{v:.1f}"
         if k in ("ssim", "nag"):
@@ -288,7 +327,9 @@ td:first-child,th:first-child{{text-align:left}}th{{background:#f3f3f3}}img{{max
 <h1>privacam report — {html.escape(p0['dataset'])}</h1>
 <p>Every number below is read from the audit files listed at the end. Privacy = the best of
 {len(attackers)} attackers retrained from scratch on the released data ({html.escape(', '.join(attackers))}),
-each selected on validation and scored per clip on the test split. NAG = max(0, (A − chance) / (A_raw − chance)).
+each selected on validation carved from the training data and scored
+{html.escape(level_words(p0['privacy'].get('level', 'clip')))} on the test split (error bars: 95 % bootstrap
+intervals over test videos). NAG = max(0, (A − chance) / (A_raw − chance)), chance = the majority class.
 Chance: utility {_pct(p0['utility'].get('chance'))} %, privacy {_pct(p0['privacy']['chance'])} %.</p>
 <img src="data:image/png;base64,{base64.b64encode(png.read_bytes()).decode()}" alt="trade-off">
 <h2>All points</h2>{table}

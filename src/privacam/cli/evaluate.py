@@ -8,26 +8,13 @@ from pathlib import Path
 from .. import runs
 from ..errors import PrivacamError
 from ..evaluate.runner import evaluate_named, evaluate_released, evaluate_run
+from ..evaluate.tables import summary_lines
 from .common import DATA_HELP, Command, resolve_config
 
 
 def print_summary(s: dict) -> None:
-    """The audit summary as a few lines: utility, the best attacker, every attacker, reconstruction."""
-    u, p = s["utility"], s["privacy"]
-    fmt = lambda v: "-" if v is None else f"{100 * v:.1f}"  # noqa: E731
-    e = s["encoder"]
-    print(f"encoder {e.get('label') or e['name']} {e.get('params', {})} on {s['dataset']}")
-    if e.get("probing"):
-        print(f"  probing {e['probing']}")
-    print(f"  utility  {fmt(u.get('value'))} (retrained {fmt(u.get('retrained'))}, raw {fmt(u.get('raw'))}, chance {fmt(u.get('chance'))})")
-    print(f"  privacy  best {fmt(p['best'])} by {p['best_attacker']} (raw {fmt(p.get('raw'))}, chance {fmt(p['chance'])}, NAG {fmt(p.get('nag'))})")
-    for name, v in sorted(p["attackers"].items(), key=lambda kv: -kv[1]):
-        print(f"    {name:<16} {fmt(v)}")
-    for name, v in p.get("training_adversaries", {}).items():
-        print(f"    (training adversary {name}: {fmt(v)})")
-    if "reconstruction" in s:
-        r = s["reconstruction"]
-        print(f"  reconstruction  PSNR {r.get('psnr', float('nan')):.2f} dB  SSIM {r.get('ssim', float('nan')):.3f}")
+    """The audit summary as a table: utility, then every attacker at every level with 95 % intervals."""
+    print("\n".join(summary_lines(s)))
 
 
 class Evaluate(Command):

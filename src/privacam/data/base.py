@@ -1,7 +1,8 @@
 """The data contract shared by every dataset.
 
 A sample is a dict ``{"input": clip [C,T,H,W] or image [C,H,W] float in [0,1], "utility": int,
-"private": int or multi-hot float vector, "id": str}``. A dataset factory returns :class:`Splits`:
+"private": int or multi-hot float vector, "id": str}`` and optionally ``"video": str`` (the recording a
+clip was cut from; the audit pools the clips of one video). A dataset factory returns :class:`Splits`:
 train / val / test datasets plus the class lists, so models can be sized without touching files.
 """
 

@@ -4,4 +4,4 @@ and reconstruction (accuracy, cMAP, NAG, PSNR/SSIM).
 This package must not import the game: the audit does not depend on how an encoder was trained.
 """
 
-from . import attackers  # noqa: F401  (fills the attacker registry)
+from . import attackers, classical  # noqa: F401  (fill the attacker registry)

@@ -24,9 +24,8 @@ from ..errors import ConfigError
 from ..models.encoders import IdentityEncoder
 from ..registry import create_encoder
 from ..utils import atomic_write_text, read_json, resolve_device, seed_everything, versions, write_json
-from . import metrics
 from .external import external_kind, load_external_encoder
-from .protocol import AuditSpec, FitConfig, audit
+from .protocol import AuditSpec, FitConfig, add_raw, audit
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +44,14 @@ def parse_encoder_spec(spec: str) -> tuple[str, dict]:
 
 def audit_spec(cfg: Config) -> AuditSpec:
     e = cfg.eval
-    fit = FitConfig(epochs=e.epochs, patience=e.patience, batch_size=e.batch_size, lr=e.lr, seed=e.seed)
+    fit = FitConfig(epochs=e.epochs, patience=e.patience, batch_size=e.batch_size, lr=e.lr, seed=e.seed,
+                    min_epochs=e.min_epochs)
     ufit = dataclasses.replace(fit, epochs=e.utility_epochs, lr=e.utility_lr, batch_size=e.utility_batch_size,
-                               patience=max(e.patience, e.utility_epochs // 3), frames_per_clip=0)
+                               patience=max(e.patience, e.utility_epochs // 3), frames_per_clip=0, min_epochs=1)
     return AuditSpec(attackers=list(e.attackers), utility_model=cfg.utility.name, utility_params=dict(cfg.utility.params),
-                     fit=fit, utility_fit=ufit, reconstruction=e.reconstruction)
+                     fit=fit, utility_fit=ufit, reconstruction=e.reconstruction, views=e.views, val_mode=e.val_mode,
+                     val_fraction=e.val_fraction, refit=e.refit, pool=e.pool, person_k=list(e.person_k),
+                     trials=e.trials, bootstrap=e.bootstrap)
 
 
 def _cache_dir() -> Path:
@@ -77,8 +79,7 @@ def _with_raw(summary: dict, raw: dict, out_dir: Path) -> dict:
     u, p = summary["utility"], summary["privacy"]
     if "retrained" in raw.get("utility", {}) and "value" in u:
         u["raw"] = raw["utility"]["retrained"]
-    p["raw"] = raw["privacy"]["best"]
-    p["nag"] = metrics.nag(p["best"], p["raw"], p["chance"])
+    add_raw(p, raw["privacy"])
     write_json(out_dir / "summary.json", summary)
     return summary
 
@@ -117,6 +118,7 @@ def evaluate_run(run_dir: str | Path, *, out_dir: str | Path | None = None, over
     run_dir = Path(run_dir)
     encoder, cfg, meta = runs.load_encoder(run_dir)
     cfg = apply_overrides(cfg, overrides or [])
+    audit_spec(cfg)  # a bad eval setting fails before the data is built
     if data:
         cfg.data = apply_data_spec(cfg.data, data)
     splits = make_splits(cfg.data, seed=cfg.train.seed)
@@ -132,6 +134,7 @@ def evaluate_named(spec: str, cfg: Config, out_dir: str | Path, *, raw: bool | d
     """Audit an encoder named by ``spec``: a registered one (a baseline such as ``downsample:factor=4``),
     a user's factory (``path/to/file.py:make``, ``package.module:make``) or an ONNX file
     (``model.onnx``); see :mod:`privacam.evaluate.external` for what the last two must take and return."""
+    audit_spec(cfg)  # a bad eval setting fails before the data is built
     splits = splits or make_splits(cfg.data, seed=cfg.train.seed)
     sample = splits.train[0]["input"]
     if external_kind(spec):
@@ -178,6 +181,7 @@ def evaluate_released(released: str | Path, cfg: Config, out_dir: str | Path, *,
         raise ConfigError(f"--released needs --data RAW.csv, the manifest of the raw data it releases (got dataset {cfg.data.name!r})")
     if cfg.data.privacy_source:
         raise ConfigError("--released audits one manifest; drop data.privacy_source")
+    audit_spec(cfg)  # a bad eval setting fails before the data is built
     if cfg.eval.reconstruction:  # the audit pairs a release with its own input: here the input is the release
         log.info("--released: no reconstruction attack (it needs each raw frame beside its release)")
         cfg = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, reconstruction=False))

@@ -27,7 +27,9 @@ class Record:
 
     ``start``/``end`` (frame indices, end exclusive) restrict a video to a segment (time-carved
     validation, KTH sequences, IPN gestures). ``box`` (x, y, w, h) crops an image. ``source`` names
-    where the record came from ("manifest.csv row 7") for error messages.
+    where the record came from ("manifest.csv row 7") for error messages. ``video`` names the
+    recording the segment was cut from (default: ``id``); samples carry it as ``"video"``, so the
+    audit can pool the clips of one video and keep its selection split off the training videos.
     """
 
     path: str
@@ -38,6 +40,7 @@ class Record:
     end: int | None = None
     source: str = ""
     box: tuple | None = None
+    video: str | None = None
 
     @classmethod
     def of(cls, r: Any) -> "Record":
@@ -178,7 +181,8 @@ class VideoClipDataset(_SkipMixin, Dataset):
             msg = str(e)
             raise DataError(msg if rec.source == "" or rec.source in msg else f"{rec.source}: {msg}") from None
         x = _to_float(frames, (3, 0, 1, 2))
-        return {"input": x, "utility": torch.tensor(int(rec.utility)), "private": _label(rec.private), "id": f"{rec.id}#{self.items[i][1]}" if self.items[i][2] > 1 else rec.id}
+        return {"input": x, "utility": torch.tensor(int(rec.utility)), "private": _label(rec.private),
+                "id": f"{rec.id}#{self.items[i][1]}" if self.items[i][2] > 1 else rec.id, "video": rec.video or rec.id}
 
     def __getitem__(self, i: int) -> dict:
         return self._guarded(i, self._load)

@@ -106,7 +106,7 @@ def carve_val(
             continue
         cut = end - m
         new_train.append(dataclasses.replace(rec, end=cut))
-        val.append(dataclasses.replace(rec, start=cut, end=end, id=f"{rec.id}@val"))
+        val.append(dataclasses.replace(rec, start=cut, end=end, id=f"{rec.id}@val", video=rec.video or rec.id))
     return new_train, val, "time"
 
 
