@@ -164,6 +164,12 @@ def _examples_png(eval_dir: Path) -> bytes | None:
     return buf.getvalue()
 
 
+def _dataset(s: dict) -> str:
+    """The data's name; a manifest is named by its folder (``manifest`` alone says little)."""
+    root = (s["encoder"].get("raw") or "") if s["dataset"] == "manifest" else ""
+    return Path(root).resolve().parent.name if root else s["dataset"]
+
+
 def build_card(summary_path: str | Path, *, command: str | None = None) -> dict:
     """The card's content (what ``card.json`` holds) from one audit's ``summary.json``."""
     summary_path = Path(summary_path)
@@ -176,11 +182,12 @@ def build_card(summary_path: str | Path, *, command: str | None = None) -> dict:
     prov = s.get("provenance") or {}
     return {
         "card_version": 1,
-        "title": f"Privacy card: {label_of(s)} on {s['dataset']}",
+        "title": f"Privacy card: {label_of(s)} on {_dataset(s)}",
         "audit": str(summary_path),
         "released": _released_block(s, summary_path),
         "threat_model": _threat_model(s),
-        "task": {"utility": "the task the release must still serve (utility labels)", "private": "identity (private labels)"},
+        "task": {"utility": "the task the release must still serve (the utility labels)",
+                 "private": "what must not leak (the private labels; for Weizmann and the embedded data, who the person is)"},
         "utility": {"metric": u.get("metric", "accuracy"), "value": u.get("value"), "interval": u.get("interval"),
                     "retrained": u.get("retrained"), "retrained_interval": u.get("retrained_interval"),
                     "raw": u.get("raw"), "chance": u.get("chance"),
@@ -259,7 +266,7 @@ def render_html(card: dict, examples_png: bytes | None) -> str:
         f" from {card['n_test_videos']} test videos" if card.get('n_test_videos') else ''}.</p>
 <div class="kpi"><div>utility ({esc(u['metric'])}, {esc(u['model'])})<b>{_pct(u['value'])}</b>
 <span class="muted">95 % interval {esc(_iv(u['interval']))}; raw data {_pct(u['raw'])}, chance {_pct(u['chance'])}</span></div>
-<div>identity leakage, {esc(level_words(p['headline_level']))}<b>{_pct(p['best'])}</b>
+<div>private-label leakage, {esc(level_words(p['headline_level']))}<b>{_pct(p['best'])}</b>
 <span class="muted">95 % interval {esc(_iv(p['interval']))}; best attacker {esc(str(p['best_attacker']))};
 raw data {_pct(p['raw'])}, chance {_pct(p['chance'])}</span></div></div>
 <h2>What was released</h2>{rel_table}{size_note}
