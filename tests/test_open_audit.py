@@ -339,3 +339,29 @@ def test_shipped_example_encoder_loads():
     assert info["takes"] == "frames" and info["release_shape"] == [1, 4, 16, 16] and info["called_with"] == {"in_channels": 3, "size": 16}
     y = enc(torch.rand(2, 3, 4, 16, 16))
     assert 0 <= float(y.min()) and float(y.max()) <= 1 and len(torch.unique(y)) <= 8
+
+
+def test_external_rows_for_the_weizmann_page(released_audit, tmp_path):
+    """scripts/external_rows.py: other tools' audits become rows (read from their files), and an audit
+    with another attacker set than the page's is left out, by name."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    try:
+        from external_rows import external_rows
+    finally:
+        sys.path.pop(0)
+    out, _ = released_audit
+    root = tmp_path / "weizmann_external"
+    shutil.copytree(out, root / "redcut" / "audit")
+    (root / "redcut" / "tool.json").write_text(json.dumps({"tool": "redcut", "version": "0.0", "args": ["--red"],
+                                                          "frames": 108, "frames_changed": 54}))
+    s = json.loads((out / "eval" / "summary.json").read_text())
+    points, text = external_rows(root, like=s)
+    assert [p["_label"] for p in points] == ["red removed"]
+    assert "**red removed**: `redcut` (0.0) run as its command line is used, with --red" in text and "changed 54 of 108 frames" in text
+    other = {**s, "privacy": {**s["privacy"], "attackers": {"mlp_probe": 1.0}}}
+    points, text = external_rows(root, like=other)
+    assert points == [] and "Left out (audited with another attacker set than this page): redcut." in text
+    assert external_rows(tmp_path / "none") == ([], "")
