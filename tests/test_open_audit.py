@@ -146,6 +146,11 @@ def test_evaluate_released_cli_writes_summary(released_audit):
     assert s["provenance"]["command"] == shlex.join(["privacam", *argv]) and "torch" in s["provenance"]["versions"]
     ex = torch.load(out / "eval" / "examples.pt", weights_only=True)
     assert ex["input"][:, 0].abs().max() > 0 and ex["released"][:, 0].abs().max() == 0  # raw beside released
+    from privacam.evaluate.tables import summary_lines
+
+    printed = "\n".join(summary_lines(s))  # what `privacam evaluate` prints
+    assert printed.startswith("encoder red removed {} on RAW\n  probing off: the tool that made the release")
+    assert "probing view" not in printed and "set(s) of clip offsets of the one release" in printed
 
 
 def test_report_of_one_audit_writes_the_privacy_card(released_audit, capsys):

@@ -48,7 +48,9 @@ def summary_lines(s: dict) -> list[str]:
     levels = p.get("levels") or {}
     if levels:
         extra = []
-        if p.get("views"):
+        if p.get("views") and str(s["encoder"].get("probing", "")).startswith("off"):
+            extra.append(f"probing off: {p['views']} set(s) of clip offsets of the one release")
+        elif p.get("views"):
             extra.append(f"{p['views']} probing view(s) of the training split")
         sel = p.get("selection") or {}
         if sel.get("mode") == "videos":
