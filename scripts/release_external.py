@@ -17,7 +17,8 @@ Writes ``OUT/released/<row>/NNNN.png`` (frame folders) or ``OUT/released/<row>.<
 ``OUT/RELEASED.csv`` (the raw manifest's rows and columns, ``path`` pointing at the release) and
 ``OUT/tool.json`` (the tool, its version, its arguments, how many frames it changed, seconds). With
 ``--audit`` it then runs ``privacam evaluate --released OUT/RELEASED.csv --data RAW --out OUT/audit``
-and ``privacam report OUT/audit`` (the privacy card). The raw data are only read.
+and ``privacam report OUT/audit`` (the privacy card); ``--reuse --audit`` audits a release already in
+``OUT`` without running the tool again. The raw data are only read.
 """
 
 from __future__ import annotations
@@ -120,6 +121,7 @@ def main(argv=None) -> int:
     ap.add_argument("--bin", default=shutil.which("deface"), help="the deface executable (default: on PATH)")
     ap.add_argument("--label", help="the name of this release in tables (default: the tool and its arguments)")
     ap.add_argument("--audit", action="store_true", help="then audit it: privacam evaluate --released, privacam report")
+    ap.add_argument("--reuse", action="store_true", help="keep the release already in --out (RELEASED.csv, tool.json); only audit")
     ap.add_argument("--config", default="weizmann", help="privacam config of the audit (default weizmann)")
     ap.add_argument("overrides", nargs="*", help="key=value overrides of the audit")
     a = ap.parse_args(argv)
@@ -127,6 +129,11 @@ def main(argv=None) -> int:
     out = Path(a.out)
     if a.tool == "deface" and not a.bin:
         raise SystemExit("deface: no executable on PATH; `pip install deface` (any environment) and give --bin PATH")
+    if a.reuse:
+        if not (out / "RELEASED.csv").is_file() or not (out / "tool.json").is_file():
+            raise SystemExit(f"--reuse: {out} holds no RELEASED.csv and tool.json; release first (without --reuse)")
+        info = json.loads((out / "tool.json").read_text())
+        return _audit(out, raw, info, a) if a.audit else 0
     with open(raw, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         header = list(reader.fieldnames or [])
@@ -158,17 +165,20 @@ def main(argv=None) -> int:
             "command": shlex.join(["python", "scripts/release_external.py", *argv, *(["--", *tool_args] if tool_args else [])])}
     (out / "tool.json").write_text(json.dumps(info, indent=2) + "\n")
     print(f"released {len(released_rows)} rows ({frames} frames, {changed} changed by {a.tool}) into {out} in {seconds} s")
-    if a.audit:
-        from privacam.cli import main as privacam
+    return _audit(out, raw, info, a) if a.audit else 0
 
-        t = time.time()
-        rc = privacam(["evaluate", "--released", str(out / "RELEASED.csv"), "--data", str(raw), "--out", str(out / "audit"),
-                       "--config", a.config, "--label", f"{label} ({info['version']})", *a.overrides])
-        if rc:
-            return rc
-        print(f"audit: {time.time() - t:.0f} s")
-        return privacam(["report", str(out / "audit")])
-    return 0
+
+def _audit(out: Path, raw: Path, info: dict, a) -> int:
+    """privacam evaluate --released of the release in ``out``, then its privacy card."""
+    from privacam.cli import main as privacam
+
+    t = time.time()
+    rc = privacam(["evaluate", "--released", str(out / "RELEASED.csv"), "--data", str(raw), "--out", str(out / "audit"),
+                   "--config", a.config, "--label", f"{info['label']} ({info['tool']} {info['version']})", *a.overrides])
+    if rc:
+        return rc
+    print(f"audit: {time.time() - t:.0f} s")
+    return privacam(["report", str(out / "audit")])
 
 
 if __name__ == "__main__":
