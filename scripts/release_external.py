@@ -127,7 +127,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     raw = Path(a.data).resolve()
     out = Path(a.out)
-    if a.tool == "deface" and not a.bin:
+    if a.tool == "deface" and not a.bin and not a.reuse:
         raise SystemExit("deface: no executable on PATH; `pip install deface` (any environment) and give --bin PATH")
     if a.reuse:
         if not (out / "RELEASED.csv").is_file() or not (out / "tool.json").is_file():
