@@ -148,6 +148,7 @@ class OnnxModule(nn.Module):
             providers.insert(0, "CUDAExecutionProvider")
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
+        opts.intra_op_num_threads = max(1, torch.get_num_threads())  # the thread budget PyTorch was given
         try:
             self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=providers)
         except Exception as e:  # noqa: BLE001
