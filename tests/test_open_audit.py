@@ -6,6 +6,8 @@ import shlex
 import shutil
 import subprocess
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -144,6 +146,7 @@ def test_evaluate_released_cli_writes_summary(released_audit):
     assert e["release_size"] == [24, 32] and e["audit_size"] == [16, 16]
     assert "raw" in s["privacy"] and "nag" in s["privacy"]  # the raw reference from RAW.csv
     assert s["provenance"]["command"] == shlex.join(["privacam", *argv]) and "torch" in s["provenance"]["versions"]
+    assert s["data"]["name"] == "manifest" and s["data"]["root"].endswith("RAW.csv") and s["data"]["size"] == 16
     ex = torch.load(out / "eval" / "examples.pt", weights_only=True)
     assert ex["input"][:, 0].abs().max() > 0 and ex["released"][:, 0].abs().max() == 0  # raw beside released
     from privacam.evaluate.tables import summary_lines
@@ -161,6 +164,7 @@ def test_report_of_one_audit_writes_the_privacy_card(released_audit, capsys):
     card = json.loads((out / "card.json").read_text())
     s = json.loads((out / "eval" / "summary.json").read_text())
     r, p, u = card["released"], card["privacy"], card["utility"]
+    assert card["title"] == f"Privacy card: red removed on {Path(s['data']['root']).parent.name} (RAW.csv)"  # a manifest: its folder
     assert r["kind"] == "data released by another tool" and r["tool"]["tool"] == "redcut" and r["rows"] == 12
     assert r["audited_size"] == [16, 16] and r["sent_size"] == [24, 32] and "resized to 16x16" in r["size_note"]
     assert u["value"] == s["utility"]["value"] and u["raw"] == s["utility"]["raw"] and u["chance"] == s["utility"]["chance"]

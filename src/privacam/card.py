@@ -165,9 +165,13 @@ def _examples_png(eval_dir: Path) -> bytes | None:
 
 
 def _dataset(s: dict) -> str:
-    """The data's name; a manifest is named by its folder (``manifest`` alone says little)."""
-    root = (s["encoder"].get("raw") or "") if s["dataset"] == "manifest" else ""
-    return Path(root).resolve().parent.name if root else s["dataset"]
+    """The data's name; a manifest is named by its folder and file (``manifest`` alone says little)."""
+    d = s.get("data") or {}
+    root = d.get("root") if d.get("name") == "manifest" else s["encoder"].get("raw")
+    if not root:
+        return s["dataset"]
+    p = Path(root).expanduser().resolve()
+    return f"{p.parent.name} ({p.name})"
 
 
 def build_card(summary_path: str | Path, *, command: str | None = None) -> dict:

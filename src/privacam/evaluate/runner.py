@@ -103,6 +103,8 @@ def evaluate_encoder(encoder, cfg: Config, splits, out_dir: str | Path, *, encod
     if isinstance(raw, dict):
         summary = _with_raw(summary, raw, out_dir)
     extra = ("onnxruntime",) if (encoder_info.get("source") or {}).get("kind") == "onnx" else ()
+    d = cfg.data
+    summary["data"] = {"name": d.name, "root": str(d.root) if d.root else None, "size": d.size, "clip_len": d.clip_len}
     summary["provenance"] = {"command": command, "versions": versions(extra)}
     write_json(out_dir / "summary.json", summary)
     return summary
