@@ -50,7 +50,7 @@ def run(config: str = "demo", run_dir: str | None = None, baselines: list[str] |
         n, p = parse_encoder_spec(b)
         releases.append((b, create_encoder(n, in_channels=in_ch, **p).eval()))
     if run_dir:
-        from privacam.train import load_encoder
+        from privacam.runs import load_encoder
 
         enc, _, _ = load_encoder(Path(run_dir))
         releases.append(("learned", enc))

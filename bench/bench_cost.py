@@ -25,6 +25,7 @@ ENCODERS = [
     ("small_conv (w8, d2; camera)", "small_conv", {"width": 8, "depth": 2}),
     ("st_conv", "st_conv", {}),
     ("bdq", "bdq", {}),
+    ("decision (w16, 4 classes; default)", "decision", {"num_classes": 4}),
 ]
 
 

@@ -25,6 +25,7 @@ ENCODERS = [
     ("transform_net (w32, 5 blocks)", "transform_net", {"width": 32, "blocks": 5}),
     ("bdq", "bdq", {}),
     ("motion", "motion", {}),
+    ("decision (w16, 4 classes)", "decision", {"num_classes": 4}),
     ("downsample x4", "downsample", {"factor": 4}),
     ("pixelate 8", "pixelate", {"block": 8}),
     ("blur sigma 2", "blur", {"sigma": 2.0}),

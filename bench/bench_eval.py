@@ -160,7 +160,7 @@ def run_audit(config: str = "demo", overrides: list[str] | None = None) -> dict:
     """Wall time of the old and the new audit, on the same splits, for the config's f_d and raw clips."""
     import tempfile
 
-    from privacam.builders import build_encoder
+    from privacam.players import build_encoder
     from privacam.config import load_config
     from privacam.data import make_splits
     from privacam.evaluate.protocol import audit

@@ -22,6 +22,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import bench_cost  # noqa: E402
+import bench_decision  # noqa: E402
 import bench_encoders  # noqa: E402
 import bench_eval  # noqa: E402
 import bench_train  # noqa: E402
@@ -169,6 +170,10 @@ def main():
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(md))
+    dec = bench_decision.run((112, 224), min_time)  # the default release beside the motion encoder, side by side
+    bench_decision.update_doc(bench_decision.markdown(dec, datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                                                      machine()), out)
+    targets += dec["targets"]
     (HERE / "performance.json").write_text(json.dumps(
         {"machine_before": before, "machine_after": after, "encoders": enc, "cost": cost, "train": train_rows, "eval": ev,
          "audit": au},

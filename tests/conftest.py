@@ -6,7 +6,12 @@ import torch
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
-TINY = [
+#: the adversarial game of the earlier default (the shipped default now releases decisions, with no
+#: privacy term): a learned image encoder against a trained f_T and two frame-CNN budget models
+GAME = ["utility.name=small3d", "budget.names=[small_cnn]", "budget.restart_every=40", "game.gamma=1.0",
+        "train.select=last"]
+
+TINY = GAME + [
     "data.size=16", "data.clip_len=4", "data.params={num_actors: 3, clips_per_pair: 3, actions: [wave1, jump, bend]}",
     "encoder.name=small_conv", "encoder.params={width: 4, depth: 2}", "utility.params={width: 4}",
     "budget.params={width: 4}", "budget.m=2", "init.encoder_steps=2", "init.utility_steps=2", "init.budget_steps=2",

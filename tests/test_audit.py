@@ -295,3 +295,69 @@ def test_explicit_video_pool_on_images_fails_before_any_fit(tmp_path, monkeypatc
     with pytest.raises(ConfigError, match="eval.pool: video needs video ids"):
         protocol.audit(IdentityEncoder(), splits, audit_spec(cfg), out_dir=tmp_path / "e")
     assert not called
+
+
+# ---------------------------------------------------------------------------------------- clip counts
+def _release(rows, views=1):
+    """An :class:`Encoded` split of ``(action, person, video, clips)`` rows; the release is empty
+    (the labels and the clip counts are all there is to learn)."""
+    base = [(a, p, v) for a, p, v, n in rows for _ in range(n)]
+    u, q, vids, clip, view = [], [], [], [], []
+    for w in range(views):
+        for k, (a, p, v) in enumerate(base):
+            u.append(a), q.append(p), vids.append(v), clip.append(k), view.append(w)
+    n = len(u)
+    return protocol.Encoded(ReleaseStore(torch.zeros(n, 1, 2, 2, dtype=torch.uint8)), torch.tensor(u), torch.tensor(q),
+                            [f"{v}#{k}" for v, k in zip(vids, clip)], videos=vids, clip=torch.tensor(clip),
+                            view=torch.tensor(view))
+
+
+def _count_prior(train):
+    """The best attacker of a release of the action alone: P(person | action) counted on its training rows."""
+    table = np.zeros((3, 3))
+    np.add.at(table, (train.utility.numpy(), train.private.numpy()), 1.0)
+    prob = table / table.sum(1, keepdims=True)
+    return lambda test: np.log(prob[test.utility.numpy()] + 1e-12)
+
+
+def test_clip_counts_teach_no_prior_a_release_of_the_action_alone_scores_chance():
+    """Person p records action p for long: more validation and test clips of that video. An attacker
+    that counts clips would name the person from the action alone; the audit gives it the same number
+    of clips from every training video, caps the test clips per video and weighs test videos the same."""
+    tr = _release([(a, p, f"p{p}a{a}", 8) for p in range(3) for a in range(3)], views=2)
+    va = _release([(a, p, f"p{p}a{a}", 4 if p == a else 1) for p in range(3) for a in range(3)])
+    te = _release([(a, p, f"p{p}a{a}_test", 6 if p == a else 1) for p in range(3) for a in range(3)])
+    split = carve(tr, va, fraction=0.34, seed=0)
+    assert split.info["equal_clips"]["train"]["clips_per_video"] == 8
+    assert split.info["equal_clips"]["val"] == {"clips_per_video": 1, "dropped_clips": 9}
+    for part in (split.train, split.pool):
+        for w in range(2):
+            rows = part.view_rows(w)
+            counts = {v: rows.videos.count(v) for v in set(rows.videos)}
+            assert len(set(counts.values())) == 1, (w, counts)  # every video, every view: the same clips
+    test, info = protocol.cap_test_clips(te, 4)
+    assert info["clips_per_video"] == [1, 4] and info["dropped_clips"] == 6
+    assert [i.split("#")[1] for i in test.ids if i.startswith("p0a0_test")] == ["0", "2", "3", "5"]  # evenly spaced
+    index = pooling.TestIndex.build(test.private.numpy(), test.videos)
+    plan = pooling.make_plan(index, ["clip", "video", "person@all"], bootstrap=50, seed=0)
+    fair = pooling.score(_count_prior(split.pool)(test), plan)
+    for level in ("clip", "video", "person@all"):
+        assert fair[level]["value"] <= pooling.chance(plan, split.pool.private, level) + 1e-9, level
+    # the same attacker on the clips as the data gives them learns who records long
+    leaky = pooling.score(_count_prior(protocol.concat_encoded([tr, va]))(test), plan)
+    assert leaky["person@all"]["value"] == 1.0
+    assert metrics.accuracy(torch.from_numpy(_count_prior(protocol.concat_encoded([tr, va]))(te)), te.private) > 0.6
+
+
+def test_per_clip_score_weighs_every_test_video_the_same():
+    labels = np.array([0] * 4 + [1])  # video a: 4 clips of person 0, video b: 1 clip of person 1
+    plan = pooling.make_plan(pooling.TestIndex.build(labels, ["a"] * 4 + ["b"]), ["clip"], bootstrap=100, seed=0)
+    always_0 = np.log(np.tile([0.9, 0.1], (5, 1)))
+    assert pooling.score(always_0, plan)["clip"]["value"] == pytest.approx(0.5)  # not 4 / 5
+    assert pooling.chance(plan, torch.tensor([0, 1, 0]), "clip") == pytest.approx(0.5)
+
+
+def test_test_clips_below_one_is_a_one_line_error():
+    with pytest.raises(ConfigError, match="eval.test_clips must be at least 1") as e:
+        AuditSpec(attackers=[], test_clips=0)
+    assert "\n" not in str(e.value)

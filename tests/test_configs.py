@@ -9,6 +9,7 @@ import shlex
 
 import pytest
 
+from conftest import GAME
 from privacam.builders import check_config
 from privacam.cli import build_parser, main
 from privacam.cli.common import resolve_config
@@ -147,7 +148,7 @@ def _common_paper_settings(cfg):
 ])
 def test_a_key_without_effect_is_an_error(overrides, match):
     with pytest.raises(ConfigError, match=match):
-        check_config(load_config("default", overrides))
+        check_config(load_config("default", GAME + overrides))
 
 
 @pytest.mark.parametrize("override,match", [

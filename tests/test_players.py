@@ -25,7 +25,8 @@ def test_encoder_shapes_range_and_backward(name, kind):
         assert float(y.min()) >= 0.0 and float(y.max()) <= 1.0
     params = [p for p in enc.parameters() if p.requires_grad]
     if getattr(enc, "trainable", True) and params:
-        y.float().mean().backward()
+        # a weighted sum: the mean of a normalised release (the decision's softmax) is constant
+        (y.float() * torch.rand(y.shape, generator=torch.Generator().manual_seed(1))).sum().backward()
         assert any(p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0 for p in params)
 
 
@@ -38,13 +39,18 @@ def test_grey_output_has_one_channel(name):
 @pytest.mark.parametrize("name", UTILITY_MODELS.list())
 def test_utility_shapes_and_backward(name):
     size, t = (32, 8) if name in SLOW_UTILITY else (16, 4)
-    m = create_utility(name, num_classes=5, size=size, clip_len=t)
-    x = torch.rand(2, 3, t, size, size)
+    if name == "decision_readout":  # reads a release of 5 decisions, has no parameters
+        m = create_utility(name, in_channels=5, num_classes=5)
+        x = torch.rand(2, 5, 1, 1, 1).softmax(1).requires_grad_(True)
+    else:
+        m = create_utility(name, num_classes=5, size=size, clip_len=t)
+        x = torch.rand(2, 3, t, size, size)
     y = m(x)
     assert y.shape == (2, 5)
     y.sum().backward()
     assert all(torch.isfinite(p.grad).all() for p in m.parameters() if p.grad is not None)
-    assert m(torch.rand(2, 3, size, size)).shape == (2, 5)  # images as one-frame clips
+    image = torch.rand(2, 5, 1, 1) if name == "decision_readout" else torch.rand(2, 3, size, size)
+    assert m(image).shape == (2, 5)  # images as one-frame clips
 
 
 @pytest.mark.parametrize("name", ADVERSARIES.list())

@@ -31,6 +31,12 @@ def check_config(cfg: Config) -> Config:
         ConfigError: one line naming the key that is unknown or would have no effect.
     """
     check_players(cfg)
+    if cfg.train.select not in ("last", "val_probe"):
+        raise ConfigError(f"train.select {cfg.train.select!r} is unknown; valid: last, val_probe")
+    k = cfg.game.pool_k
+    if k and (k < 2 or cfg.train.batch_size % k or cfg.train.batch_size < 2 * k):
+        raise ConfigError(f"game.pool_k={k} needs k >= 2 and train.batch_size (now {cfg.train.batch_size}) a multiple "
+                          f"of k holding at least 2 groups; set train.batch_size={max(2, 2 * k)} or game.pool_k=0")
     check_objective(privacy_loss=cfg.game.privacy_loss, against=cfg.game.against, aggregate=cfg.game.aggregate,
                     reconstruction=is_reconstruction(cfg), schedule=SCHEDULES.get(cfg.schedule.name))
     return cfg
@@ -73,7 +79,7 @@ def build_game(cfg: Config, shapes: Shapes, device: torch.device, generator: tor
     the players identical over ``torch.distributed`` ranks.
     """
     check_config(cfg)
-    encoder = build_encoder(cfg, shapes.in_channels)
+    encoder = build_encoder(cfg, shapes.in_channels, shapes)
     zshape = encoded_shape(encoder, shapes)
     utility = build_utility(cfg, shapes, zshape)
     budget = BudgetEnsemble(build_budget_models(cfg, shapes, zshape), reconstruction=is_reconstruction(cfg))
@@ -102,7 +108,7 @@ def build_game(cfg: Config, shapes: Shapes, device: torch.device, generator: tor
         multilabel=shapes.multilabel, schedule=cfg.schedule.name, schedule_params=dict(cfg.schedule.params),
         restarter=Restarter(cfg.budget.restart_every, cfg.budget.restart_on_plateau),
         restart_steps=cfg.budget.restart_steps, accum_steps=cfg.game.accum_steps,
-        standardise_budget=cfg.game.standardise_budget,
+        standardise_budget=cfg.game.standardise_budget, pool_k=cfg.game.pool_k,
         l1_weight=cfg.encoder.l1_weight, l1_decay=cfg.encoder.l1_decay,
         device=device, amp=cfg.train.amp, generator=generator,
     )

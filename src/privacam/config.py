@@ -92,6 +92,9 @@ class GameConfig:
     against: str = "all"  # all | strongest
     aggregate: str = "max"  # max (per sample, over the ensemble) | mean
     accum_steps: int = 1
+    # pooled adversaries: batches of (batch_size / pool_k) identities x pool_k clips each; every budget
+    # model is also scored on the summed log-probabilities of each identity's pool_k clips (0 = off)
+    pool_k: int = 0
     # budget models see E(x) standardised per channel over the batch (as the audit's retrained
     # attackers do), so f_d cannot fool them by shrinking contrast
     standardise_budget: bool = False
@@ -128,6 +131,10 @@ class TrainConfig:
     amp: str = "off"  # off | bf16 | fp16
     channels_last: bool = False
     compile: bool = False
+    # which checkpoint the run ships: "last", or "val_probe" (the best validation score, utility accuracy
+    # minus a fast probing attacker's identity NAG, both on the validation split only; never test)
+    select: str = "last"
+    select_every: int = 0  # candidates every N game steps (0 = every checkpoint_every), plus the end
 
 
 @dataclass
@@ -136,8 +143,10 @@ class EvalConfig:
 
     The probing attacker releases its training split ``views`` times; attackers are selected on
     held-out training videos (``val_mode``, ``val_fraction``, ``refit``) after at least ``min_epochs``
-    epochs; scores are reported per clip, per video and per person from ``person_k`` clips, with the
-    headline at ``pool`` and 95 % bootstrap intervals (see docs/audit.md).
+    epochs; scores are reported per clip (every test video weighing the same, at most ``test_clips``
+    clips of each), per video and per person from ``person_k`` clips, with the headline at ``pool``
+    and 95 % bootstrap intervals (see docs/audit.md). Every training video gives the attacker the
+    same number of clips.
     """
 
     attackers: list = field(default_factory=lambda: [
@@ -155,8 +164,13 @@ class EvalConfig:
     person_k: list = field(default_factory=lambda: [1, 3, 5])
     trials: int = 200
     bootstrap: int = 1000
+    test_clips: int = 4  # at most this many evenly spaced clips scored per test video
     batch_size: int = 32
     lr: float = 2e-3
+    # the utility model the audit retrains on every release (None: the run's utility model; a run whose
+    # f_T has no parameters, such as decision_readout, names a trainable one here)
+    utility_model: str | None = None
+    utility_params: dict = field(default_factory=dict)
     utility_epochs: int = 25
     utility_lr: float = 3e-3
     utility_batch_size: int = 16

@@ -40,9 +40,24 @@ class Shapes:
         return dict(self.__dict__)
 
 
-def build_encoder(cfg: Config, in_channels: int = 3) -> nn.Module:
-    """f_d from ``cfg.encoder`` (and its ``weights`` file, if any)."""
-    enc = create_encoder(cfg.encoder.name, in_channels=in_channels, grey=cfg.encoder.grey, **cfg.encoder.params)
+#: what an encoder factory may be told about the data (when it takes the parameter and the config does not set it)
+DATA_PARAMS = {"num_classes": "num_utility", "clip_len": "clip_len"}
+
+
+def build_encoder(cfg: Config, in_channels: int = 3, shapes: "Shapes | dict | None" = None) -> nn.Module:
+    """f_d from ``cfg.encoder`` (and its ``weights`` file, if any).
+
+    An encoder whose factory takes ``num_classes`` or ``clip_len`` (the ``decision`` family) gets them
+    from ``shapes`` (the utility classes, the clip length; 0 = images) unless ``encoder.params`` sets them.
+    """
+    params = dict(cfg.encoder.params)
+    takes = ENCODERS.parameters(cfg.encoder.name) or []
+    if shapes is not None:
+        sd = shapes.as_dict() if isinstance(shapes, Shapes) else dict(shapes)
+        for key, field in DATA_PARAMS.items():
+            if key in takes and key not in params and field in sd:
+                params[key] = int(sd[field])
+    enc = create_encoder(cfg.encoder.name, in_channels=in_channels, grey=cfg.encoder.grey, **params)
     load_weights(enc, cfg.encoder, "encoder")
     return enc
 
@@ -172,6 +187,13 @@ def check_players(cfg: Config) -> Config:
     """
     ENCODERS.check(cfg.encoder.name, cfg.encoder.params, key="encoder.params")
     UTILITY_MODELS.check(cfg.utility.name, cfg.utility.params, key="utility.params")
+    if cfg.eval.utility_model:
+        UTILITY_MODELS.check(cfg.eval.utility_model, cfg.eval.utility_params, key="eval.utility_params")
+    elif cfg.eval.utility_params:
+        raise ConfigError("eval.utility_params is read only with eval.utility_model; set it or remove them")
+    if not cfg.eval.utility_model and cfg.utility.name == "decision_readout":
+        raise ConfigError("utility decision_readout has no parameters for the audit to retrain; set "
+                          "eval.utility_model (e.g. small3d for clips, small_cnn_image for images)")
     registry = budget_registry(cfg)
     names = list(cfg.budget.names) or [cfg.budget.name]
     used = names[: cfg.budget.m]

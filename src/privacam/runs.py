@@ -7,6 +7,8 @@ A run directory holds::
     metrics.jsonl   one JSON object per logged step
     checkpoints/    last.pt (resumable) and final.pt (the trained players), atomic writes
     encoder.pt      the trained f_d's state_dict (when training finished)
+    selection.json  with ``train.select=val_probe``: every candidate checkpoint's validation score and
+                    the one shipped (checkpoints/best.pt holds it)
     eval/           the audit (summary.json, one JSON per attacker), written by ``privacam evaluate``
 
 The trainer writes it through the functions here; the audit, deployment and reports read it through
@@ -34,6 +36,7 @@ CONFIG = "config.yaml"
 META = "run.json"
 METRICS = "metrics.jsonl"
 ENCODER = "encoder.pt"
+SELECTION = "selection.json"
 CHECKPOINTS = "checkpoints"
 LAST = "last.pt"
 FINAL = "final.pt"
@@ -72,6 +75,11 @@ def release_kind(encoder: nn.Module, input_kind: str) -> str:
     code (Tseng & Wu)."""
     releases = getattr(encoder, "releases", "image")
     return {"code": "cpgan", "feature": "feature"}.get(releases, input_kind)
+
+
+def write_selection(run_dir: str | Path, record: dict) -> None:
+    """Write ``selection.json`` (the candidates of checkpoint selection and the one chosen)."""
+    write_json(Path(run_dir) / SELECTION, record)
 
 
 # ---------------------------------------------------------------------------------------------- reading
@@ -169,7 +177,7 @@ def load_encoder(run_dir: str | Path, device: str | torch.device = "cpu") -> tup
     weights = run_dir / ENCODER
     if not weights.exists():
         raise PrivacamError(f"{run_dir} has no {ENCODER} (training did not finish); resume it with `privacam train --out {run_dir} --resume`")
-    enc = build_encoder(cfg, meta["shapes"]["in_channels"])
+    enc = build_encoder(cfg, meta["shapes"]["in_channels"], meta["shapes"])
     enc.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     enc.to(device).eval()
     for p in enc.parameters():

@@ -21,7 +21,8 @@ from . import runs
 from .builders import build_game
 from .config import Config
 from .data import Splits, collate, make_splits
-from .errors import NonFiniteLossError, PrivacamError
+from .errors import ConfigError, NonFiniteLossError, PrivacamError
+from .game.losses import correct
 from .players import Shapes, encoded_shape
 from .utils import load_checkpoint, resolve_device, save_checkpoint, seed_everything
 
@@ -104,6 +105,65 @@ class BatchStream:
         self._it = None
 
 
+def private_labels(dataset: Dataset) -> list:
+    """The private label of every sample, read without decoding clips where the dataset allows it
+    (in-memory tensors, video records, subsets of them); other datasets are read sample by sample."""
+    from torch.utils.data import Subset
+
+    if isinstance(dataset, Subset):
+        inner = private_labels(dataset.dataset)
+        return [inner[i] for i in dataset.indices]
+    private = getattr(dataset, "private", None)
+    if isinstance(private, torch.Tensor) and len(private) == len(dataset):
+        return private.tolist()
+    items, records = getattr(dataset, "items", None), getattr(dataset, "records", None)
+    if items is not None and records is not None:
+        return [records[it[0]].private for it in items]
+    if records is not None and len(records) == len(dataset):
+        return [r.private for r in records]
+    return [dataset[i]["private"].tolist() if isinstance(dataset[i]["private"], torch.Tensor) else dataset[i]["private"]
+            for i in range(len(dataset))]
+
+
+class GroupedBatchStream(BatchStream):
+    """Batches of ``batch_size // k`` identities x ``k`` samples each, consecutive (the pooled adversaries'
+    batches, ``game.pool_k``). Epoch ``e`` has as many batches as a plain epoch; batch ``b`` draws its
+    identities (without replacement) and their samples (without replacement where an identity has ``k``)
+    from a generator seeded by ``(seed, e, b)``, so the stream is deterministic and resumable."""
+
+    def __init__(self, dataset: Dataset, batch_size: int, seed: int, k: int, **kw):
+        super().__init__(dataset, batch_size, seed, **kw)
+        labels = private_labels(dataset)
+        if any(isinstance(v, list) for v in labels):
+            raise PrivacamError("game.pool_k needs single-label private classes (this dataset's are multi-label); use game.pool_k=0")
+        groups: dict = {}
+        for i, v in enumerate(labels):
+            groups.setdefault(int(v), []).append(i)
+        self.k = int(k)
+        self.groups = [groups[key] for key in sorted(groups)]
+        self.per_batch = max(1, self.batch_size // self.k)
+        if self.per_batch > len(self.groups):
+            self.per_batch = len(self.groups)
+        if len(self.groups) < 2:
+            raise PrivacamError(f"game.pool_k={k}: the train split holds {len(self.groups)} identity; pooled adversaries need at least 2")
+
+    def _batches(self, epoch: int) -> list[list[int]]:
+        n_batches = max(1, len(self.dataset) // (self.per_batch * self.k))
+        out = []
+        for b in range(n_batches):
+            g = torch.Generator().manual_seed((self.seed * 100003 + epoch) * 1009 + b)
+            batch = []
+            for gi in torch.randperm(len(self.groups), generator=g)[: self.per_batch].tolist():
+                members = self.groups[gi]
+                if len(members) >= self.k:
+                    pick = torch.randperm(len(members), generator=g)[: self.k].tolist()
+                else:
+                    pick = torch.randint(len(members), (self.k,), generator=g).tolist()
+                batch.extend(members[j] for j in pick)
+            out.append(batch)
+        return out
+
+
 class CrossStream:
     """Zip a utility stream with a privacy stream from another dataset (shared encoder)."""
 
@@ -138,6 +198,46 @@ def shapes_from_splits(splits: Splits) -> Shapes:
     )
 
 
+SELECT = ("last", "val_probe")
+BEST = "best.pt"
+
+
+def _batches_of(dataset: Dataset, batch_size: int, limit: int | None = None):
+    n = len(dataset) if limit is None else min(len(dataset), limit)
+    for i in range(0, n, batch_size):
+        yield collate([dataset[j] for j in range(i, min(n, i + batch_size))])
+
+
+def probe_features(z: torch.Tensor) -> torch.Tensor:
+    """What the selection probe sees of a release: the release pooled to at most 4 x 8 x 8 (clips) or
+    8 x 8 (images), plus its motion energy for clips, flattened ``[B, D]``."""
+    import torch.nn.functional as F
+
+    z = z.float()
+    if z.dim() == 5:
+        t, h, w = z.shape[2:]
+        parts = [F.adaptive_avg_pool3d(z, (min(t, 4), min(h, 8), min(w, 8))).flatten(1)]
+        if t > 1:
+            parts.append(F.adaptive_avg_pool2d((z[:, :, 1:] - z[:, :, :-1]).abs().mean(2), (min(h, 8), min(w, 8))).flatten(1))
+        return torch.cat(parts, 1)
+    if z.dim() == 4:
+        return F.adaptive_avg_pool2d(z, (min(z.shape[2], 8), min(z.shape[3], 8))).flatten(1)
+    return z.flatten(1)
+
+
+def ridge_probe(train_x: torch.Tensor, train_y: torch.Tensor, val_x: torch.Tensor, val_y: torch.Tensor,
+                num_classes: int, lam: float = 10.0) -> float:
+    """Accuracy on ``val`` of a ridge classifier (one-hot targets, standardised features) fitted on ``train``."""
+    x, v = train_x.double(), val_x.double()
+    mu, sd = x.mean(0), x.std(0, unbiased=False).clamp_min(1e-3)
+    x, v = (x - mu) / sd, (v - mu) / sd
+    x = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], 1)
+    v = torch.cat([v, torch.ones(len(v), 1, dtype=v.dtype)], 1)
+    y = torch.nn.functional.one_hot(train_y.long(), num_classes).double()
+    w = torch.linalg.solve(x.T @ x + lam * torch.eye(x.shape[1], dtype=x.dtype), x.T @ y)
+    return float(((v @ w).argmax(1) == val_y.long()).double().mean())
+
+
 class Trainer:
     """Train a config into a run directory.
 
@@ -170,18 +270,28 @@ class Trainer:
             self.splits = make_splits(cfg.data, seed=cfg.train.seed)
         s = self.splits
         self.shapes = shapes_from_splits(s)
+        if cfg.train.select == "val_probe" and (self.shapes.multilabel or s.privacy is not None):
+            raise ConfigError("train.select=val_probe scores single-label private classes of one dataset; use train.select=last here")
         gen = torch.Generator().manual_seed(cfg.train.seed + 1)
         self.game = build_game(cfg, self.shapes, self.device, generator=gen, distributed=self.dist.enabled)
         pin = self.device.type == "cuda"
         bs, nw = cfg.train.batch_size, cfg.train.num_workers
         shard = {"rank": self.dist.rank, "world": self.dist.world}
-        train = BatchStream(s.train, bs, cfg.train.seed, num_workers=nw, pin_memory=pin, **shard)
+        if cfg.game.pool_k > 1:
+            if s.privacy is not None or self.dist.world > 1:
+                raise PrivacamError("game.pool_k works with one dataset on one process; drop data.privacy_source / torchrun or set game.pool_k=0")
+            if bs % cfg.game.pool_k:
+                raise PrivacamError(f"train.batch_size={bs} is not a multiple of game.pool_k={cfg.game.pool_k}; make it one")
+            train = GroupedBatchStream(s.train, bs, cfg.train.seed, cfg.game.pool_k, num_workers=nw, pin_memory=pin)
+        else:
+            train = BatchStream(s.train, bs, cfg.train.seed, num_workers=nw, pin_memory=pin, **shard)
         if s.privacy is not None:
             train = CrossStream(train, BatchStream(s.privacy.train, bs, cfg.train.seed + 7, num_workers=nw, pin_memory=pin, **shard))
         self.train_stream = train
         self.val_stream = BatchStream(s.val, bs, cfg.train.seed + 13, num_workers=0, pin_memory=pin, name="val", **shard)
         self.stage, self.stage_i = STAGES[0], 0
         self.metric_lines = 0
+        self.selection: list[dict] = []
 
     def _write_run_files(self):
         if not self.is_main:
@@ -209,6 +319,7 @@ class Trainer:
             "val_stream": self.val_stream.state_dict(),
             "metric_lines": self.metric_lines,
             "torch_rng": torch.get_rng_state(),
+            "selection": list(self.selection),
         }
         if torch.cuda.is_available():
             st["cuda_rng"] = torch.cuda.get_rng_state_all()
@@ -226,6 +337,7 @@ class Trainer:
         self.train_stream.load_state_dict(st["train_stream"])
         self.val_stream.load_state_dict(st["val_stream"])
         self.metric_lines = int(st["metric_lines"])
+        self.selection = list(st.get("selection", []))
         torch.set_rng_state(st["torch_rng"].cpu())
         if "cuda_rng" in st and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([t.cpu() for t in st["cuda_rng"]])
@@ -277,6 +389,9 @@ class Trainer:
                     step = g.step_count
                     if stage != "game" or step % cfg.train.log_every == 0 or self.stage_i == n:
                         self._log({"step": step, "stage": stage, "i": self.stage_i, **rec})
+                    every = cfg.train.select_every or cfg.train.checkpoint_every
+                    if stage == "game" and cfg.train.select == "val_probe" and every and step % every == 0:
+                        self.candidate(f"step {step}")
                     if stage == "game" and cfg.train.checkpoint_every and step % cfg.train.checkpoint_every == 0:
                         self.save()
                 self.save()  # stage boundary
@@ -291,6 +406,9 @@ class Trainer:
             n = g.recalibrate_utility_bn(self.train_stream, math.ceil(len(self.splits.train) / cfg.train.batch_size))
             if n:
                 log.info("recalibrated %d batch-norm layers of f_T on the final release", n)
+        if cfg.train.select == "val_probe":
+            self.candidate("end")
+            self._ship_best()
         self.save()
         self.save(runs.FINAL)
         if self.is_main:
@@ -299,6 +417,72 @@ class Trainer:
 
         barrier()  # the run directory is complete when any rank returns
         return self.out
+
+    # -------------------------------------------------------------- checkpoint selection (validation only)
+    @torch.no_grad()
+    def validation_score(self) -> dict:
+        """The selection score of the players as they are: f_T's accuracy on the whole validation split
+        minus the identity NAG of a fast probing attacker (a ridge classifier fitted on the release of the
+        training split, scored on the release of the validation split). Reads train and val only."""
+        g, s = self.game, self.splits
+        enc, util = g.encoder, g.utility
+        modes = (enc.training, util.training)
+        gen = getattr(enc, "generator", None)
+        gen_state = gen.get_state() if isinstance(gen, torch.Generator) else None
+        rng = torch.get_rng_state()
+        enc.eval()
+        util.eval()
+        bs = self.cfg.train.batch_size
+        try:
+            def release(ds, limit=None):
+                feats, priv, hits, n = [], [], 0.0, 0
+                for b in _batches_of(ds, bs, limit):
+                    z = enc(b["input"].to(self.device))
+                    feats.append(probe_features(z).cpu())
+                    priv.append(b["private"])
+                    if b.get("utility") is not None:
+                        hits += float(correct(util(z).float(), b["utility"].to(self.device)).sum())
+                        n += len(b["input"])
+                return torch.cat(feats), torch.cat(priv), hits / max(n, 1)
+
+            tx, ty, _ = release(s.train, limit=2000)
+            vx, vy, util_acc = release(s.val)
+        finally:
+            enc.train(modes[0])
+            util.train(modes[1])
+            if gen_state is not None:
+                gen.set_state(gen_state)
+            torch.set_rng_state(rng)
+        k = s.num_private
+        probe = ridge_probe(tx, ty, vx, vy, k)
+        nag = max(0.0, (probe - 1 / k) / (1 - 1 / k))
+        return {"val_utility": util_acc, "val_probe_identity": probe, "val_probe_nag": nag, "score": util_acc - nag}
+
+    def candidate(self, at: str) -> None:
+        """Score the players now (:meth:`validation_score`); keep them as ``best.pt`` when they score best."""
+        if any(c["at"] == at for c in self.selection):
+            return
+        if at == "end" and self.selection and self.selection[-1]["step"] == self.game.step_count \
+                and not self.cfg.train.final_utility_steps:
+            return  # the players have not moved since the last candidate
+        rec = {"at": at, "step": self.game.step_count, **self.validation_score()}
+        best = max((c["score"] for c in self.selection), default=-math.inf)
+        self.selection.append(rec)
+        log.info("selection candidate %s: val utility %.3f, probe identity %.3f (NAG %.3f), score %.3f", at,
+                 rec["val_utility"], rec["val_probe_identity"], rec["val_probe_nag"], rec["score"])
+        if rec["score"] > best:
+            self.save(BEST)
+
+    def _ship_best(self) -> None:
+        """Load the best candidate's players into the game (the run ships them) and write ``selection.json``."""
+        best_i = max(range(len(self.selection)), key=lambda i: self.selection[i]["score"])
+        chosen = self.selection[best_i]
+        if best_i != len(self.selection) - 1:
+            self.game.load_state_dict(load_checkpoint(self.ckpt_dir / BEST, map_location=self.device)["game"])
+        log.info("shipping the checkpoint at %s (validation score %.3f)", chosen["at"], chosen["score"])
+        if self.is_main:
+            runs.write_selection(self.out, {"rule": "max val_utility - val_probe_nag (validation split only)",
+                                            "chosen": chosen, "candidates": self.selection})
 
     def _one(self, stage: str) -> dict:
         g = self.game

@@ -110,14 +110,19 @@ class FrameAttacker(FrameClassifier):
 
     level = "frame"
 
-    def __init__(self, net: nn.Module, train_frames: int | None = None):
+    def __init__(self, net: nn.Module, train_frames: int | None = None, min_size: int = 1):
         super().__init__(net)
         self.train_frames = train_frames
+        self.min_size = int(min_size)
 
     def frame_logits(self, x: torch.Tensor) -> torch.Tensor:
         if self.training and self.train_frames and x.dim() == 5 and x.shape[2] > self.train_frames:
             idx = torch.randperm(x.shape[2], device=x.device)[: self.train_frames].sort().values
             x = x.index_select(2, idx)
+        if min(x.shape[-2:]) < self.min_size:  # a release smaller than the network's pooling needs (a code, a
+            # decision): repeat its pixels (nearest neighbour), which adds no information
+            size = (max(self.min_size, x.shape[-2]), max(self.min_size, x.shape[-1]))
+            x = F.interpolate(x, size=(x.shape[2], *size) if x.dim() == 5 else size, mode="nearest")
         return super().frame_logits(x)
 
 
@@ -281,7 +286,7 @@ def densenet_a(in_channels: int, num_classes: int, size: int = 32, clip_len: int
         net.features.pool0 = nn.Identity()
     else:
         net.features.conv0 = _replace_conv(net.features.conv0, in_channels)
-    return _finish(FrameAttacker(net, train_frames), "frame", weights)
+    return _finish(FrameAttacker(net, train_frames, min_size=4), "frame", weights)  # two 2x2 average pools
 
 
 # ----------------------------------------------------------------------------------------------

@@ -115,16 +115,20 @@ def per_attribute_f1(scores: Any, targets: Any, threshold: float = 0.5) -> np.nd
     return np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0)
 
 
-def chance_accuracy(train_labels: Any, test_labels: Any) -> float:
+def chance_accuracy(train_labels: Any, test_labels: Any, weights: Any = None) -> float:
     """Test accuracy of always predicting the majority class of the *training* labels (ties: the
-    smallest label). This is the chance level of the audit, never fitted on test."""
+    smallest label). This is the chance level of the audit, never fitted on test. ``weights``: one
+    per test label (a weighted mean, e.g. every test video weighing the same)."""
     tr = _np(train_labels).astype(np.int64).reshape(-1)
     te = _np(test_labels).astype(np.int64).reshape(-1)
     if tr.size == 0 or te.size == 0:
         return 0.0
     values, counts = np.unique(tr, return_counts=True)
     majority = values[np.argmax(counts)]
-    return float((te == majority).mean())
+    if weights is None:
+        return float((te == majority).mean())
+    w = _np(weights).astype(np.float64).reshape(-1)
+    return float((w * (te == majority)).sum() / w.sum())
 
 
 def chance_cmap(targets: Any) -> float:

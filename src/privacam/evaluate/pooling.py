@@ -5,7 +5,8 @@ clips of one person can add its log-probabilities over them (the clips' evidence
 name the person far more often than from one clip. The audit therefore scores every attacker at
 several *levels*:
 
-- ``clip``: each test clip on its own (the score of the first versions of the audit);
+- ``clip``: each test clip on its own, every test video weighing the same (the mean over videos of
+  the share of its clips named right): a long recording does not count more than a short one;
 - ``video``: log-probabilities summed over every clip of one test video;
 - ``person@k``: log-probabilities summed over ``k`` clips of one person drawn at random from all of
   that person's test clips (many trials; persons with fewer than ``k`` clips are skipped for that
@@ -231,11 +232,13 @@ def _clip_video(scores: np.ndarray, plan: Plan, level: str) -> tuple[float, np.n
     v = max(ix.num_videos, 1)
     if ix.multilabel:
         return _multilabel(scores, plan, level)
-    if level == CLIP:
+    if level == CLIP:  # the mean over videos of each video's share of clips named right
         correct = _argmax_correct(scores, ix.labels).astype(np.float64)
-        s = np.bincount(ix.videos, correct, minlength=v)
         n = np.bincount(ix.videos, minlength=v).astype(np.float64)
-        return float(correct.mean()), (plan.counts @ s) / np.maximum(plan.counts @ n, 1e-12), len(correct)
+        share = np.bincount(ix.videos, correct, minlength=v) / np.maximum(n, 1)
+        has = (n > 0).astype(np.float64)
+        point = float(share[n > 0].mean()) if len(correct) else float("nan")
+        return point, (plan.counts @ share) / np.maximum(plan.counts @ has, 1e-12), len(correct)
     pooled = np.zeros((v, scores.shape[1]))
     np.add.at(pooled, ix.videos, scores)
     lab = np.zeros(v, np.int64)
@@ -343,9 +346,10 @@ def chance(plan: Plan, train_labels, level: str) -> float:
         t = np.zeros((v, ix.labels.shape[1]))
         np.maximum.at(t, ix.videos, ix.labels.astype(np.float64))
         return metrics.chance_cmap(t)
-    if kind == CLIP:
-        units = ix.labels
-    elif kind == VIDEO:
+    if kind == CLIP:  # every video weighs the same, as in the score
+        n = np.bincount(ix.videos, minlength=max(ix.num_videos, 1)).astype(np.float64)
+        return metrics.chance_accuracy(train_labels, ix.labels, weights=1.0 / n[ix.videos]) if len(ix.labels) else float("nan")
+    if kind == VIDEO:
         units = np.zeros(max(ix.num_videos, 1), np.int64)
         units[ix.videos] = ix.labels
     else:

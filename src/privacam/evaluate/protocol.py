@@ -385,6 +385,8 @@ class AuditSpec:
             ``video``, ``person@K``, ``person@all``).
         person_k: the k of the ``person@k`` levels (``person@all`` is always scored).
         trials: random draws of k clips per person; bootstrap: replicates for the 95 % intervals.
+        test_clips: at most this many clips of every test video are scored, evenly spaced over the
+            clips the data gives (:func:`cap_test_clips`).
     """
 
     attackers: Sequence[str]
@@ -401,6 +403,7 @@ class AuditSpec:
     person_k: Sequence[int] = (1, 3, 5)
     trials: int = 200
     bootstrap: int = 1000
+    test_clips: int = 4
 
     def __post_init__(self):
         from .pooling import parse_level
@@ -421,6 +424,9 @@ class AuditSpec:
             raise ConfigError(f"eval.person_k must list whole numbers >= 1 (got {bad[0]!r}); e.g. eval.person_k=[1,3,5]")
         if int(self.trials) < 1 or int(self.bootstrap) < 1:
             raise ConfigError("eval.trials and eval.bootstrap must be at least 1")
+        if isinstance(self.test_clips, bool) or int(self.test_clips) < 1:
+            raise ConfigError(f"eval.test_clips must be at least 1 (got {self.test_clips}): it caps the clips scored per "
+                              "test video; e.g. eval.test_clips=4")
         if self.pool != "auto":
             parse_level(self.pool)
 
@@ -428,7 +434,8 @@ class AuditSpec:
         d = {"attackers": list(self.attackers), "utility": self.utility_model, "up": self.utility_params or {},
              "fit": asdict(self.fit), "ufit": asdict(self.utility_fit), "views": self.views, "val_mode": self.val_mode,
              "val_fraction": self.val_fraction, "refit": self.refit, "pool": self.pool,
-             "person_k": list(self.person_k), "trials": self.trials, "bootstrap": self.bootstrap}
+             "person_k": list(self.person_k), "trials": self.trials, "bootstrap": self.bootstrap,
+             "test_clips": self.test_clips, "equal_clips": 1}
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -443,6 +450,29 @@ def _with_videos(enc: Encoded, kind: str) -> Encoded:
     if enc.videos is None and kind == "video":
         enc.videos = [str(i) for i in enc.ids]
     return enc
+
+
+def cap_test_clips(enc: Encoded, cap: int) -> tuple[Encoded, dict]:
+    """At most ``cap`` clips of every test video, evenly spaced over the clips the data gives in
+    their order (the first and the last kept). With the per-clip score weighing every test video the
+    same (:mod:`.pooling`), a long recording neither dominates the score nor rewards an attacker for
+    a prior over who records long. Returns the entries and ``{"cap", "clips_per_video": [min, max]}``."""
+    if enc.videos is None or not len(enc):
+        return enc, {}
+    rows_of: dict = {}
+    for i, v in enumerate(enc.videos):
+        rows_of.setdefault(v, []).append(i)
+    keep = []
+    for rows in rows_of.values():
+        if len(rows) > cap:
+            rows = [rows[j] for j in np.unique(np.round(np.linspace(0, len(rows) - 1, cap)).astype(int))]
+        keep.extend(rows)
+    keep.sort()
+    counts = [min(len(r), cap) for r in rows_of.values()]
+    info = {"cap": int(cap), "clips_per_video": [min(counts), max(counts)], "dropped_clips": len(enc) - len(keep)}
+    if len(keep) == len(enc):
+        return enc, info
+    return enc.subset(keep), info
 
 
 def fit_attacker(make: Callable[[], Any], split, *, multilabel: bool, cfg: FitConfig, device: torch.device,
@@ -583,12 +613,13 @@ def audit(encoder: nn.Module, splits, spec: AuditSpec, *, out_dir: str | Path, d
         log.info("attacker %s selected (%s, val %.3f, %.1fs)", name,
                  f"epoch {sel['best_epoch']}" if "best_epoch" in sel else sel.get("chosen"), sel["val"], sel["seconds"])
     # 3. selection is over: open the test splits and score every attacker at every level
-    tu, tp = test_u.open(), test_p.open()
+    tp, test_info = cap_test_clips(test_p.open(), int(spec.test_clips))
+    tu = tp if test_u is test_p else cap_test_clips(test_u.open(), int(spec.test_clips))[0]
     metric = "cmap" if multilabel else "accuracy"
     index = pooling.TestIndex.build(tp.private.numpy(), tp.videos)
     levels = pooling.available_levels(index, spec.person_k)
     plan = pooling.make_plan(index, levels, trials=spec.trials, bootstrap=spec.bootstrap, seed=seed)
-    train_labels = enc_p["train"].view_rows(0).private
+    train_labels = (split.pool if split.pool is not None else split.train).view_rows(0).private  # what the attackers fit
     per: dict[str, dict] = {}
     frame_scores, warnings_ = {}, []
     for name, (model, sel) in fitted.items():
@@ -644,7 +675,8 @@ def audit(encoder: nn.Module, splits, spec: AuditSpec, *, out_dir: str | Path, d
         "training_adversaries": head.get("training_adversaries", {}),
         "level": headline, "interval": head["interval"], "intervals": head["intervals"], "levels": blocks,
         "strongest_level": max(levels, key=lambda lv: (np.nan_to_num(blocks[lv]["best"], nan=-1.0), -levels.index(lv))),
-        "views": enc_p["train"].num_views, "selection": split.info, "warnings": warnings_, "notes": notes,
+        "views": enc_p["train"].num_views, "selection": split.info, "test_clips": test_info,
+        "warnings": warnings_, "notes": notes,
         "chance_rule": "majority class of the training labels (MaSS / PASS)" if not multilabel else "mean prevalence",
     }
     if raw is not None:
@@ -682,9 +714,9 @@ def reconstruction_audit(encoder, splits, enc_u, tu, *, device, seed=0, max_fram
 
     def frames(split_ds, enc: Encoded, limit):
         xs = []
-        n = len(enc)
-        for s in range(0, n, 64):
-            xs.append(collate([split_ds[i] for i in range(s, min(n, s + 64))])["input"])
+        items = _items(enc)
+        for s in range(0, len(items), 64):
+            xs.append(collate([split_ds[i] for i in items[s:s + 64]])["input"])
         x = torch.cat(xs)
         z = enc.dense().float() * enc.scale
         if x.dim() == 5 and z.dim() == 5 and z.shape[2] == x.shape[2]:  # per-frame pairs
@@ -704,12 +736,18 @@ def reconstruction_audit(encoder, splits, enc_u, tu, *, device, seed=0, max_fram
         return None
 
 
+def _items(enc: Encoded) -> list[int]:
+    """The dataset item of every entry of one release (its clip index; entries in order otherwise)."""
+    return enc.clip.tolist() if enc.clip is not None else list(range(len(enc)))
+
+
 def _save_examples(splits, tu: Encoded, out_dir: Path, n: int = 6) -> None:
     """Save a few test inputs beside their release (``examples.pt``) for the report."""
     from ..data.base import collate
 
     idx = list(range(0, len(tu), max(1, len(tu) // n)))[:n]
-    x = collate([splits.test[i] for i in idx])["input"]
+    items = _items(tu)
+    x = collate([splits.test[items[i]] for i in idx])["input"]
     z = tu.subset(idx).dense().float() * tu.scale
     mid = lambda t: t[:, :, t.shape[2] // 2] if t.dim() == 5 else t  # noqa: E731
     torch.save({"input": mid(x).half(), "released": mid(z).half()}, out_dir / "examples.pt")

@@ -48,10 +48,11 @@ def audit_spec(cfg: Config) -> AuditSpec:
                     min_epochs=e.min_epochs)
     ufit = dataclasses.replace(fit, epochs=e.utility_epochs, lr=e.utility_lr, batch_size=e.utility_batch_size,
                                patience=max(e.patience, e.utility_epochs // 3), frames_per_clip=0, min_epochs=1)
-    return AuditSpec(attackers=list(e.attackers), utility_model=cfg.utility.name, utility_params=dict(cfg.utility.params),
+    return AuditSpec(attackers=list(e.attackers), utility_model=e.utility_model or cfg.utility.name,
+                     utility_params=dict(e.utility_params if e.utility_model else cfg.utility.params),
                      fit=fit, utility_fit=ufit, reconstruction=e.reconstruction, views=e.views, val_mode=e.val_mode,
                      val_fraction=e.val_fraction, refit=e.refit, pool=e.pool, person_k=list(e.person_k),
-                     trials=e.trials, bootstrap=e.bootstrap)
+                     trials=e.trials, bootstrap=e.bootstrap, test_clips=e.test_clips)
 
 
 def _cache_dir() -> Path:

@@ -58,8 +58,16 @@ def summary_lines(s: dict) -> list[str]:
                          + (", then refitted on all" if sel.get("refit") else ""))
         elif sel:
             extra.append("selected on the data's validation split")
+        eq = sel.get("equal_clips") or {}
+        if eq.get("train"):
+            val = (eq.get("val") or {}).get("clips_per_video", 0)
+            extra.append(f"{eq['train']['clips_per_video']} clips of every training video per view"
+                         + (f" and {val} of its validation slice" if val else ""))
         if s.get("n_test_videos"):
-            extra.append(f"{s['n_test']} test clips of {s['n_test_videos']} videos; 95 % intervals: bootstrap over test videos")
+            cap = (p.get("test_clips") or {}).get("clips_per_video")
+            extra.append(f"{s['n_test']} test clips of {s['n_test_videos']} videos"
+                         + (f" ({cap[0]} to {cap[1]} per video, every video weighing the same per clip)" if cap else "")
+                         + "; 95 % intervals: bootstrap over test videos")
         else:
             extra.append(f"{s['n_test']} test clips; 95 % intervals: bootstrap over test samples")
         lines.append("  " + "; ".join(extra))

@@ -30,7 +30,7 @@ from ..errors import ConfigError, NonFiniteLossError
 from ..models.common import standardise_channels
 from ..registry import PRIVACY_LOSSES, SCHEDULES
 from .ensemble import BudgetEnsemble, Restarter
-from .losses import adversary_loss, correct
+from .losses import adversary_loss, check_groups, correct, pool_logits
 from .losses import privacy_loss as get_privacy_loss
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,9 @@ class AdversarialGame:
         l1_weight, l1_decay: optional ``l1_weight * L1(f_d(x), x)`` term of the original code.
         device, amp: where to run; ``amp`` in {off, bf16, fp16}.
         generator: seeds the budget restarts, so a resumed run restarts identically.
+        pool_k: pooled adversaries: batches hold groups of ``pool_k`` clips of one identity, and every
+            budget model is also scored (and trained) on each group's summed log-probabilities, so the
+            encoder must remove what survives averaging over a person's clips (0 = off).
     """
 
     def __init__(
@@ -109,6 +112,7 @@ class AdversarialGame:
         amp: str = "off",
         generator: torch.Generator | None = None,
         standardise_budget: bool = False,
+        pool_k: int = 0,
     ):
         self.encoder, self.utility, self.budget = encoder, utility, budget
         self.optimizers = optimizers
@@ -130,6 +134,10 @@ class AdversarialGame:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=(amp == "fp16"))
         self.generator = generator or torch.Generator().manual_seed(0)
         self.standardise_budget = standardise_budget
+        if pool_k and (pool_k < 2 or budget.reconstruction or multilabel):
+            raise ConfigError(f"game.pool_k={pool_k}: pooled adversaries need pool_k >= 2 and single-label private "
+                              f"classes (not reconstruction or multi-label); use game.pool_k=0")
+        self.pool_k = int(pool_k)
         self.step_count = 0
         self.last_budget_loss: float | None = None
 
@@ -197,6 +205,13 @@ class AdversarialGame:
             z = standardise_channels(z)
         return [self.budget.models[i](z) for i in idx]
 
+    def _pooled(self, outs: list[torch.Tensor], target: torch.Tensor) -> list[torch.Tensor]:
+        """``outs`` plus, with ``pool_k``, each model's pooled logits over the batch's identity groups."""
+        if self.pool_k < 2:
+            return outs
+        check_groups(target, self.pool_k)
+        return outs + [pool_logits(o, self.pool_k) for o in outs]
+
     # ------------------------------------------------------------------ moves
     def encoder_move(self, batches: Batches, *, strongest: int | None = None) -> dict:
         """f_d step on ``L_T + gamma * agg_{i in A} L_priv(f_b^i(f_d(x)))``; f_T and f_b frozen.
@@ -225,7 +240,7 @@ class AdversarialGame:
                 logs["acc/utility_train"] = correct(out_t, batch["utility"]).mean().item()
             xp, yp = self._private_view(batch)
             zp = z if xp is x else self.encoder(xp)
-            outs = self._budget_outputs(zp, models)
+            outs = self._pooled(self._budget_outputs(zp, models), yp)
             per = torch.stack([self._privacy_loss(o.float(), yp, self.multilabel) for o in outs])
             l_p = BudgetEnsemble.aggregate(per, self.aggregate)
             loss = loss + self.gamma * l_p
@@ -295,15 +310,20 @@ class AdversarialGame:
             with torch.no_grad():
                 z = self.encoder(xp)
             outs = self._budget_outputs(z, idx)
+            pooled = self._pooled(outs, yp)[len(outs):]
             losses = [adversary_loss(o.float(), yp, self.multilabel, self.budget.reconstruction).mean() for o in outs]
+            pooled_losses = [adversary_loss(o, yp).mean() for o in pooled]
             logs = {"loss/budget": torch.stack(losses).mean().item()}
+            if pooled:
+                logs["loss/budget_pooled"] = torch.stack(pooled_losses).mean().item()
+                logs["acc/budget_pooled_train_max"] = max(correct(o, yp).mean().item() for o in pooled)
             if not self.budget.reconstruction:
                 accs = [correct(o, yp, self.multilabel).mean().item() for o in outs]
                 logs["acc/budget_train_min"] = min(accs)
                 logs["acc/budget_train_max"] = max(accs)
             for i, l in zip(idx, losses):
                 logs[f"loss/budget_{i}"] = l.item()
-            return torch.stack(losses).sum(), logs
+            return torch.stack(losses + pooled_losses).sum(), logs
 
         self.budget.train()
         with self._frozen(self.encoder, self.utility):

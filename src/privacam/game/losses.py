@@ -86,6 +86,24 @@ def adversary_loss(out: torch.Tensor, target: torch.Tensor, multilabel: bool = F
     return F.cross_entropy(out, target, reduction="none")
 
 
+def pool_logits(out: torch.Tensor, k: int) -> torch.Tensor:
+    """A pooled adversary's logits: the log-probabilities of each group of ``k`` consecutive samples
+    (``k`` clips of one identity) summed, repeated for each of the group's samples (``[B, K]``)."""
+    b = out.shape[0]
+    if k < 2 or b % k:
+        raise ValueError(f"pooled adversaries need batches of whole groups of k={k} clips (got a batch of {b})")
+    lp = F.log_softmax(out.float(), dim=1)
+    return lp.reshape(b // k, k, -1).sum(1).repeat_interleave(k, dim=0)
+
+
+def check_groups(target: torch.Tensor, k: int) -> None:
+    """Raise unless every group of ``k`` consecutive samples shares one private label."""
+    t = target.reshape(target.shape[0] // k, k, *target.shape[1:]) if target.shape[0] % k == 0 else None
+    if t is None or not bool((t == t[:, :1]).all()):
+        raise ValueError(f"game.pool_k={k}: a batch does not hold groups of {k} clips of one identity; "
+                         f"train with the trainer's grouped batches (privacam.train.GroupedBatchStream)")
+
+
 def privacy_loss(name: str):
     """The registered privacy loss ``name`` (one-line error listing the valid ones if unknown)."""
     return PRIVACY_LOSSES.get(name)

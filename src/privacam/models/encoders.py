@@ -16,6 +16,8 @@
   release a code (``releases = "code"``), not an image: flatten -> MLP -> ``[B, D, 1, 1]``, or
   strided convolutions -> ``[B, C, h, w]``. Codes are always 4-D (5-D for clips, one code per
   frame) so attackers and the audit can treat them like feature maps.
+- ``decision``: releases only the task decision (one-hot of a camera-sized classifier's argmax,
+  ``releases = "decision"``), read by the parameter-free ``decision_readout`` f_T.
 """
 
 from __future__ import annotations
@@ -373,5 +375,83 @@ def identity(in_channels: int = 3, grey: bool = False) -> Encoder:
     return IdentityEncoder(in_channels, grey)
 
 
+
+
+# ---------------------------------------------------------------------------------------------- decisions
+class DecisionEncoder(Encoder):
+    """f_d that releases only the task decision: a camera-sized classifier whose one-hot argmax leaves.
+
+    The network is a strided 3D CNN on the grey frame and its signed and absolute frame differences
+    (``[g, 4 d, 4 |d|]``; a 2D CNN on the grey frame for images), globally pooled, with one logit per
+    utility class. What leaves the camera is ``one_hot(argmax)``: a clip's release is one of
+    ``num_classes`` symbols, so no appearance, build or motion style can ride along except through the
+    decision itself (on data whose actions are balanced over people, identity is then at chance).
+
+    In training mode the release is the softmax (f_T's readout, ``decision_readout``, reads its log as
+    logits, so L_T is the classifier's cross-entropy); in eval mode, in the audit and in an ONNX export
+    it is the one-hot of the argmax. The release is ``[B, K, 1, 1, 1]`` for clips and ``[B, K, 1, 1]``
+    for images (a code, ``releases = "decision"``).
+
+    Args:
+        num_classes: utility classes K (filled in from the data by :func:`privacam.players.build_encoder`).
+        clip_len: frames per clip (0 = images: the 2D network). Filled in from the data.
+        width: channels of the first layer (then 2x, 2x).
+    """
+
+    releases = "decision"
+
+    def __init__(self, in_channels: int = 3, num_classes: int = 2, clip_len: int = 16, width: int = 16,
+                 grey: bool = False):
+        super().__init__(in_channels, grey)
+        if num_classes < 2 or width < 1:
+            raise ConfigError(f"encoder.params: decision needs num_classes >= 2 and width >= 1 (got "
+                              f"num_classes={num_classes}, width={width})")
+        self.out_channels = int(num_classes)
+        self.video = int(clip_len) > 0
+        w = int(width)
+        if self.video:
+            self.net = nn.Sequential(
+                nn.Conv3d(3, w, 3, (1, 2, 2), 1), nn.ReLU(inplace=True),
+                nn.Conv3d(w, 2 * w, 3, 2, 1), nn.ReLU(inplace=True),
+                nn.Conv3d(2 * w, 2 * w, 3, 2, 1), nn.ReLU(inplace=True),
+            )
+        else:
+            self.net = nn.Sequential(
+                nn.Conv2d(1, w, 3, 2, 1), nn.ReLU(inplace=True),
+                nn.Conv2d(w, 2 * w, 3, 2, 1), nn.ReLU(inplace=True),
+                nn.Conv2d(2 * w, 2 * w, 3, 2, 1), nn.ReLU(inplace=True),
+            )
+        self.head = nn.Linear(2 * w, self.out_channels)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The classifier's logits ``[B, K]``."""
+        g = luminance(x)
+        if self.video:
+            if g.dim() == 4:  # an image given to a video decision: a one-frame clip, no motion
+                g = g.unsqueeze(2)
+            d = frame_difference(g) if g.shape[2] >= 2 else torch.zeros_like(g)
+            h = self.net(torch.cat([g, 4 * d, 4 * d.abs()], dim=1)).mean(dim=(2, 3, 4))
+        else:
+            if g.dim() == 5:
+                raise ValueError("a 2D decision encoder (trained on images) got a clip; train it on clips")
+            h = self.net(g).mean(dim=(2, 3))
+        return self.head(h)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.logits(x)
+        if self.training:
+            z = torch.softmax(s, dim=1)
+        else:  # only the decision leaves: one-hot of the argmax (ArgMax + ScatterElements in ONNX)
+            z = torch.zeros_like(s).scatter(1, s.argmax(dim=1, keepdim=True), 1.0)
+        return z.reshape(*z.shape, *([1] * (3 if x.dim() == 5 else 2)))
+
+
+@register_encoder("decision")
+def decision(in_channels: int = 3, num_classes: int = 2, clip_len: int = 16, width: int = 16,
+             grey: bool = False) -> Encoder:
+    """f_d that releases only the one-hot task decision of a camera-sized classifier (see :class:`DecisionEncoder`)."""
+    return DecisionEncoder(in_channels, num_classes, clip_len, width, grey)
+
+
 __all__ = ["TransformNet", "SmallConvEncoder", "SpatioTemporalEncoder", "MotionEncoder", "IdentityEncoder", "CpganMLP",
-           "CpganConv", "fold_frames", "unfold_frames"]
+           "CpganConv", "DecisionEncoder", "fold_frames", "unfold_frames"]

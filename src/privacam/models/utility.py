@@ -3,7 +3,7 @@
 Video: ``c3d`` (the paper's C3D: 8 conv3d layers 64-128-256-256-512-512-512-512, fc 4096-4096, for
 16x112x112), ``small3d`` (a 4-layer 3D CNN for CPUs), torchvision's ``r3d_18``, ``r2plus1d_18`` and
 ``mc3_18`` built from scratch. Images: ``small_cnn_image``, ``resnet18_image``. Codes (CPGAN):
-``code_mlp``. All map a batch to logits ``[B, num_classes]``; video models accept images as
+``code_mlp``. Decisions: ``decision_readout`` (no parameters). All map a batch to logits ``[B, num_classes]``; video models accept images as
 one-frame clips.
 """
 
@@ -62,7 +62,7 @@ class Small3D(nn.Module):
         super().__init__()
         w = width
         self.features = nn.Sequential(
-            conv_bn_relu(in_channels, w, dims=3), nn.MaxPool3d((1, 2, 2)),
+            conv_bn_relu(in_channels, w, dims=3), nn.MaxPool3d((1, 2, 2), ceil_mode=True),  # a 1x1 release stays 1x1
             conv_bn_relu(w, 2 * w, dims=3), nn.MaxPool3d(2, ceil_mode=True),
             conv_bn_relu(2 * w, 4 * w, dims=3), nn.MaxPool3d(2, ceil_mode=True),
             conv_bn_relu(4 * w, 4 * w, dims=3), nn.AdaptiveAvgPool3d(1),
@@ -185,4 +185,28 @@ def code_mlp(in_channels: int = 3, num_classes: int = 2, size: int = 1, clip_len
     return CodeMLP(in_channels * size * size, num_classes, hidden)
 
 
-__all__ = ["C3D", "Small3D", "SmallCNN", "CodeMLP", "small_resnet18"]
+# ---------------------------------------------------------------------------------------------- decisions
+class DecisionReadout(nn.Module):
+    """f_T of a decision release: no parameters; the logits are the log of the released vector.
+
+    On the training-time softmax of a ``decision`` encoder this makes L_T the classifier's own
+    cross-entropy; on the one-hot release its argmax is the released decision.
+    """
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        z = z.flatten(2).mean(2) if z.dim() > 2 else z
+        return torch.log(z.clamp_min(1e-6))
+
+
+@register_utility("decision_readout")
+def decision_readout(in_channels: int = 2, num_classes: int = 2, size: int = 1, clip_len: int = 0) -> nn.Module:
+    """Parameter-free f_T of a ``decision`` release: the released decision itself (log of the vector as logits)."""
+    if in_channels != num_classes:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"utility decision_readout reads a release of {num_classes} decisions but the encoder "
+                          f"releases {in_channels} numbers; use it with encoder.name=decision")
+    return DecisionReadout()
+
+
+__all__ = ["C3D", "Small3D", "SmallCNN", "CodeMLP", "DecisionReadout", "small_resnet18"]
