@@ -21,6 +21,7 @@ import statistics
 import time
 from pathlib import Path
 
+from external_rows import external_rows
 from privacam.config import load_config, to_dict
 from privacam.data import apply_data_spec, make_splits
 from privacam.evaluate.runner import audit_spec, evaluate_named, evaluate_run, raw_reference
@@ -115,6 +116,8 @@ def main():
     ap.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS,
                     help="compute only these parts (several processes can share the work; 'doc' writes the page "
                          "from what exists, the others wait for the raw reference when they do not compute it)")
+    ap.add_argument("--external", default="runs/weizmann_external",
+                    help="audits of other tools' releases to add as rows (scripts/release_external.py --audit)")
     a = ap.parse_args()
     t0 = time.time()
     out = Path(a.out)
@@ -204,6 +207,8 @@ def main():
     if not dec:
         raise SystemExit("no decision run is audited yet: nothing to write")
     raw_row = [_row("raw (identity)", raw)] if raw else []
+    ext_points, ext_text = external_rows(Path(a.external), like=dec[0]["summary"])  # other tools' releases
+    ext = [_row(p["_label"], p) for p in ext_points]
     med = _median_row(dec, f"**decision, median of {len(dec)} seeds**")
     seconds["total"] = round(time.time() - t0, 1)
 
@@ -275,8 +280,10 @@ Each run chose its checkpoint on validation data only (`selection.json` in its r
 The motion mask (config `weizmann_motion`: the game against a frame CNN, a clip 3D CNN and a linear probe, restarted,
 here with pooled adversaries, `game.pool_k=4`) {curve_text}:
 
-{_table(curve + refs + raw_row) if curve + refs + raw_row else ''}
+{_table(curve + refs + ext + raw_row) if curve + refs + ext + raw_row else ''}
 {not_computed}
+
+{ext_text}
 
 {richer_text}
 

@@ -14,7 +14,7 @@ SRC = Path(privacam.__file__).parent
 
 FOUNDATION = {"errors", "utils", "config", "registry"}
 BELOW_CLI = FOUNDATION | {"data", "models", "players", "game", "runs", "distributed", "builders", "train", "evaluate",
-                          "deploy", "report", "demo", "sweep", "reference", "configs"}
+                          "deploy", "report", "card", "demo", "sweep", "reference", "configs"}
 #: layer (top-level module or package of privacam) -> the layers it may import (itself always allowed)
 ALLOWED = {
     "errors": set(),
@@ -33,6 +33,7 @@ ALLOWED = {
     "evaluate": FOUNDATION | {"data", "models", "players", "runs"},
     "deploy": FOUNDATION | {"data", "models", "players", "runs"},
     "report": FOUNDATION | {"runs"},
+    "card": FOUNDATION | {"runs", "report"},
     "demo": BELOW_CLI,
     "sweep": BELOW_CLI,
     "reference": BELOW_CLI - {"demo", "sweep"},

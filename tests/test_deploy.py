@@ -146,16 +146,38 @@ def test_anonymize_video_keeps_frame_count_and_rate(trained_run, tmp_path):
     out = tmp_path / "out.mp4"
     assert main(["anonymize", str(trained_run), str(src), "-o", str(out)]) == 0
     frames, fps = _read_video(out)
-    assert len(frames) == 11 and fps == 10 and frames[0].shape == (16, 16, 3)
-    # --keep-size upsamples back; the onnx backend gives the same release as torch
-    big = tmp_path / "big.mp4"
-    assert main(["anonymize", str(trained_run), str(src), "-o", str(big), "--keep-size", "--backend", "onnx"]) == 0
-    frames_b, _ = _read_video(big)
-    assert len(frames_b) == 11 and frames_b[0].shape == (30, 40, 3)
+    assert len(frames) == 11 and fps == 10 and frames[0].shape == (30, 40, 3)  # the input's size by default
+    # --release-size writes the encoder's size; the onnx backend gives the same release as torch
+    small = tmp_path / "small.mp4"
+    assert main(["anonymize", str(trained_run), str(src), "-o", str(small), "--release-size", "--backend", "onnx"]) == 0
+    frames_s, fps_s = _read_video(small)
+    assert len(frames_s) == 11 and fps_s == 10 and frames_s[0].shape == (16, 16, 3)
     res = anonymize(trained_run, str(src), tmp_path / "onnx.mp4", backend="onnx")
     frames_o, _ = _read_video(tmp_path / "onnx.mp4")
     assert res["frames"] == 11
     assert np.abs(np.stack(frames_o).astype(int) - np.stack(frames).astype(int)).mean() < 1.0
+
+
+def test_anonymize_64x64_video_gives_64x64_frames_nearest_neighbour(trained_run, tmp_path, capsys):
+    """A 64x64 clip through a 16x16 encoder: 64x64 frames, as many as in, at the same rate; each
+    released pixel is a 4x4 block (nearest neighbour adds no information), i.e. exactly the
+    --release-size frames repeated."""
+    src = _write_video(tmp_path / "in64.mp4", n=9, h=64, w=64, fps=12)
+    out = tmp_path / "out.mp4"
+    assert main(["anonymize", str(trained_run), str(src), "-o", str(out)]) == 0
+    assert "9 frames of 64x64 (release 16x16, nearest-neighbour upsampled)" in capsys.readouterr().out
+    frames, fps = _read_video(out)
+    assert len(frames) == 9 and fps == 12 and frames[0].shape == (64, 64, 3)
+    big = anonymize(trained_run, str(src), tmp_path / "big")  # PNG frames: no codec in the way
+    small = anonymize(trained_run, str(src), tmp_path / "small", keep_size=False)
+    assert big["frames"] == small["frames"] == 9 and big["size"] == [64, 64] and small["size"] == [16, 16]
+    import cv2
+
+    read = lambda d: [cv2.imread(str(p))[:, :, ::-1] for p in sorted(d.iterdir())]  # noqa: E731
+    b, s = read(tmp_path / "big"), read(tmp_path / "small")
+    assert len(b) == len(s) == 9
+    for fb, fs in zip(b, s):
+        assert np.array_equal(fb, fs.repeat(4, 0).repeat(4, 1))
 
 
 def test_anonymize_matches_encoder_on_images(trained_run, tmp_path):

@@ -42,6 +42,8 @@ def label_of(s: dict) -> str:
     """The point's name in the figure and table: the encoder and, for a trained run, how it was trained."""
     e = s["encoder"]
     params = {k: v for k, v in (e.get("params") or {}).items()}
+    if e.get("label"):  # an outside release or encoder, named by the user (--label) or by its source
+        return str(e["label"])
     if e.get("run"):
         extra = f" {e.get('schedule', '')} M={e.get('m')} γ={e.get('gamma')}"
         return f"{e['name']}{extra}"

@@ -142,3 +142,18 @@ def resolve_device(name: str = "auto") -> torch.device:
         raise ConfigError(f"device {name!r}: MPS is not available on this machine; use train.device=auto (or cpu)")
     return dev
 
+
+
+def versions(extra: tuple[str, ...] = ()) -> dict:
+    """The versions that produced a result: Python, the platform, privacam and its main libraries
+    (``extra``: more distribution names); a library that is not installed is left out."""
+    import platform
+    from importlib import metadata
+
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for name in ("privacam", "torch", "numpy", *extra):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out

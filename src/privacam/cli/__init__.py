@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run ``privacam ARGV``; returns the exit status (2 for a :class:`PrivacamError`)."""
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    args._argv = list(sys.argv[1:] if argv is None else argv)  # the command line, for the results' provenance
     # key=value overrides may also come after options (`train CONFIG --out X a.b=1`)
     dest = next((d for d in ("overrides", "args") if isinstance(getattr(args, d, None), list)), None)
     bad = [e for e in extra if "=" not in e or e.startswith("-") or dest is None]

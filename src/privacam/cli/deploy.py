@@ -18,7 +18,10 @@ class Anonymize(Command):
         p.add_argument("-o", "--output", required=True, help="output .mp4, image file, or folder for images")
         p.add_argument("--backend", choices=("torch", "onnx"), default="torch", help="inference engine (default torch)")
         p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
-        p.add_argument("--keep-size", action="store_true", help="upsample the output to the input resolution")
+        size = p.add_mutually_exclusive_group()
+        size.add_argument("--release-size", action="store_true",
+                          help="write the release at the encoder's size (default: the input's size, upsampled by nearest neighbour)")
+        size.add_argument("--keep-size", action="store_true", help=argparse.SUPPRESS)  # the default now; kept for old scripts
         p.add_argument("--max-frames", type=int, help="stop after this many frames (needed for endless cameras)")
         p.add_argument("--batch-size", type=int, default=8, help="frames per call for frame-wise encoders")
         p.add_argument("--fps", type=float, help="frame rate of the output for image inputs (default 25)")
@@ -26,9 +29,11 @@ class Anonymize(Command):
 
     def run(self, args) -> int:
         res = anonymize(args.run_dir, args.input, args.output, backend=args.backend, device=args.device,
-                        keep_size=args.keep_size, max_frames=args.max_frames, batch_size=args.batch_size,
+                        keep_size=not args.release_size, max_frames=args.max_frames, batch_size=args.batch_size,
                         fps=args.fps, onnx_path=args.onnx)
-        print(f"wrote {res['frames']} frames to {res['output']}")
+        size = "x".join(map(str, res["size"]))
+        note = "" if res["size"] == res["release_size"] else f" (release {'x'.join(map(str, res['release_size']))}, nearest-neighbour upsampled)"
+        print(f"wrote {res['frames']} frames of {size}{note} to {res['output']}")
         return 0
 
 

@@ -1,22 +1,34 @@
-"""``privacam report``: the trade-off figure and HTML report from audit files."""
+"""``privacam report``: the trade-off figure and HTML report from audit files; for a single audit,
+the privacy card too (``card.html``, ``card.json``)."""
 
 from __future__ import annotations
 
-from ..report import load_points, markdown_table, write_report
+import shlex
+from pathlib import Path
+
+from ..card import write_card
+from ..report import find_summaries, load_points, markdown_table, write_report
 from .common import Command
 
 
 class Report(Command):
     name = "report"
-    help = "trade-off figure (PNG) and HTML report from audit files"
+    help = "trade-off figure (PNG) and HTML report from audit files; the privacy card of a single audit"
 
     def add_arguments(self, p):
         p.add_argument("paths", nargs="+", help="run, eval or output directories (searched for summary.json)")
-        p.add_argument("-o", "--out", default="report.html", help="HTML file to write (the PNG goes beside it)")
+        p.add_argument("-o", "--out", help="HTML file to write (the PNG goes beside it; default report.html, or "
+                                           "AUDIT/report.html for a single audit, whose card.html and card.json go beside it)")
         p.add_argument("--title", default="")
 
     def run(self, args):
-        html_path, png = write_report(args.paths, args.out, args.title)
+        found = find_summaries(args.paths)
+        single = len(found) == 1
+        out = Path(args.out) if args.out else (found[0].parent.parent / "report.html" if single else Path("report.html"))
+        html_path, png = write_report(args.paths, out, args.title)
         print(f"wrote {html_path} and {png}")
+        if single:
+            card, card_json = write_card(found[0], out.parent, command=shlex.join(["privacam", *getattr(args, "_argv", [])]))
+            print(f"wrote the privacy card {card} and {card_json}")
         print(markdown_table(load_points(args.paths)))
         return 0

@@ -6,7 +6,9 @@
   spatial (and, for clip-level encoders, time) axes, checked against PyTorch with onnxruntime.
 - :func:`anonymize` / ``privacam anonymize RUN INPUT -o OUTPUT``: stream a video file, an image, a
   folder of images or a camera through f_d, frame by frame with bounded memory, and write the
-  released frames (mp4 through PyAV, or images).
+  released frames (mp4 through PyAV, or images) at the input's size, the release upsampled by
+  nearest neighbour (which adds no information), with the input's frame rate and frame count;
+  ``--release-size`` writes the encoder's own size.
 
 Frame-wise encoders (``small_conv``, ``transform_net``, blur, ...) see a few frames at a time.
 Clip-level encoders (``st_conv``, ``bdq``, temporal difference: anything that mixes neighbouring

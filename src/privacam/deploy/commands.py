@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 
 def anonymize(run_dir: str | Path, input: str, output: str | Path, *, backend: str = "torch", device: str = "cpu",
-              keep_size: bool = False, max_frames: int | None = None, batch_size: int = 8, fps: float | None = None,
+              keep_size: bool = True, max_frames: int | None = None, batch_size: int = 8, fps: float | None = None,
               onnx_path: str | Path | None = None) -> dict:
     """Stream ``input`` through a run's f_d and write the released frames to ``output``.
 
@@ -30,14 +30,18 @@ def anonymize(run_dir: str | Path, input: str, output: str | Path, *, backend: s
         output: ``.mp4`` (or another video suffix), an image file (image input), or a folder.
         backend: ``torch`` or ``onnx`` (the run's ``encoder.onnx``, exported when missing or stale).
         device: PyTorch device / onnxruntime provider.
-        keep_size: upsample the release back to the input resolution (else the run's size).
+        keep_size: write the release at the input's size (the default: what the camera's viewer
+            expects), upsampled by nearest neighbour, which repeats released pixels and adds no
+            information; False writes it at the run's training size (``--release-size``). Either
+            way the frame rate and the frame count are the input's.
         max_frames: stop after this many frames (cameras).
         batch_size: frames per call for frame-wise encoders.
         fps: frame rate for image inputs (videos keep theirs).
         onnx_path: ONNX file to use instead of the run's.
 
     Returns:
-        ``{"frames": n, "output": path, "fps": fps, "size": [h, w]}``.
+        ``{"frames": n, "output": path, "fps": fps, "size": [h, w] written, "release_size": [h, w] of
+        the encoder's output, "input_size": [h, w]}``.
     """
     from tqdm.auto import tqdm
 
@@ -70,9 +74,10 @@ def anonymize(run_dir: str | Path, input: str, output: str | Path, *, backend: s
             yield _to_input(f, size, in_ch, resize)
 
     bar = tqdm(total=source.total, desc=f"anonymize {Path(str(input)).name}", unit="frame", disable=None, dynamic_ncols=True)
-    n, out_hw = 0, None
+    n, out_hw, rel_hw = 0, None, None
     try:
         for y in stream_encode(inputs(), run, clip_len=clip_len if clip else 0, batch_size=batch_size):
+            rel_hw = tuple(y.shape[-2:])
             frame = _to_frame(y, tuple(in_size[0]) if keep_size else None)
             out_hw = frame.shape[:2]
             sink.write(frame)
@@ -82,7 +87,8 @@ def anonymize(run_dir: str | Path, input: str, output: str | Path, *, backend: s
         bar.close()
         sink.close()
     log.info("anonymized %d frames of %s into %s", n, input, output)
-    return {"frames": n, "output": str(output), "fps": source.fps, "size": list(out_hw or ())}
+    return {"frames": n, "output": str(output), "fps": source.fps, "size": list(out_hw or ()),
+            "release_size": list(rel_hw or ()), "input_size": list(in_size[0]) if in_size else []}
 
 
 def _ensure_onnx(run_dir, encoder: nn.Module, shapes: dict, onnx_path=None) -> Path:

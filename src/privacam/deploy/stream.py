@@ -88,10 +88,13 @@ def _to_input(frame: np.ndarray, size: int, in_channels: int, resize: str) -> np
 
 
 def _to_frame(y: np.ndarray, keep: tuple[int, int] | None) -> np.ndarray:
+    """A release ``[C, H, W]`` in [0, 1] as a uint8 frame, upsampled to ``keep`` (height, width) by
+    nearest neighbour: each released pixel is repeated, no value is interpolated, so the upsampled
+    frame carries exactly the information of the small one."""
     a = (np.clip(y, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
     a = a[0] if a.shape[0] == 1 else a[:3].transpose(1, 2, 0)
-    if keep is not None and a.shape[:2] != keep:
+    if keep is not None and a.shape[:2] != tuple(keep):
         import cv2
 
-        a = cv2.resize(np.ascontiguousarray(a), (keep[1], keep[0]), interpolation=cv2.INTER_LINEAR)
+        a = cv2.resize(np.ascontiguousarray(a), (int(keep[1]), int(keep[0])), interpolation=cv2.INTER_NEAREST)
     return np.ascontiguousarray(a)

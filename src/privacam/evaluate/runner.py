@@ -23,7 +23,8 @@ from ..data import apply_data_spec, data_fingerprint, make_splits
 from ..errors import ConfigError
 from ..models.encoders import IdentityEncoder
 from ..registry import create_encoder
-from ..utils import atomic_write_text, read_json, resolve_device, seed_everything, write_json
+from ..utils import atomic_write_text, read_json, resolve_device, seed_everything, versions, write_json
+from .external import external_kind, load_external_encoder
 from .protocol import AuditSpec, FitConfig, add_raw, audit, reference_refusal
 
 log = logging.getLogger(__name__)
@@ -89,8 +90,13 @@ def _with_raw(summary: dict, raw: dict, out_dir: Path) -> dict:
 
 
 def evaluate_encoder(encoder, cfg: Config, splits, out_dir: str | Path, *, encoder_info: dict, utility_model=None,
-                     training_adversaries=None, raw: bool | dict = True, device: str = "auto") -> dict:
-    """Audit ``encoder`` with ``cfg.eval`` and add the raw reference; returns the summary."""
+                     training_adversaries=None, raw: bool | dict = True, device: str = "auto", raw_splits=None,
+                     command: str | None = None) -> dict:
+    """Audit ``encoder`` with ``cfg.eval`` and add the raw reference; returns the summary.
+
+    ``raw_splits``: the data the raw reference is measured on, when ``splits`` are not the raw data
+    (an already released dataset). The summary's ``provenance`` holds ``command`` (the command line
+    that asked for the audit, when there was one) and the versions that ran it."""
     dev = resolve_device(device if device != "auto" else cfg.train.device)
     out_dir = Path(out_dir)
     spec = audit_spec(cfg)
@@ -98,14 +104,19 @@ def evaluate_encoder(encoder, cfg: Config, splits, out_dir: str | Path, *, encod
     summary = audit(encoder, splits, spec, out_dir=out_dir, device=dev, encoder_info=encoder_info,
                     utility_model=utility_model, training_adversaries=training_adversaries)
     if raw is True and cfg.eval.raw_reference:
-        raw = raw_reference(cfg, splits, spec, device=dev)
+        raw = raw_reference(cfg, raw_splits or splits, spec, device=dev)
     if isinstance(raw, dict):
         summary = _with_raw(summary, raw, out_dir)
+    extra = ("onnxruntime",) if (encoder_info.get("source") or {}).get("kind") == "onnx" else ()
+    d = cfg.data
+    summary["data"] = {"name": d.name, "root": str(d.root) if d.root else None, "size": d.size, "clip_len": d.clip_len}
+    summary["provenance"] = {"command": command, "versions": versions(extra)}
+    write_json(out_dir / "summary.json", summary)
     return summary
 
 
 def evaluate_run(run_dir: str | Path, *, out_dir: str | Path | None = None, overrides: list[str] | None = None,
-                 data: str | None = None, raw: bool | dict = True, device: str = "auto") -> dict:
+                 data: str | None = None, raw: bool | dict = True, device: str = "auto", command: str | None = None) -> dict:
     """Audit the trained encoder of a run (writes ``RUN/eval/summary.json`` by default).
 
     The summary's ``encoder`` block names the run and how it was trained: schedule, gamma, the number
@@ -134,20 +145,113 @@ def evaluate_run(run_dir: str | Path, *, out_dir: str | Path | None = None, over
         log.warning("%s: the data of %s changed since the run was trained (fingerprint %s, trained on %s): the audit "
                     "uses today's labels", run_dir, cfg.data.root or cfg.data.name, splits.meta.get("fingerprint"), trained_on)
     return evaluate_encoder(encoder, cfg, splits, Path(out_dir) if out_dir else run_dir / runs.EVAL, encoder_info=info,
-                            utility_model=util, training_adversaries=advs, raw=raw, device=device)
+                            utility_model=util, training_adversaries=advs, raw=raw, device=device, command=command)
 
 
 def evaluate_named(spec: str, cfg: Config, out_dir: str | Path, *, raw: bool | dict = True, device: str = "auto",
-                   splits=None) -> dict:
-    """Audit a registered encoder by name (a baseline such as ``downsample:factor=4``)."""
-    name, params = parse_encoder_spec(spec)
+                   splits=None, label: str | None = None, command: str | None = None) -> dict:
+    """Audit an encoder named by ``spec``: a registered one (a baseline such as ``downsample:factor=4``),
+    a user's factory (``path/to/file.py:make``, ``package.module:make``) or an ONNX file
+    (``model.onnx``); see :mod:`privacam.evaluate.external` for what the last two must take and return."""
     audit_spec(cfg)  # a bad eval setting fails before the data is built
     splits = splits or make_splits(cfg.data, seed=cfg.train.seed)
-    in_ch = int(splits.train[0]["input"].shape[0])
-    encoder = create_encoder(name, in_channels=in_ch, **params)
+    sample = splits.train[0]["input"]
+    if external_kind(spec):
+        dev = resolve_device(device if device != "auto" else cfg.train.device)
+        encoder, source = load_external_encoder(spec, sample.shape, device=str(dev))
+        name, params = ("onnx" if source["kind"] == "onnx" else "user"), {}
+        if source["kind"] == "factory":
+            head, _, fn = spec.rpartition(":")
+            default_label = f"user {Path(head).name}:{fn}"
+        else:
+            default_label = f"onnx {Path(spec).name}"
+        info = {"name": name, "params": params, "label": label or default_label, "source": source}
+    else:
+        name, params = parse_encoder_spec(spec)
+        encoder = create_encoder(name, in_channels=int(sample.shape[0]), **params)
+        info = {"name": name, "params": params, **({"label": label} if label else {})}
     encoder.eval()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "config.yaml", dump_config(cfg))
-    return evaluate_encoder(encoder, cfg, splits, out_dir / "eval", encoder_info={"name": name, "params": params},
-                            raw=raw, device=device)
+    return evaluate_encoder(encoder, cfg, splits, out_dir / "eval", encoder_info=info, raw=raw, device=device,
+                            command=command)
+
+
+#: what the summary of ``--released`` says about probing (the audit's threat model)
+RELEASED_PROBING = ("off: the tool that made the release is not available to the auditor, so no attacker can "
+                    "release its own training data again; attackers train on the one release given")
+
+
+def evaluate_released(released: str | Path, cfg: Config, out_dir: str | Path, *, raw: bool | dict = True,
+                      device: str = "auto", label: str | None = None, command: str | None = None) -> dict:
+    """Audit data that any tool has already anonymised (``privacam evaluate --released``).
+
+    ``cfg.data`` is the raw manifest; ``released`` a manifest of the same rows (ids, labels, split)
+    pointing at the released files (:func:`privacam.data.released.pair_manifests` refuses any
+    mismatch, naming the row). The release is audited with the same attackers and fitting as every
+    encoder, on the same clips of the same split, at ``data.size``; the raw reference comes from the
+    raw manifest. Writes ``OUT/config.yaml`` and ``OUT/eval/`` (``summary.json``, attackers,
+    examples of raw and released frames).
+    """
+    from ..data.released import pair_manifests, released_splits
+
+    if cfg.data.name != "manifest" or not cfg.data.root:
+        raise ConfigError(f"--released needs --data RAW.csv, the manifest of the raw data it releases (got dataset {cfg.data.name!r})")
+    if cfg.data.privacy_source:
+        raise ConfigError("--released audits one manifest; drop data.privacy_source")
+    audit_spec(cfg)  # a bad eval setting fails before the data is built
+    if cfg.eval.reconstruction:  # the audit pairs a release with its own input: here the input is the release
+        log.info("--released: no reconstruction attack (it needs each raw frame beside its release)")
+        cfg = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, reconstruction=False))
+    pairing = pair_manifests(cfg.data.root, released)
+    raw_splits = make_splits(cfg.data, seed=cfg.train.seed)
+    rel = released_splits(raw_splits, released, pairing)
+    sample = rel.train[0]["input"]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / "config.yaml", dump_config(cfg))
+    first = next(iter(pairing["paths"].values()))
+    info = {"name": "released", "params": {}, "label": label or f"released {Path(released).resolve().parent.name}",
+            "released": str(released), "raw": str(cfg.data.root), "rows": pairing["rows"],
+            "paired_by": pairing["paired_by"], "probing": RELEASED_PROBING,
+            "release_size": _frame_size(first), "audit_size": [int(sample.shape[-2]), int(sample.shape[-1])]}
+    # the release is made already: the audit's encoder passes it on unchanged (8-bit, as it was sent)
+    encoder = IdentityEncoder(int(sample.shape[0])).eval()
+    summary = evaluate_encoder(encoder, cfg, rel, out_dir / runs.EVAL, encoder_info=info, raw=raw, device=device,
+                               raw_splits=raw_splits, command=command)
+    _raw_examples(raw_splits, out_dir / runs.EVAL)
+    return summary
+
+
+def _frame_size(path: str) -> list[int]:
+    """Height and width of the first frame of a released video, frame folder or image."""
+    from ..data.video import decode_frames, kind_of_path, load_image
+
+    try:
+        if kind_of_path(Path(path)) == "image":
+            a = load_image(path)
+        else:
+            a = decode_frames(path, [0])[0]
+        return [int(a.shape[0]), int(a.shape[1])]
+    except Exception:  # noqa: BLE001 - informative only
+        return []
+
+
+def _raw_examples(raw_splits, eval_dir: Path) -> None:
+    """The audit saved the released test clips beside themselves: put the raw ones beside them."""
+    import torch
+
+    from ..data.base import collate
+
+    f = eval_dir / "examples.pt"
+    if not f.exists():
+        return
+    ex = torch.load(f, weights_only=True)
+    idx = ex.get("index")
+    n = len(ex["released"])
+    if idx is None:
+        idx = list(range(0, len(raw_splits.test), max(1, len(raw_splits.test) // n)))[:n]
+    x = collate([raw_splits.test[i] for i in idx])["input"]
+    ex["input"] = (x[:, :, x.shape[2] // 2] if x.dim() == 5 else x).half()
+    torch.save(ex, f)

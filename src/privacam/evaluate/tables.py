@@ -36,7 +36,10 @@ def _nag(v) -> str:
 def summary_lines(s: dict) -> list[str]:
     """The lines ``privacam evaluate`` prints for one summary."""
     u, p = s["utility"], s["privacy"]
-    lines = [f"encoder {s['encoder']['name']} {s['encoder'].get('params', {})} on {s['dataset']}"]
+    e = s["encoder"]
+    lines = [f"encoder {e.get('label') or e['name']} {e.get('params', {})} on {s['dataset']}"]
+    if e.get("probing"):
+        lines.append(f"  probing {e['probing']}")
     lines.append(f"  utility  {pct(u.get('value'))} {interval(u.get('interval'))} (retrained {pct(u.get('retrained'))}, "
                  f"raw {pct(u.get('raw'))}, chance {pct(u.get('chance'))})".replace("  (", " ("))
     level = p.get("level", "clip")
@@ -49,7 +52,9 @@ def summary_lines(s: dict) -> list[str]:
     levels = p.get("levels") or {}
     if levels:
         extra = []
-        if p.get("views"):
+        if p.get("views") and str(s["encoder"].get("probing", "")).startswith("off"):
+            extra.append(f"probing off: {p['views']} set(s) of clip offsets of the one release")
+        elif p.get("views"):
             extra.append(f"{p['views']} probing view(s) of the training split")
         sel = p.get("selection") or {}
         if sel.get("mode") == "videos":
