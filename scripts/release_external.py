@@ -123,6 +123,7 @@ def main(argv=None) -> int:
     ap.add_argument("--audit", action="store_true", help="then audit it: privacam evaluate --released, privacam report")
     ap.add_argument("--reuse", action="store_true", help="keep the release already in --out (RELEASED.csv, tool.json); only audit")
     ap.add_argument("--config", default="weizmann", help="privacam config of the audit (default weizmann)")
+    ap.add_argument("--no-raw", action="store_true", help="skip the raw-data reference of the audit (privacam evaluate --no-raw)")
     ap.add_argument("overrides", nargs="*", help="key=value overrides of the audit")
     a = ap.parse_args(argv)
     raw = Path(a.data).resolve()
@@ -174,7 +175,8 @@ def _audit(out: Path, raw: Path, info: dict, a) -> int:
 
     t = time.time()
     rc = privacam(["evaluate", "--released", str(out / "RELEASED.csv"), "--data", str(raw), "--out", str(out / "audit"),
-                   "--config", a.config, "--label", f"{info['label']} ({info['tool']} {info['version']})", *a.overrides])
+                   "--config", a.config, "--label", f"{info['label']} ({info['tool']} {info['version']})",
+                   *(["--no-raw"] if a.no_raw else []), *a.overrides])
     if rc:
         return rc
     print(f"audit: {time.time() - t:.0f} s")
