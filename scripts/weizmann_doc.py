@@ -1,11 +1,13 @@
 """Train and audit on the shared Weizmann data and write docs/weizmann.md (+ figure).
 
     python scripts/weizmann_doc.py [--data ../shared/data/weizmann/manifest.csv] [--out runs/weizmann_doc]
-        [--seeds 0 1 2] [--gammas 0 1 3] [--resume]
+        [--seeds 0 1 2] [--decision-gammas 1 3] [--gammas 0 1 3] [--resume]
 
 Rows, all audited with the `weizmann` config's audit (docs/audit.md), the same for every row:
 - the shipped default, the `decision` family (config `weizmann`), one run per training seed, with the
   median and the spread over seeds;
+- the trade-off over the privacy weight `game.gamma` for that family (training seed 0; gamma 0 is the
+  default's own seed-0 run): the classifier trained against its linear probe with weight gamma;
 - the trade-off over the privacy weight `game.gamma` for the richest family trained here, the motion
   mask (config `weizmann_motion`) trained against pooled adversaries (`game.pool_k=4`);
 - the untrained randomised motion mask, the raw data and downsampling rates.
@@ -34,7 +36,7 @@ UNTRAINED_MASK = "motion:width=8,depth=3,levels=2,jitter=0.5,dilate=2"
 LEVELS = ("clip", "video", "person@5")
 #: issue 14's targets: action >= 90 %; identity NAG <= 0.2 per clip, <= 0.25 per video; stretch <= 0.25 at k = 5
 TARGETS = {"clip": 0.2, "video": 0.25, "person@5": 0.25}
-PARTS = ("raw", "untrained", "baselines", "decisions", "curve", "doc")
+PARTS = ("raw", "untrained", "baselines", "decisions", "dcurve", "curve", "doc")
 
 
 def _summary(path: Path) -> dict | None:
@@ -104,7 +106,10 @@ def main():
     ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/data/weizmann/manifest.csv"))
     ap.add_argument("--out", default="runs/weizmann_doc")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--gammas", type=float, nargs="*", default=[0.0, 1.0, 3.0])
+    ap.add_argument("--gammas", type=float, nargs="*", default=[0.0, 1.0, 3.0],
+                    help="privacy weights of the motion mask's curve")
+    ap.add_argument("--decision-gammas", type=float, nargs="*", default=[1.0, 3.0],
+                    help="privacy weights > 0 of the decision family's curve (0 is the default's seed-0 run)")
     ap.add_argument("--baselines", nargs="*", default=BASELINES)
     ap.add_argument("--resume", action="store_true", help="reuse finished runs and audits in --out")
     ap.add_argument("--wait", action="store_true", help="train nothing: wait for each run's encoder.pt (trained by "
@@ -173,6 +178,9 @@ def main():
     if "decisions" in a.parts:
         for s in a.seeds:
             learned(f"decision_s{s}", "weizmann", [f"train.seed={s}"])
+    if "dcurve" in a.parts:
+        for g in a.decision_gammas:
+            learned(f"decision_g{g:g}", "weizmann", [f"game.gamma={g}"])
     if "curve" in a.parts:
         for g in a.gammas:
             learned(f"motion_pool4_g{g:g}", "weizmann_motion", ["game.pool_k=4", f"game.gamma={g}"])
@@ -204,6 +212,9 @@ def main():
     curve = [r for g in a.gammas if (r := have(f"motion mask, game γ={g:g}, pooled k=4", run_path(f"motion_pool4_g{g:g}"),
                                                lambda g=g: learned(f"motion_pool4_g{g:g}", "weizmann_motion",
                                                                    ["game.pool_k=4", f"game.gamma={g}"])))]
+    dcurve = [r for g in a.decision_gammas
+              if (r := have(f"decision, game γ={g:g}", run_path(f"decision_g{g:g}"),
+                            lambda g=g: learned(f"decision_g{g:g}", "weizmann", [f"game.gamma={g}"])))]
     if not dec:
         raise SystemExit("no decision run is audited yet: nothing to write")
     raw_row = [_row("raw (identity)", raw)] if raw else []
@@ -228,7 +239,8 @@ def main():
     raw_note = ("" if raw else "\n**The raw data were not audited for this version of the page** (no CPU time left): NAG is "
                 "computed with raw identity accuracy taken as 100 %, its highest possible value. Were raw lower, every NAG "
                 "here would be higher.\n")
-    cmd = f"python scripts/weizmann_doc.py{' --no-raw' if a.no_raw else ''} --out {a.out} --seeds {' '.join(map(str, a.seeds))} --gammas {' '.join(f'{g:g}' for g in a.gammas)}"
+    cmd = (f"python scripts/weizmann_doc.py{' --no-raw' if a.no_raw else ''} --out {a.out} --seeds {' '.join(map(str, a.seeds))} "
+           f"--decision-gammas {' '.join(f'{g:g}' for g in a.decision_gammas)} --gammas {' '.join(f'{g:g}' for g in a.gammas)}")
     when = ("resumed: finished runs and audits were reused, so no total wall time" if a.resume
             else f"{seconds['total']:.0f} s on this repository's 2-core CPU machine")
     full = f"python scripts/weizmann_doc.py --out {a.out} --resume"
@@ -246,6 +258,20 @@ def main():
                        "(build, the amount and the style of motion) that attackers pooling a person's clips read; the "
                        "decision carries only the action, and actions are balanced over the actors here, so what it "
                        "leaks about identity is what its errors leak.")
+    d0 = [dict(r, label="decision, game γ=0 (the default; seed 0 above)") for r, sd in zip(dec, a.seeds) if sd == 0]
+    dpoints = d0 + dcurve
+    if len(dpoints) > 1:
+        dcurve_text = (
+            "\n## The default family over the privacy weight\n\n"
+            "The decision classifier trained against its linear probe with weight `game.gamma` (config `weizmann` with "
+            "`game.gamma=G`: the probe's entropy on the softmax release is pushed up while the classifier learns the "
+            "action), training seed 0, audited as above:\n\n" + _table(dpoints) + "\n\n"
+            "Over γ = " + ", ".join(r["label"].split("γ=")[1].split(" ")[0] for r in dpoints) +
+            ": action " + ", ".join(f"{_pct(r['action'])} %" for r in dpoints) +
+            "; identity NAG per video " + ", ".join(_nag(r["video_nag"]) for r in dpoints) +
+            ", per person from 5 clips " + ", ".join(_nag(r["person@5_nag"]) for r in dpoints) + ".\n")
+    else:
+        dcurve_text = ""
     curve_text = (f"at {len(curve)} values of `game.gamma`, one seed each" if curve else
                   "was not trained for this version of the page (see below); the rows below are the other releases audited")
     text = f"""# Weizmann: the trade-off on real video
@@ -274,7 +300,7 @@ Each run chose its checkpoint on validation data only (`selection.json` in its r
 | identity NAG <= 0.25 per video | {_nag(med['video_nag'])} | {yes(meets['video'])} |
 | stretch: identity NAG <= 0.25 per person from 5 clips | {_nag(med['person@5_nag'])} | {yes(meets['person@5'])} |
 | not dominated by a downsampling rate or the untrained mask (higher action and lower identity per video) | {', '.join(dominated_by) or ('none dominates' if refs else 'not audited')} | {yes(not dominated_by) if refs else '**not checked**'} |
-
+{dcurve_text}
 ## Richer releases: the motion mask over the privacy weight, and the references
 
 The motion mask (config `weizmann_motion`: the game against a frame CNN, a clip 3D CNN and a linear probe, restarted,

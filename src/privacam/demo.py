@@ -18,7 +18,7 @@ from .data import apply_data_spec, make_splits
 from .evaluate.runner import audit_spec, evaluate_named, evaluate_run, raw_reference
 from .report import load_points, markdown_table, write_report
 from .train import train
-from .utils import resolve_device, write_json
+from .utils import process_seconds, resolve_device, write_json
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +48,12 @@ def timing_line(timings: dict, resumed: bool = False) -> str:
     """One line with the demo's wall time, so that README quotes it from the run, not by hand."""
     import torch
 
-    audits = sum(v for k, v in timings.items() if k not in ("train", "total"))
+    audits = sum(v for k, v in timings.items() if k not in ("train", "total", "process"))
     line = (f"Wall time: {timings['total']:.0f} s in all (training {timings['train']:.0f} s, audits {audits:.0f} s), "
             f"{torch.get_num_threads()} torch threads")
+    if timings.get("process") is not None:
+        line += (f"; {timings['process']:.0f} s from the command's start (the interpreter and library imports "
+                 "included)")
     return line + (" (resumed: reused parts are not counted)." if resumed else ".")
 
 
@@ -103,6 +106,8 @@ def run_demo(out: str | Path, *, quick: bool = False, config: str | None = None,
     points = load_points([out])
     table = markdown_table(points)
     timings["total"] = round(time.time() - t0, 1)
+    process = process_seconds()
+    timings["process"] = round(process, 1) if process is not None else None
     (out / "summary.md").write_text(table + "\n\n" + timing_line(timings, resume) + "\n")
     write_json(out / "demo.json", {"quick": quick, "resumed": resume, "seconds": timings, "report": str(html_path), "figure": str(png)})
     return {"points": points, "report": html_path, "figure": png, "table": table, "seconds": timings}

@@ -121,6 +121,18 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
         ) from None
 
 
+def process_seconds() -> float | None:
+    """Seconds since this process started (interpreter start and imports included), or None where the
+    operating system does not say (read from ``/proc``, Linux only)."""
+    try:
+        stat = Path("/proc/self/stat").read_text()
+        start_ticks = int(stat.rsplit(")", 1)[1].split()[19])  # field 22: start time after boot, in clock ticks
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def resolve_device(name: str = "auto") -> torch.device:
     """``auto`` -> CUDA when present, else CPU; a named device that this machine lacks is a
     one-line :class:`~privacam.errors.ConfigError`, not a traceback from deep inside torch."""
