@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from external_rows import external_rows
+from privacam import runs
 from privacam.config import load_config, to_dict
 from privacam.data import apply_data_spec, make_splits
 from privacam.evaluate.runner import audit_spec, evaluate_named, evaluate_run, raw_reference
@@ -96,6 +97,24 @@ def _spread(rows: list[dict], key: str, pct: bool = True) -> str:
     return f"{f(min(vals))} to {f(max(vals))}"
 
 
+def _dcurve_reading(points: list[dict]) -> str:
+    """What the decision family's curve says, read from its numbers (first point: gamma 0)."""
+    base, rest = points[0], points[1:]
+    said = []
+    if base["video_nag"] is not None and base["video_nag"] <= 0.05 and all(
+            r["video_nag"] is not None and r["video_nag"] <= base["video_nag"] + 0.05 for r in rest):
+        said.append("Per video the decision is at chance without a privacy term, so a larger weight has no leakage "
+                    "left to remove there")
+    collapsed = [r for r in rest if r["action"] is not None and base["action"] is not None and r["action"] < base["action"] - 0.2]
+    if collapsed:
+        said.append("at " + ", ".join(r["label"].split("game ")[1] for r in collapsed) +
+                    " the privacy term outweighs the action loss and the action accuracy falls "
+                    f"(to {', '.join(_pct(r['action']) + ' %' for r in collapsed)})")
+    if not said:
+        return ""
+    return "; ".join(said) + ". The default keeps γ=0."
+
+
 def _meets(r: dict) -> dict:
     return {"action": r["action"] is not None and r["action"] >= 0.9,
             **{lv: r[lv + "_nag"] is not None and r[lv + "_nag"] <= t for lv, t in TARGETS.items()}}
@@ -157,7 +176,7 @@ def main():
             while not (run / "encoder.pt").exists():
                 time.sleep(30)
         elif not (a.resume and (run / "encoder.pt").exists()):
-            timed(f"{name} train", lambda: train(run_cfg, run, resume=a.resume))
+            timed(f"{name} train", lambda: train(run_cfg, run, resume=a.resume and runs.holds_run(run)))
         s = _summary(run / "eval" / "summary.json") if a.resume else None
         if s is None:
             s = timed(f"{name} audit", lambda: evaluate_run(run, overrides=eval_ov, raw=raw, device=str(device)))
@@ -269,7 +288,8 @@ def main():
             "Over γ = " + ", ".join(r["label"].split("γ=")[1].split(" ")[0] for r in dpoints) +
             ": action " + ", ".join(f"{_pct(r['action'])} %" for r in dpoints) +
             "; identity NAG per video " + ", ".join(_nag(r["video_nag"]) for r in dpoints) +
-            ", per person from 5 clips " + ", ".join(_nag(r["person@5_nag"]) for r in dpoints) + ".\n")
+            ", per person from 5 clips " + ", ".join(_nag(r["person@5_nag"]) for r in dpoints) + ". " +
+            _dcurve_reading(dpoints) + "\n")
     else:
         dcurve_text = ""
     curve_text = (f"at {len(curve)} values of `game.gamma`, one seed each" if curve else
