@@ -194,15 +194,18 @@ def main():
     if "baselines" in a.parts:
         for b in a.baselines:
             named(b)
-    if "decisions" in a.parts:
-        for s in a.seeds:
-            learned(f"decision_s{s}", "weizmann", [f"train.seed={s}"])
-    if "dcurve" in a.parts:
-        for g in a.decision_gammas:
-            learned(f"decision_g{g:g}", "weizmann", [f"game.gamma={g}"])
-    if "curve" in a.parts:
-        for g in a.gammas:
-            learned(f"motion_pool4_g{g:g}", "weizmann_motion", ["game.pool_k=4", f"game.gamma={g}"])
+    # the trained runs of each part: (row label, run folder, config, overrides)
+    trained = {
+        "decisions": [(f"decision, seed {s}", f"decision_s{s}", "weizmann", [f"train.seed={s}"]) for s in a.seeds],
+        "dcurve": [(f"decision, game γ={g:g}", f"decision_g{g:g}", "weizmann", [f"game.gamma={g}"])
+                   for g in a.decision_gammas],
+        "curve": [(f"motion mask, game γ={g:g}, pooled k=4", f"motion_pool4_g{g:g}", "weizmann_motion",
+                   ["game.pool_k=4", f"game.gamma={g}"]) for g in a.gammas],
+    }
+    for part, specs in trained.items():
+        if part in a.parts:
+            for _, name, config, ov in specs:
+                learned(name, config, ov)
     if seconds:  # what this process computed, for the page's record of times
         with open(out / "parts_seconds.jsonl", "a") as f:
             f.write(json.dumps({"parts": a.parts, "seconds": seconds}) + "\n")
@@ -226,14 +229,11 @@ def main():
 
     untrained = have("motion mask, untrained (randomised)", named_path(UNTRAINED_MASK), lambda: named(UNTRAINED_MASK))
     base = [r for b in a.baselines if (r := have(b.replace(":factor=", " x"), named_path(b), lambda b=b: named(b)))]
-    dec = [r for s in a.seeds if (r := have(f"decision, seed {s}", run_path(f"decision_s{s}"),
-                                            lambda s=s: learned(f"decision_s{s}", "weizmann", [f"train.seed={s}"])))]
-    curve = [r for g in a.gammas if (r := have(f"motion mask, game γ={g:g}, pooled k=4", run_path(f"motion_pool4_g{g:g}"),
-                                               lambda g=g: learned(f"motion_pool4_g{g:g}", "weizmann_motion",
-                                                                   ["game.pool_k=4", f"game.gamma={g}"])))]
-    dcurve = [r for g in a.decision_gammas
-              if (r := have(f"decision, game γ={g:g}", run_path(f"decision_g{g:g}"),
-                            lambda g=g: learned(f"decision_g{g:g}", "weizmann", [f"game.gamma={g}"])))]
+    def rows(part: str) -> list[dict]:
+        return [r for label, name, config, ov in trained[part]
+                if (r := have(label, run_path(name), lambda name=name, config=config, ov=ov: learned(name, config, ov)))]
+
+    dec, dcurve, curve = rows("decisions"), rows("dcurve"), rows("curve")
     if not dec:
         raise SystemExit("no decision run is audited yet: nothing to write")
     raw_row = [_row("raw (identity)", raw)] if raw else []
