@@ -12,12 +12,15 @@ import logging
 import torch
 from torch import nn
 
-from .config import Config, PlayerConfig
+from dataclasses import asdict
+
+from .config import Config, DataConfig, PlayerConfig, SubstituteConfig
 from .errors import ConfigError
 from .game import AdversarialGame, BudgetEnsemble, Restarter
 from .game.game import check_objective
 from .players import Shapes, build_budget_models, build_encoder, build_utility, check_players, encoded_shape, is_reconstruction
-from .registry import SCHEDULES
+from .models.substitute import is_substitute
+from .registry import ENCODERS, SCHEDULES
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +42,37 @@ def check_config(cfg: Config) -> Config:
                           f"of k holding at least 2 groups; set train.batch_size={max(2, 2 * k)} or game.pool_k=0")
     check_objective(privacy_loss=cfg.game.privacy_loss, against=cfg.game.against, aggregate=cfg.game.aggregate,
                     reconstruction=is_reconstruction(cfg), schedule=SCHEDULES.get(cfg.schedule.name))
+    check_substitution(cfg)
     return cfg
+
+
+def needs_bank(cfg: Config) -> bool:
+    """Whether the config's encoder releases clips of a bank (the trainer then reads one)."""
+    return ENCODERS.get(cfg.encoder.name) is ENCODERS.get("substitute")
+
+
+def check_substitution(cfg: Config) -> None:
+    """The substitution settings (``game.substitute.*``, ``data.bank``, ``data.bank_clips``) are read only
+    with a substitution encoder, which trains with ``tau > 0`` on one dataset.
+
+    Raises:
+        ConfigError: one line naming the key and the fix.
+    """
+    if not needs_bank(cfg):
+        changed = [f"game.substitute.{k}" for k, v in asdict(cfg.game.substitute).items()
+                   if v != getattr(SubstituteConfig(), k)]
+        changed += [f"data.{k}" for k in ("bank", "bank_clips") if getattr(cfg.data, k) != getattr(DataConfig(), k)]
+        if changed:
+            raise ConfigError(f"{changed[0]} is read only by the substitute encoder (encoder.name=substitute), and "
+                              f"this config trains {cfg.encoder.name!r}; remove it")
+        return
+    tau = cfg.encoder.params.get("tau", 0.05)
+    if not isinstance(tau, (int, float)) or isinstance(tau, bool) or not tau > 0:
+        raise ConfigError(f"encoder.params.tau={tau!r}: the substitute encoder trains with a softmax temperature "
+                          f"tau > 0 (e.g. 0.05); a deterministic release (tau=0) is a deployment choice")
+    if cfg.data.privacy_source:
+        raise ConfigError("data.privacy_source: the substitute encoder spreads the identities of one dataset over "
+                          "its bank; train it on one dataset (remove data.privacy_source)")
 
 
 def make_optimizer(params, pc: PlayerConfig) -> torch.optim.Optimizer:
@@ -69,17 +102,23 @@ def to_channels_last(module: nn.Module) -> nn.Module:
 
 
 def build_game(cfg: Config, shapes: Shapes, device: torch.device, generator: torch.Generator | None = None,
-               distributed: bool = False) -> AdversarialGame:
+               distributed: bool = False, bank: tuple | None = None) -> AdversarialGame:
     """Everything the game needs, sized for ``shapes``.
 
     The budget models classify the private labels, or rebuild the input when ``budget.names`` are
     reconstructors (CPGAN). ``cfg.train.channels_last`` stores conv weights channels-last (GPU tensor
     cores); ``cfg.train.compile`` compiles each player in place (``nn.Module.compile``, so state dicts
     keep their keys); ``distributed`` builds a :class:`~privacam.distributed.DistributedGame` that keeps
-    the players identical over ``torch.distributed`` ranks.
+    the players identical over ``torch.distributed`` ranks. ``bank``: ``(clips, utility, private)`` of a
+    substitution encoder's bank (:func:`privacam.data.bank.read_bank`), filled before the optimizers exist.
     """
     check_config(cfg)
     encoder = build_encoder(cfg, shapes.in_channels, shapes)
+    if is_substitute(encoder):
+        if bank is None:
+            raise ConfigError("the substitute encoder needs a bank of clips: privacam train reads it from the training "
+                              "split (or data.bank); from your own loop, call encoder.set_bank(clips, utility, private)")
+        encoder.set_bank(*bank)
     zshape = encoded_shape(encoder, shapes)
     utility = build_utility(cfg, shapes, zshape)
     budget = BudgetEnsemble(build_budget_models(cfg, shapes, zshape), reconstruction=is_reconstruction(cfg))
@@ -108,7 +147,7 @@ def build_game(cfg: Config, shapes: Shapes, device: torch.device, generator: tor
         multilabel=shapes.multilabel, schedule=cfg.schedule.name, schedule_params=dict(cfg.schedule.params),
         restarter=Restarter(cfg.budget.restart_every, cfg.budget.restart_on_plateau),
         restart_steps=cfg.budget.restart_steps, accum_steps=cfg.game.accum_steps,
-        standardise_budget=cfg.game.standardise_budget, pool_k=cfg.game.pool_k,
+        standardise_budget=cfg.game.standardise_budget, pool_k=cfg.game.pool_k, substitute=cfg.game.substitute,
         l1_weight=cfg.encoder.l1_weight, l1_decay=cfg.encoder.l1_decay,
         device=device, amp=cfg.train.amp, generator=generator,
     )

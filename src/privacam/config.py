@@ -37,6 +37,10 @@ class DataConfig:
     params: dict = field(default_factory=dict)
     # cross-dataset training: a second source for the private labels sharing the encoder
     privacy_source: dict | None = None
+    # a substitution encoder's bank: None = the training split's clips; else a data spec (a manifest of
+    # donors: consented or synthetic people) whose every clip goes into the bank
+    bank: str | None = None
+    bank_clips: int = 4  # clips taken from each bank video (at random offsets, fixed by the seed)
 
 
 @dataclass
@@ -83,6 +87,24 @@ class BudgetConfig(PlayerConfig):
 
 
 @dataclass
+class SubstituteConfig:
+    """The substitution game's own terms (encoder ``substitute``), each an expectation over the softmax that
+    draws the bank clip (see :mod:`privacam.game.substitution`): ``task`` (the substitute shows the input's
+    task label), ``model`` (f_T's expected loss over the bank), ``spread`` (the identities the substitutes
+    show spread over the bank), ``posterior`` (the identity posterior of an attacker who knows the drawn clip
+    stays flat), ``general`` (generic motion descriptors of input and substitute agree); ``refresh``: steps
+    between f_T's and f_b's logits on the bank; ``momentum``: of the posterior's running table."""
+
+    task: float = 1.0
+    model: float = 0.0
+    spread: float = 1.0
+    posterior: float = 0.0
+    general: float = 0.0
+    refresh: int = 10
+    momentum: float = 0.95
+
+
+@dataclass
 class GameConfig:
     """The encoder's objective ``L_T + gamma * agg_{i in against} privacy_loss(f_b^i)`` and how it is run.
 
@@ -102,6 +124,8 @@ class GameConfig:
     # budget models see E(x) standardised per channel over the batch (as the audit's retrained
     # attackers do), so f_d cannot fool them by shrinking contrast
     standardise_budget: bool = False
+    # a substitution encoder's expected losses over its bank (read only with encoder `substitute`)
+    substitute: SubstituteConfig = field(default_factory=SubstituteConfig)
 
 
 @dataclass
@@ -521,6 +545,8 @@ RULES: dict[str, Rule] = {
     "data.on_bad_sample": OneOf(("error", "skip")),
     "data.params": Free("the dataset's options, checked by the dataset (docs/datasets.md)"),
     "data.privacy_source": AsData(),
+    "data.bank": Free("a data spec (manifest path, NAME or NAME:ROOT), read when a substitution encoder is built"),
+    "data.bank_clips": _POSITIVE,
     "encoder.name": _NAME,
     "utility.name": _NAME,
     "budget.name": _NAME,
@@ -536,7 +562,14 @@ RULES: dict[str, Rule] = {
     "game.against": OneOf(("all", "strongest")),
     "game.aggregate": OneOf(("max", "mean")),
     "game.accum_steps": _POSITIVE,
-    "game.pool_k": _COUNT,  # 0 = off; k >= 2 and a batch size that k divides are checked when the game is built
+    "game.pool_k": _COUNT,
+    "game.substitute.task": Range(0),
+    "game.substitute.model": Range(0),
+    "game.substitute.spread": Range(0),
+    "game.substitute.posterior": Range(0),
+    "game.substitute.general": Range(0),
+    "game.substitute.refresh": _POSITIVE,
+    "game.substitute.momentum": Range(0, 1, hi_open=True),  # 0 = off; k >= 2 and a batch size that k divides are checked when the game is built
     "schedule.name": _NAME,
     "schedule.params": Free("the schedule's own settings: each schedule's param_rules (privacam.game.schedules), "
                             "checked by players.check_players"),

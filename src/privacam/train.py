@@ -18,11 +18,12 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from . import runs
-from .builders import build_game
+from .builders import build_game, needs_bank
 from .config import Config
 from .data import Splits, collate, data_fingerprint, make_splits
 from .errors import CheckpointError, ConfigError, NonFiniteLossError, PrivacamError
 from .game.losses import correct
+from .models.substitute import is_substitute
 from .players import Shapes, encoded_shape
 from .utils import load_checkpoint, resolve_device, save_checkpoint, seed_everything
 
@@ -273,7 +274,8 @@ class Trainer:
         if cfg.train.select == "val_probe" and (self.shapes.multilabel or s.privacy is not None):
             raise ConfigError("train.select=val_probe scores single-label private classes of one dataset; use train.select=last here")
         gen = torch.Generator().manual_seed(cfg.train.seed + 1)
-        self.game = build_game(cfg, self.shapes, self.device, generator=gen, distributed=self.dist.enabled)
+        bank = self._bank() if needs_bank(cfg) else None
+        self.game = build_game(cfg, self.shapes, self.device, generator=gen, distributed=self.dist.enabled, bank=bank)
         pin = self.device.type == "cuda"
         bs, nw = cfg.train.batch_size, cfg.train.num_workers
         shard = {"rank": self.dist.rank, "world": self.dist.world}
@@ -292,6 +294,27 @@ class Trainer:
         self.stage, self.stage_i = STAGES[0], 0
         self.metric_lines = 0
         self.selection: list[dict] = []
+
+    def _bank(self) -> tuple:
+        """A substitution encoder's bank: ``data.bank_clips`` clips of every training video, or every clip of
+        the donor data ``data.bank`` (its task classes matched to this data's by name)."""
+        import dataclasses
+
+        from .data import apply_data_spec
+        from .data.bank import read_bank
+
+        cfg, s = self.cfg, self.splits
+        if not cfg.data.bank:
+            return read_bank([s.train], cfg.data.bank_clips)
+        dcfg = dataclasses.replace(apply_data_spec(cfg.data, cfg.data.bank), bank=None)
+        donors = make_splits(dcfg, seed=cfg.train.seed)
+        clips, utility, private = read_bank([donors.train, donors.val, donors.test], cfg.data.bank_clips)
+        missing = [c for c in donors.utility_classes if c not in s.utility_classes]
+        if missing:
+            raise ConfigError(f"data.bank {cfg.data.bank}: task class {missing[0]!r} is not one of this data's "
+                              f"({', '.join(s.utility_classes)}); a bank clip must show a task the data knows")
+        remap = torch.tensor([s.utility_classes.index(c) for c in donors.utility_classes])
+        return clips, remap[utility], private
 
     def _write_run_files(self):
         if not self.is_main:
@@ -489,6 +512,10 @@ class Trainer:
             for stage in STAGES[STAGES.index(self.stage):]:
                 if stage != self.stage:
                     self.stage, self.stage_i = stage, 0
+                if stage == "final_utility" and self.stage_i == 0 and cfg.train.select == "val_probe":
+                    # the game is over: ship the best candidate's players; f_T's final steps train on its release
+                    self.candidate("end")
+                    self._ship_best()
                 n = init_steps[stage]
                 while self.stage_i < n:
                     rec = self._one(stage)
@@ -514,9 +541,6 @@ class Trainer:
             n = g.recalibrate_utility_bn(self.train_stream, math.ceil(len(self.splits.train) / cfg.train.batch_size))
             if n:
                 log.info("recalibrated %d batch-norm layers of f_T on the final release", n)
-        if cfg.train.select == "val_probe":
-            self.candidate("end")
-            self._ship_best()
         self.save()
         self.save(runs.FINAL)
         if self.is_main:
@@ -535,8 +559,9 @@ class Trainer:
     # -------------------------------------------------------------- checkpoint selection (validation only)
     @torch.no_grad()
     def validation_score(self) -> dict:
-        """The selection score of the players as they are: f_T's accuracy on the whole validation split
-        minus the identity NAG of a fast probing attacker (a ridge classifier fitted on the release of the
+        """The selection score of the players as they are: f_T's accuracy on the whole validation split (for a
+        substitution encoder: how often the drawn bank clip shows the input's task label, what a cloud model
+        that reads substitutes perfectly would score, since f_T trains at the end) minus the identity NAG of a fast probing attacker (a ridge classifier fitted on the release of the
         training split, scored on the release of the validation split). Reads train and val only."""
         g, s = self.game, self.splits
         enc, util = g.encoder, g.utility
@@ -551,11 +576,17 @@ class Trainer:
             def release(ds, limit=None):
                 feats, priv, hits, n = [], [], 0.0, 0
                 for b in _batches_of(ds, bs, limit):
-                    z = enc(b["input"].to(self.device))
+                    x = b["input"].to(self.device)
+                    if is_substitute(enc):  # a cloud model that reads the substitute's task label perfectly
+                        z, j = enc.release(x)
+                        right = enc.bank_utility[j].cpu() == b["utility"] if b.get("utility") is not None else None
+                    else:
+                        z = enc(x)
+                        right = correct(util(z).float(), b["utility"].to(self.device)) if b.get("utility") is not None else None
                     feats.append(probe_features(z).cpu())
                     priv.append(b["private"])
-                    if b.get("utility") is not None:
-                        hits += float(correct(util(z).float(), b["utility"].to(self.device)).sum())
+                    if right is not None:
+                        hits += float(right.float().sum())
                         n += len(b["input"])
                 return torch.cat(feats), torch.cat(priv), hits / max(n, 1)
 
@@ -576,8 +607,7 @@ class Trainer:
         """Score the players now (:meth:`validation_score`); keep them as ``best.pt`` when they score best."""
         if any(c["at"] == at for c in self.selection):
             return
-        if at == "end" and self.selection and self.selection[-1]["step"] == self.game.step_count \
-                and not self.cfg.train.final_utility_steps:
+        if at == "end" and self.selection and self.selection[-1]["step"] == self.game.step_count:
             return  # the players have not moved since the last candidate
         rec = {"at": at, "step": self.game.step_count, **self.validation_score()}
         best = max((c["score"] for c in self.selection), default=-math.inf)

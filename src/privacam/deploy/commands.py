@@ -7,11 +7,13 @@ import logging
 import tempfile
 from pathlib import Path
 
+import numpy as np
 from torch import nn
 
 from .. import runs
 from ..errors import PrivacamError
-from ..utils import resolve_device
+from ..models.substitute import is_substitute
+from ..utils import atomic_write_text, resolve_device
 from .export import export_onnx, is_clip_level
 from .io import FrameSource, _sink_for, check_output_spares_input
 from .stream import _to_frame, _to_input, onnx_runner, stream_encode, torch_runner
@@ -21,7 +23,7 @@ log = logging.getLogger(__name__)
 
 def anonymize(run_dir: str | Path, input: str, output: str | Path, *, backend: str = "torch", device: str = "cpu",
               keep_size: bool = True, max_frames: int | None = None, batch_size: int = 8, fps: float | None = None,
-              onnx_path: str | Path | None = None) -> dict:
+              onnx_path: str | Path | None = None, emit: str = "clip") -> dict:
     """Stream ``input`` through a run's f_d and write the released frames to ``output``.
 
     Args:
@@ -38,6 +40,9 @@ def anonymize(run_dir: str | Path, input: str, output: str | Path, *, backend: s
         batch_size: frames per call for frame-wise encoders.
         fps: frame rate for image inputs (videos keep theirs).
         onnx_path: ONNX file to use instead of the run's.
+        emit: ``clip`` writes the release; ``index`` (a substitution encoder only) writes, for a cloud that holds
+            the bank (``privacam export RUN --emit index``), a CSV ``frame,bank_index``: which bank clip each
+            frame's window drew (the frames of a window show that clip).
 
     Returns:
         ``{"frames": n, "output": path, "fps": fps, "size": [h, w] written, "release_size": [h, w] of
@@ -47,6 +52,9 @@ def anonymize(run_dir: str | Path, input: str, output: str | Path, *, backend: s
 
     dev = resolve_device(device)
     encoder, cfg, meta = runs.load_encoder(run_dir, "cpu")
+    encoder = _with_emit(encoder, emit, run_dir)
+    if emit == "index" and Path(output).suffix.lower() != ".csv":
+        raise PrivacamError(f"--emit index writes a CSV of bank indices (frame,bank_index); give an output ending in .csv, not {output}")
     releases = getattr(encoder, "releases", "image")
     if releases != "image":
         raise PrivacamError(f"{run_dir}: encoder {cfg.encoder.name!r} releases a {releases}, not viewable frames; "
@@ -60,10 +68,14 @@ def anonymize(run_dir: str | Path, input: str, output: str | Path, *, backend: s
         run = onnx_runner(_ensure_onnx(run_dir, encoder, shapes, onnx_path), str(dev))
     else:
         raise PrivacamError(f"unknown backend {backend!r}; valid: torch, onnx")
+    if emit == "index":  # one index per window, repeated for each of its frames (the stream hands out frames)
+        drawn = run
+        run = lambda x: np.broadcast_to(np.asarray(drawn(x), np.float32).reshape(-1, 1, 1, 1, 1),  # noqa: E731
+                                        (x.shape[0], 1, x.shape[2], 1, 1))
     source = FrameSource(input, max_frames=max_frames, fps=fps)
     check_output_spares_input(output, source)
     output = Path(output)
-    sink = _sink_for(output, source)
+    sink = _IndexSink(output) if emit == "index" else _sink_for(output, source)
     resize = (cfg.data.params or {}).get("resize", "resize")
     in_size: list = []
 
@@ -78,7 +90,7 @@ def anonymize(run_dir: str | Path, input: str, output: str | Path, *, backend: s
     try:
         for y in stream_encode(inputs(), run, clip_len=clip_len if clip else 0, batch_size=batch_size):
             rel_hw = tuple(y.shape[-2:])
-            frame = _to_frame(y, tuple(in_size[0]) if keep_size else None)
+            frame = y if emit == "index" else _to_frame(y, tuple(in_size[0]) if keep_size else None)
             out_hw = frame.shape[:2]
             sink.write(frame)
             n += 1
@@ -91,6 +103,31 @@ def anonymize(run_dir: str | Path, input: str, output: str | Path, *, backend: s
             "release_size": list(rel_hw or ()), "input_size": list(in_size[0]) if in_size else []}
 
 
+def _with_emit(encoder: nn.Module, emit: str, run_dir) -> nn.Module:
+    """The encoder releasing ``emit``: ``clip`` (as trained) or ``index`` (a substitution encoder's bank index)."""
+    if emit == "clip":
+        return encoder
+    if emit != "index":
+        raise PrivacamError(f"unknown --emit {emit!r}; valid: clip, index")
+    if not is_substitute(encoder):
+        raise PrivacamError(f"{run_dir}: --emit index is for substitution encoders (a bank clip's index); this run's "
+                            f"encoder releases frames, so drop --emit")
+    return encoder.with_emit("index")
+
+
+class _IndexSink:
+    """Collects one bank index per frame and writes ``frame,bank_index`` rows when closed (atomically)."""
+
+    def __init__(self, path: Path):
+        self.path, self.rows = path, []
+
+    def write(self, y: np.ndarray) -> None:
+        self.rows.append(int(round(float(y.reshape(-1)[0]))))
+
+    def close(self) -> None:
+        atomic_write_text(self.path, "frame,bank_index\n" + "".join(f"{i},{j}\n" for i, j in enumerate(self.rows)))
+
+
 def _ensure_onnx(run_dir, encoder: nn.Module, shapes: dict, onnx_path=None) -> Path:
     if onnx_path:
         p = Path(onnx_path)
@@ -98,7 +135,7 @@ def _ensure_onnx(run_dir, encoder: nn.Module, shapes: dict, onnx_path=None) -> P
             raise PrivacamError(f"{p}: no such ONNX file; create it with `privacam export {run_dir} -o {p}`")
         return p
     run_dir = Path(run_dir)
-    p = run_dir / "encoder.onnx"
+    p = run_dir / ("encoder_index.onnx" if getattr(encoder, "emit", "clip") == "index" else "encoder.onnx")
     if p.exists() and p.stat().st_mtime >= (run_dir / runs.ENCODER).stat().st_mtime:
         return p
     try:
@@ -110,15 +147,27 @@ def _ensure_onnx(run_dir, encoder: nn.Module, shapes: dict, onnx_path=None) -> P
     return p
 
 
-def export_run(run_dir: str | Path, output: str | Path | None = None, *, opset: int = 17, tolerance: float = 1e-4) -> dict:
+def export_run(run_dir: str | Path, output: str | Path | None = None, *, opset: int = 17, tolerance: float = 1e-4,
+               emit: str = "clip") -> dict:
     """Export a run's f_d to ONNX (default ``RUN/encoder.onnx``), checked against PyTorch.
 
+    ``emit="index"`` (a substitution encoder): the graph outputs the drawn bank index, and the bank's clips
+    (uint8 ``[N, C, T, H, W]``, no labels) are written beside it as ``<output>.bank.npy`` for the cloud.
+
     Returns:
-        ``{"output": path, "diff": max |onnx - torch|, "randomised": the release draws per clip}``.
+        ``{"output": path, "diff": max |onnx - torch|, "randomised": the release draws per clip, "bank": path or None}``.
     """
     encoder, cfg, meta = runs.load_encoder(run_dir, "cpu")
+    encoder = _with_emit(encoder, emit, run_dir)
     s = meta["shapes"]
-    out = Path(output or Path(run_dir) / "encoder.onnx")
+    out = Path(output or Path(run_dir) / ("encoder_index.onnx" if emit == "index" else "encoder.onnx"))
     diff = export_onnx(encoder, out, in_channels=int(s["in_channels"]), size=int(s["size"]),
                        clip_len=int(s.get("clip_len") or 0), opset=opset, tolerance=tolerance)
-    return {"output": out, "diff": diff, "randomised": bool(getattr(encoder, "randomised", False))}
+    bank = None
+    if emit == "index":
+        bank = out.with_name(out.name + ".bank.npy")
+        tmp = bank.with_name(f".{bank.name}.tmp")
+        with open(tmp, "wb") as f:
+            np.save(f, encoder.bank.numpy())
+        tmp.replace(bank)
+    return {"output": out, "diff": diff, "randomised": bool(getattr(encoder, "randomised", False)), "bank": bank}

@@ -26,12 +26,15 @@ from typing import Any, Callable, Iterable, Iterator
 import torch
 from torch import nn
 
+from ..config import SubstituteConfig
 from ..errors import ConfigError, NonFiniteLossError
 from ..models.common import standardise_channels
+from ..models.substitute import is_substitute
 from ..registry import PRIVACY_LOSSES, SCHEDULES
 from .ensemble import BudgetEnsemble, Restarter
 from .losses import adversary_loss, check_groups, correct, pool_logits
 from .losses import privacy_loss as get_privacy_loss
+from .substitution import SubstituteObjective
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +117,8 @@ class AdversarialGame:
         pool_k: pooled adversaries: batches hold groups of ``pool_k`` clips of one identity, and every
             budget model is also scored (and trained) on each group's summed log-probabilities, so the
             encoder must remove what survives averaging over a person's clips (0 = off).
+        substitute: the weights of a substitution encoder's expected losses (``game.substitute``, see
+            :mod:`privacam.game.substitution`); read only when ``encoder`` releases bank clips.
     """
 
     def __init__(
@@ -140,6 +145,7 @@ class AdversarialGame:
         generator: torch.Generator | None = None,
         standardise_budget: bool = False,
         pool_k: int = 0,
+        substitute: "SubstituteConfig | dict | None" = None,
     ):
         self.encoder, self.utility, self.budget = encoder, utility, budget
         self.optimizers = optimizers
@@ -165,6 +171,8 @@ class AdversarialGame:
             raise ConfigError(f"game.pool_k={pool_k}: pooled adversaries need pool_k >= 2 and single-label private "
                               f"classes (not reconstruction or multi-label); use game.pool_k=0")
         self.pool_k = int(pool_k)
+        # a substitution encoder (a bank clip drawn by a softmax) plays with expected losses over the bank
+        self.substitution = SubstituteObjective(substitute) if is_substitute(encoder) else None
         self.step_count = 0
         self.last_budget_loss: float | None = None
 
@@ -301,6 +309,8 @@ class AdversarialGame:
             models = [strongest]
 
         def compute(batch):
+            if self.substitution is not None:  # the release is a draw: expected losses over the bank
+                return self.substitution.encoder_loss(self, batch, models)
             x = batch["input"]
             z = self.encoder(x)
             logs = {}
@@ -407,8 +417,9 @@ class AdversarialGame:
         return logs
 
     def encoder_identity_move(self, batches: Batches) -> dict:
-        """Initialisation (1): f_d towards the identity by reconstruction (MSE of frames)."""
-        if not self.encoder_trainable:
+        """Initialisation (1): f_d towards the identity by reconstruction (MSE of frames); nothing for a
+        substitution encoder (its release is a bank clip, not a transform of the input)."""
+        if not self.encoder_trainable or self.substitution is not None:
             return {}
 
         def compute(batch):
@@ -516,6 +527,8 @@ class AdversarialGame:
         gen = self._encoder_generator()
         if gen is not None:
             st["encoder_generator"] = gen.get_state()
+        if self.substitution is not None:
+            st["substitution"] = self.substitution.state_dict()
         return st
 
     def _encoder_generator(self) -> torch.Generator | None:
@@ -540,3 +553,5 @@ class AdversarialGame:
             gen.set_state(s["encoder_generator"].cpu())
         self.l1_weight = float(s["l1_weight"])
         self.last_budget_loss = s["last_budget_loss"]
+        if self.substitution is not None and "substitution" in s:
+            self.substitution.load_state_dict(s["substitution"])

@@ -63,23 +63,27 @@ class EntropySchedule(Schedule):
     model's training accuracy is under ``budget_bar`` (at most ``max_budget_steps``)."""
 
     param_rules = {"utility_bar": Range(0), "budget_bar": Range(0),  # accuracy bars: above 1 never reached
-                   "max_utility_steps": Range(0, integer=True), "max_budget_steps": Range(0, integer=True)}
+                   "max_utility_steps": Range(0, integer=True), "max_budget_steps": Range(0, integer=True),
+                   "monitor": IsBool()}
 
-    def __init__(self, utility_bar: float = 0.85, budget_bar: float = 0.99, max_utility_steps: int = 5, max_budget_steps: int = 5):
+    def __init__(self, utility_bar: float = 0.85, budget_bar: float = 0.99, max_utility_steps: int = 5, max_budget_steps: int = 5,
+                 monitor: bool = True):
         self.utility_bar, self.budget_bar = utility_bar, budget_bar
         self.max_utility_steps, self.max_budget_steps = max_utility_steps, max_budget_steps
+        self.monitor = bool(monitor)  # f_T's validation accuracy every step, even when no utility step reads it
 
     def __call__(self, game, batches, val_batches) -> dict:
         # (a) encoder step: minimise L_T + gamma * agg_i L_priv(f_b^i); f_T and f_b frozen
         logs = dict(game.encoder_move(batches))
         # (b) utility steps: f_T (with f_d) on L_T while validation accuracy is under the bar
         n_u = 0
-        acc = game.utility_accuracy(next(val_batches)) if val_batches is not None else 0.0
-        while acc < self.utility_bar and n_u < self.max_utility_steps:
-            logs.update({k + "_b": v for k, v in game.utility_move(batches, with_encoder=True).items()})
-            n_u += 1
-            acc = game.utility_accuracy(next(val_batches)) if val_batches is not None else logs.get("acc/utility_train_b", 0.0)
-        logs["acc/utility_val"] = acc
+        if self.max_utility_steps > 0 or self.monitor:
+            acc = game.utility_accuracy(next(val_batches)) if val_batches is not None else 0.0
+            while acc < self.utility_bar and n_u < self.max_utility_steps:
+                logs.update({k + "_b": v for k, v in game.utility_move(batches, with_encoder=True).items()})
+                n_u += 1
+                acc = game.utility_accuracy(next(val_batches)) if val_batches is not None else logs.get("acc/utility_train_b", 0.0)
+            logs["acc/utility_val"] = acc
         # (c) budget steps: minimise L_B over f_b while the weakest model is under the bar; f_d frozen
         n_b = 0
         while n_b < self.max_budget_steps:

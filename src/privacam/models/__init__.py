@@ -4,4 +4,4 @@ Importing the package registers every player: learned encoders and baselines, ut
 budget classifiers, feature-level taps (Li & Cavallaro) and reconstruction adversaries (CPGAN).
 """
 
-from . import adversaries, baselines, encoders, feature, reconstructors, utility  # noqa: F401
+from . import adversaries, baselines, encoders, feature, reconstructors, substitute, utility  # noqa: F401

@@ -1,0 +1,253 @@
+"""Substitution releases (PASS, Chen et al., ICML 2025, carried to video): what leaves the camera is not a
+transform of the input but a real clip drawn from a **bank** of other clips.
+
+The camera embeds its clip with a small network ``f`` that works at a low internal resolution, compares the
+embedding with one learnable embedding ``e_j`` per bank clip, and draws the substitute from
+``softmax(cos(f(x), e_j) / tau)``. Every release is a fresh draw (Gumbel-max with the encoder's own
+generator, so the audit's probing views draw anew and an ONNX export keeps the draw); ``tau = 0`` picks the
+most similar bank clip. The release is the bank clip itself (``emit="clip"``), or its index for a cloud that
+holds the bank (``emit="index"``).
+
+The module is a player like any other: it takes tensors and knows nothing of the game. The game reads
+:meth:`SubstituteEncoder.bank_logits` to play with expected losses over the softmax (see
+:mod:`privacam.game.substitution`), so training stays differentiable and the gradient reaches the bank
+embeddings.
+
+The bank is filled once from data (:meth:`SubstituteEncoder.set_bank`): by default the training split's
+clips, which the audit's attacker already holds, so the bank adds nothing to its knowledge. In deployment
+the bank should hold consented or synthetic people (``data.bank``): every clip in it is shown to whoever
+receives the release.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError
+from ..registry import register_encoder
+from .common import Encoder, luminance
+
+
+def block_mean(g: torch.Tensor, size: int) -> torch.Tensor:
+    """Grey clips ``[B, 1, T, H, W]`` averaged over blocks to ``[B, 1, T, size, size]``.
+
+    The frame is cropped to a multiple of ``size`` first, so any input size works (an ONNX export keeps the
+    shape arithmetic dynamic); a frame smaller than ``size`` is repeated up to it (nearest neighbour)."""
+    h, w = g.shape[-2], g.shape[-1]
+    if h < size or w < size:
+        g = F.interpolate(g, size=(g.shape[2], max(h, size), max(w, size)), mode="nearest")
+        h, w = g.shape[-2], g.shape[-1]
+    kh, kw = h // size, w // size
+    g = g[..., : kh * size, : kw * size]
+    b, c, t = g.shape[0], g.shape[1], g.shape[2]
+    return g.reshape(b, c, t, size, kh, size, kw).mean(dim=(4, 6))
+
+
+def clip_descriptor(x: torch.Tensor, grid: int = 4) -> torch.Tensor:
+    """A frozen, generic description of what happens in clips ``[B, C, T, H, W]`` in [0, 1]: ``[B, D]``.
+
+    Where and how much things move (the motion energy ``mean_t |g_t - g_{t-1}|`` of the grey clip on a
+    ``grid x grid`` layout, normalised to sum to one), how much moves in all (log of the total motion
+    energy), and how it moves over time (the motion energy of each quarter of the clip, normalised, and its
+    frame-to-frame change). No colour, texture or background level enters: only changes of the grey level.
+    Trained on nothing; shared by the substitute game's ``general`` term and nothing else.
+    """
+    g = luminance(x.float())
+    if g.dim() == 4:
+        g = g.unsqueeze(2)
+    if g.shape[2] < 2:
+        d = torch.zeros_like(g)
+    else:
+        d = (g[:, :, 1:] - g[:, :, :-1]).abs()
+    energy = d.mean(dim=2)  # [B, 1, H, W]
+    where = F.adaptive_avg_pool2d(energy, grid).flatten(1)
+    total = where.sum(1, keepdim=True).clamp_min(1e-6)
+    amount = torch.log(energy.flatten(1).mean(1, keepdim=True) + 1e-4)
+    per_t = d.flatten(2).mean(2).flatten(1)  # [B, T-1] motion per frame pair
+    quarters = F.adaptive_avg_pool1d(per_t.unsqueeze(1), 4).flatten(1)
+    quarters = quarters / quarters.sum(1, keepdim=True).clamp_min(1e-6)
+    change = (per_t[:, 1:] - per_t[:, :-1]).abs().mean(1, keepdim=True) / per_t.mean(1, keepdim=True).clamp_min(1e-6) \
+        if per_t.shape[1] > 1 else torch.zeros_like(amount)
+    return torch.cat([where / total, amount, quarters, change], dim=1)
+
+
+class SubstituteEncoder(Encoder):
+    """f_d that releases a substitute: a bank clip drawn from ``softmax(cos(f(x), e_j) / tau)``.
+
+    ``f`` sees the grey clip averaged down to ``internal x internal`` and its signed and absolute frame
+    differences (``[g, 4 d, 4 |d|]``), two strided 3D convolutions, the mean over time (the spatial layout is
+    kept: no global pooling, so where things happen can steer the choice) and a linear map to ``dim`` numbers.
+    The bank embeddings ``e_j`` start at ``f`` of their clips, so the untrained encoder picks the bank clip
+    most like its input under a random ``f``.
+
+    Args:
+        clip_len: frames of a bank clip (filled in from the data).
+        tau: softmax temperature (``0``: the most similar clip, no draw).
+        dim: embedding size; width: channels of ``f``'s first convolution; internal: ``f``'s input resolution.
+        emit: ``clip`` (the bank clip leaves) or ``index`` (only its index leaves; the cloud holds the bank).
+        stratify: draw the person first, uniformly over the bank's people, then the clip among that person's
+            clips by the softmax (``p(j | x) = softmax_{i in person(j)}(cos(f(x), e_i) / tau)_j / people``): who
+            the substitute shows is then independent of the input by construction, and the game shapes only
+            which of each person's clips is drawn. ``False`` is PASS's single softmax over the whole bank.
+        seed: seed of the release's draws (reseeded by the audit per probing view).
+    """
+
+    releases = "image"
+
+    def __init__(self, in_channels: int = 3, grey: bool = False, clip_len: int = 16, tau: float = 0.05, dim: int = 32,
+                 width: int = 8, internal: int = 16, emit: str = "clip", stratify: bool = False, seed: int = 0):
+        super().__init__(in_channels, grey)
+        if not tau >= 0 or dim < 1 or width < 1 or internal < 4 or emit not in ("clip", "index"):
+            raise ConfigError(f"encoder.params: substitute needs tau >= 0, dim >= 1, width >= 1, internal >= 4 and emit "
+                              f"clip or index (got tau={tau}, dim={dim}, width={width}, internal={internal}, emit={emit!r})")
+        self.tau, self.dim, self.internal, self.emit = float(tau), int(dim), int(internal), emit
+        self.stratify = bool(stratify)
+        self.clip_len = int(clip_len)
+        self.out_channels = 1 if grey else in_channels
+        w = int(width)
+        self.net = nn.Sequential(
+            nn.Conv3d(3, w, 3, (1, 2, 2), 1), nn.ReLU(inplace=True),
+            nn.Conv3d(w, 2 * w, 3, 2, 1), nn.ReLU(inplace=True),
+        )
+        cells = math.ceil(math.ceil(self.internal / 2) / 2)
+        self.head = nn.Linear(2 * w * cells * cells, self.dim)
+        self.generator = torch.Generator().manual_seed(int(seed))
+        self.register_buffer("bank", torch.zeros(0, self.out_channels, max(1, self.clip_len), 1, 1, dtype=torch.uint8))
+        self.register_buffer("bank_utility", torch.zeros(0, dtype=torch.long))
+        self.register_buffer("bank_private", torch.zeros(0, dtype=torch.long))
+        self.register_buffer("bank_descriptor", torch.zeros(0, 1))
+        self.register_buffer("strata", torch.zeros(0, 0))  # [people, N]: 0 where clip j shows person s, else -1e9
+        self.bank_embed = nn.Parameter(torch.zeros(0, self.dim))
+
+    # ------------------------------------------------------------------ the bank
+    @property
+    def bank_size(self) -> int:
+        return int(self.bank.shape[0])
+
+    @torch.no_grad()
+    def set_bank(self, clips: torch.Tensor, utility: torch.Tensor, private: torch.Tensor) -> None:
+        """Fill the bank: uint8 clips ``[N, C, T, H, W]`` with their utility and private labels. The bank
+        embeddings start at ``f`` of the clips; the generic descriptors are computed once."""
+        if clips.dtype != torch.uint8 or clips.dim() != 5 or len(clips) < 2:
+            raise ConfigError(f"a substitute bank needs at least 2 uint8 clips [N, C, T, H, W] (got {tuple(clips.shape)} "
+                              f"{clips.dtype}); substitution releases clips, so train it on video data")
+        if self.grey and clips.shape[1] != 1:
+            clips = (luminance(clips.float()) + 0.5).clamp(0, 255).to(torch.uint8)
+        self.bank = clips.contiguous()
+        self.bank_utility = utility.long().clone()
+        self.bank_private = private.long().clone()
+        feats, descs = [], []
+        for s in range(0, len(clips), 64):
+            c = clips[s:s + 64].float() / 255.0
+            feats.append(self.embed(c))
+            descs.append(clip_descriptor(c))
+        self.bank_embed = nn.Parameter(torch.cat(feats))
+        self.bank_descriptor = torch.cat(descs)
+        people = torch.unique(self.bank_private)
+        self.strata = torch.where(self.bank_private[None, :] == people[:, None], 0.0, -1e9)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # a trained encoder's bank has the size its data gave: take the shapes from the checkpoint
+        for name in ("bank", "bank_utility", "bank_private", "bank_descriptor", "strata"):
+            t = state_dict.get(prefix + name)
+            if t is not None and t.shape != getattr(self, name).shape:
+                setattr(self, name, torch.zeros(t.shape, dtype=t.dtype))
+        t = state_dict.get(prefix + "bank_embed")
+        if t is not None and t.shape != self.bank_embed.shape:
+            self.bank_embed = nn.Parameter(torch.zeros(t.shape, dtype=t.dtype), requires_grad=self.bank_embed.requires_grad)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    # ------------------------------------------------------------------ the camera
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """``f(x)``: unit-length embeddings ``[B, dim]`` of clips ``[B, C, T, H, W]`` (images: one-frame clips)."""
+        g = luminance(x)
+        if g.dim() == 4:
+            g = g.unsqueeze(2)
+        g = block_mean(g, self.internal)
+        if g.shape[2] >= 2:
+            d = g[:, :, 1:] - g[:, :, :-1]
+            d = torch.cat([d[:, :, :1], d], dim=2)
+        else:
+            d = torch.zeros_like(g)
+        h = self.net(torch.cat([g, 4 * d, 4 * d.abs()], dim=1)).mean(dim=2)
+        return F.normalize(self.head(h.flatten(1)), dim=1)
+
+    def bank_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """``cos(f(x), e_j) / tau`` for every bank clip: ``[B, N]`` (the cosines themselves when ``tau = 0``)."""
+        if self.bank_size < 2:
+            raise ConfigError("the substitute encoder has no bank: it is filled from the training data when the game "
+                              "is built (privacam train), or loaded with a trained run's encoder.pt")
+        cos = self.embed(x) @ F.normalize(self.bank_embed, dim=1).t()
+        return cos / self.tau if self.tau > 0 else cos
+
+    def log_probs(self, x: torch.Tensor) -> torch.Tensor:
+        """``log p(j | x)`` over the bank ``[B, N]`` (stratified by person when ``stratify``)."""
+        s = self.bank_logits(x)
+        if not self.stratify:
+            return torch.log_softmax(s, dim=1)
+        strata = self.strata.to(s.dtype)
+        per_person = torch.logsumexp(s[:, None, :] + strata[None], dim=2)  # [B, people]
+        own = torch.logsumexp(per_person[:, :, None] + strata[None], dim=1)  # [B, N]: the normaliser of j's person
+        return s - own - math.log(strata.shape[0])
+
+    @property
+    def randomised(self) -> bool:
+        """Every release is a fresh draw (``tau > 0``)."""
+        return self.tau > 0
+
+    def draw(self, x: torch.Tensor) -> torch.Tensor:
+        """The index of each clip's substitute ``[B]``: Gumbel-max over ``log p(j | x)`` (a fresh draw from the
+        encoder's generator; a RandomUniformLike op in an ONNX export), the most likely clip when ``tau = 0``."""
+        s = self.log_probs(x) if self.stratify else self.bank_logits(x)
+        if self.randomised:
+            if torch.onnx.is_in_onnx_export():
+                u = torch.rand_like(s)
+            else:
+                u = torch.rand(s.shape, generator=self.generator).to(s)
+            s = s - torch.log(-torch.log(u.clamp(1e-9, 1 - 1e-9)))
+        return s.argmax(dim=1)
+
+    def release(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One draw: the substitutes ``[B, C, T, H, W]`` in [0, 1] and their bank indices ``[B]``."""
+        j = self.draw(x)
+        clips = self.bank.index_select(0, j).to(x.dtype) / 255.0
+        return (clips.squeeze(2) if x.dim() == 4 else clips), j
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.emit == "index":
+            return self.draw(x)
+        return self.release(x)[0]
+
+    def deterministic(self) -> "SubstituteEncoder":
+        """A copy that releases the most likely substitute, without the draw (the ONNX parity check)."""
+        det = copy.deepcopy(self)
+        det.tau = 0.0
+        return det
+
+    def with_emit(self, emit: str) -> "SubstituteEncoder":
+        """A copy that releases ``emit`` (``clip`` or ``index``), sharing nothing mutable with this one."""
+        if emit not in ("clip", "index"):
+            raise ConfigError(f"emit {emit!r} is not one of clip, index")
+        other = copy.deepcopy(self)
+        other.emit = emit
+        return other
+
+
+def is_substitute(encoder: nn.Module) -> bool:
+    """Whether ``encoder`` releases substitutes from a bank (the game then plays expected losses)."""
+    return isinstance(encoder, SubstituteEncoder)
+
+
+@register_encoder("substitute")
+def substitute(in_channels: int = 3, grey: bool = False, clip_len: int = 16, tau: float = 0.05, dim: int = 32,
+               width: int = 8, internal: int = 16, emit: str = "clip", stratify: bool = False, seed: int = 0) -> Encoder:
+    """f_d that releases a real clip of a bank, drawn by a learned low-temperature softmax (see :class:`SubstituteEncoder`)."""
+    return SubstituteEncoder(in_channels, grey, clip_len, tau, dim, width, internal, emit, stratify, seed)
+
+
+__all__ = ["SubstituteEncoder", "block_mean", "clip_descriptor", "is_substitute"]
