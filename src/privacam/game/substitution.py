@@ -32,6 +32,9 @@ import torch.nn.functional as F
 from ..config import SubstituteConfig
 from ..models.common import standardise_channels
 from ..models.substitute import clip_descriptor
+
+#: the descriptor's first 16 numbers say where the clip moves (a 4 x 4 layout)
+WHERE = 16
 from .ensemble import BudgetEnsemble
 
 
@@ -167,10 +170,11 @@ class SubstituteObjective:
         return -(post * torch.log(post.clamp_min(1e-12))).sum(0) / math.log(max(2, self.table.shape[0]))
 
     def _descriptor_distance(self, enc, x: torch.Tensor) -> torch.Tensor:
-        bank_d = enc.bank_descriptor.to(x.device)
+        keep = slice(WHERE, None) if getattr(enc, "place", False) else slice(None)  # a placed substitute moves where the input does
+        bank_d = enc.bank_descriptor.to(x.device)[:, keep]
         mu, sd = bank_d.mean(0), bank_d.std(0).clamp_min(1e-4)
         with torch.no_grad():
-            dx = (clip_descriptor(x) - mu) / sd
+            dx = (clip_descriptor(x)[:, keep] - mu) / sd
         db = (bank_d - mu) / sd
         return torch.cdist(dx, db).pow(2) / bank_d.shape[1]  # [B, N]
 

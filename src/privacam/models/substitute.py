@@ -34,7 +34,7 @@ from .common import Encoder, luminance
 
 
 def block_mean(g: torch.Tensor, size: int) -> torch.Tensor:
-    """Grey clips ``[B, 1, T, H, W]`` averaged over blocks to ``[B, 1, T, size, size]``.
+    """Clips ``[B, C, T, H, W]`` averaged over blocks to ``[B, C, T, size, size]``.
 
     The frame is cropped to a multiple of ``size`` first, so any input size works (an ONNX export keeps the
     shape arithmetic dynamic); a frame smaller than ``size`` is repeated up to it (nearest neighbour)."""
@@ -45,7 +45,7 @@ def block_mean(g: torch.Tensor, size: int) -> torch.Tensor:
     kh, kw = h // size, w // size
     g = g[..., : kh * size, : kw * size]
     b, c, t = g.shape[0], g.shape[1], g.shape[2]
-    return g.reshape(b, c, t, size, kh, size, kw).mean(dim=(4, 6))
+    return g.reshape(b, c, t, size, kh, size, kw).mean(dim=6).mean(dim=4)
 
 
 def clip_descriptor(x: torch.Tensor, grid: int = 4) -> torch.Tensor:
@@ -76,6 +76,50 @@ def clip_descriptor(x: torch.Tensor, grid: int = 4) -> torch.Tensor:
     return torch.cat([where / total, amount, quarters, change], dim=1)
 
 
+def motion_geometry(g: torch.Tensor) -> torch.Tensor:
+    """Where and how spread out the motion of grey clips ``[B, 1, T, h, w]`` is: ``[B, 4]`` = centroid
+    ``(x, y)`` and spread ``(sx, sy)`` of the motion energy above its median (the static background and
+    sensor noise count for nothing), in frame units ``[0, 1]``. A clip without motion gets the frame's centre
+    and a spread of 0.25."""
+    if g.shape[2] < 2:
+        e = torch.zeros_like(g[:, 0, 0])
+    else:
+        e = (g[:, 0, 1:] - g[:, 0, :-1]).abs().mean(dim=1)  # [B, h, w]
+    b, h, w = e.shape
+    flat = e.flatten(1)
+    median = torch.topk(flat, flat.shape[1] // 2 + 1, dim=1).values[:, -1]  # TopK exports to ONNX; median does not
+    e = torch.relu(e - median.reshape(b, 1, 1))
+    mass = e.sum(dim=(1, 2))
+    ys = (torch.arange(h, dtype=e.dtype, device=e.device) + 0.5) / h
+    xs = (torch.arange(w, dtype=e.dtype, device=e.device) + 0.5) / w
+    col, row = e.sum(1), e.sum(2)  # [B, w], [B, h]
+    m = mass.clamp_min(1e-6)
+    cx, cy = (col * xs).sum(1) / m, (row * ys).sum(1) / m
+    sx = ((col * (xs - cx[:, None]) ** 2).sum(1) / m).sqrt()
+    sy = ((row * (ys - cy[:, None]) ** 2).sum(1) / m).sqrt()
+    moving = mass > 1e-4 * h * w
+    half, quarter = torch.full_like(cx, 0.5), torch.full_like(cx, 0.25)
+    return torch.stack([torch.where(moving, cx, half), torch.where(moving, cy, half),
+                        torch.where(moving, sx.clamp_min(0.02), quarter), torch.where(moving, sy.clamp_min(0.02), quarter)], 1)
+
+
+def place(clips: torch.Tensor, src: torch.Tensor, dst: torch.Tensor, max_scale: float = 2.0) -> torch.Tensor:
+    """Move and resize clips ``[B, C, T, H, W]`` so that their motion geometry ``src`` (``[B, 4]``, see
+    :func:`motion_geometry`) lands on ``dst``: every output pixel takes the nearest source pixel (no value is
+    made up), the frame's edge repeats where the source runs out. The scale is the ratio of the spreads,
+    capped to ``[1 / max_scale, max_scale]``."""
+    b, c, t, h, w = clips.shape
+    scale = (src[:, 2:] / dst[:, 2:].clamp_min(1e-3)).clamp(1 / max_scale, max_scale)  # source units per output unit
+    u = (torch.arange(w, dtype=src.dtype, device=src.device) + 0.5) / w
+    v = (torch.arange(h, dtype=src.dtype, device=src.device) + 0.5) / h
+    sx = src[:, :1] + (u[None] - dst[:, :1]) * scale[:, :1]  # [B, w]
+    sy = src[:, 1:2] + (v[None] - dst[:, 1:2]) * scale[:, 1:2]  # [B, h]
+    ix = (sx * w).floor().clamp(0, w - 1).long()
+    iy = (sy * h).floor().clamp(0, h - 1).long()
+    out = torch.gather(clips, 4, ix[:, None, None, None, :].expand(b, c, t, h, w))
+    return torch.gather(out, 3, iy[:, None, None, :, None].expand(b, c, t, h, w))
+
+
 class SubstituteEncoder(Encoder):
     """f_d that releases a substitute: a bank clip drawn from ``softmax(cos(f(x), e_j) / tau)``.
 
@@ -94,19 +138,27 @@ class SubstituteEncoder(Encoder):
             clips by the softmax (``p(j | x) = softmax_{i in person(j)}(cos(f(x), e_i) / tau)_j / people``): who
             the substitute shows is then independent of the input by construction, and the game shapes only
             which of each person's clips is drawn. ``False`` is PASS's single softmax over the whole bank.
+        place: ``0`` (off), or ``g >= 2``: move the substitute so that the centre of its motion sits in the
+            cell of a ``g x g`` grid where the input's motion is (:func:`motion_geometry` at the internal
+            resolution, :func:`place`; the substitute keeps its own size). The release then says where the action
+            happens, to a ``1/g`` of the frame and no finer; what that says of who acts is measured by the audit.
         seed: seed of the release's draws (reseeded by the audit per probing view).
     """
 
     releases = "image"
 
     def __init__(self, in_channels: int = 3, grey: bool = False, clip_len: int = 16, tau: float = 0.05, dim: int = 32,
-                 width: int = 8, internal: int = 16, emit: str = "clip", stratify: bool = False, seed: int = 0):
+                 width: int = 8, internal: int = 16, emit: str = "clip", stratify: bool = False, place: int = 0,
+                 seed: int = 0):
         super().__init__(in_channels, grey)
         if not tau >= 0 or dim < 1 or width < 1 or internal < 4 or emit not in ("clip", "index"):
             raise ConfigError(f"encoder.params: substitute needs tau >= 0, dim >= 1, width >= 1, internal >= 4 and emit "
                               f"clip or index (got tau={tau}, dim={dim}, width={width}, internal={internal}, emit={emit!r})")
         self.tau, self.dim, self.internal, self.emit = float(tau), int(dim), int(internal), emit
-        self.stratify = bool(stratify)
+        if isinstance(place, bool) or int(place) < 0 or int(place) == 1:
+            raise ConfigError(f"encoder.params.place={place!r}: 0 (off) or the cells per side of the grid the "
+                              f"substitute's motion is moved to (>= 2, e.g. 4)")
+        self.stratify, self.place = bool(stratify), int(place)
         self.clip_len = int(clip_len)
         self.out_channels = 1 if grey else in_channels
         w = int(width)
@@ -122,6 +174,7 @@ class SubstituteEncoder(Encoder):
         self.register_buffer("bank_private", torch.zeros(0, dtype=torch.long))
         self.register_buffer("bank_descriptor", torch.zeros(0, 1))
         self.register_buffer("strata", torch.zeros(0, 0))  # [people, N]: 0 where clip j shows person s, else -1e9
+        self.register_buffer("bank_geometry", torch.zeros(0, 4))  # motion geometry of every bank clip
         self.bank_embed = nn.Parameter(torch.zeros(0, self.dim))
 
     # ------------------------------------------------------------------ the bank
@@ -141,19 +194,21 @@ class SubstituteEncoder(Encoder):
         self.bank = clips.contiguous()
         self.bank_utility = utility.long().clone()
         self.bank_private = private.long().clone()
-        feats, descs = [], []
+        feats, descs, geoms = [], [], []
         for s in range(0, len(clips), 64):
             c = clips[s:s + 64].float() / 255.0
             feats.append(self.embed(c))
             descs.append(clip_descriptor(c))
+            geoms.append(motion_geometry(self._grey_small(c)))
         self.bank_embed = nn.Parameter(torch.cat(feats))
         self.bank_descriptor = torch.cat(descs)
+        self.bank_geometry = torch.cat(geoms)
         people = torch.unique(self.bank_private)
         self.strata = torch.where(self.bank_private[None, :] == people[:, None], 0.0, -1e9)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # a trained encoder's bank has the size its data gave: take the shapes from the checkpoint
-        for name in ("bank", "bank_utility", "bank_private", "bank_descriptor", "strata"):
+        for name in ("bank", "bank_utility", "bank_private", "bank_descriptor", "strata", "bank_geometry"):
             t = state_dict.get(prefix + name)
             if t is not None and t.shape != getattr(self, name).shape:
                 setattr(self, name, torch.zeros(t.shape, dtype=t.dtype))
@@ -163,12 +218,16 @@ class SubstituteEncoder(Encoder):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ------------------------------------------------------------------ the camera
+    def _grey_small(self, x: torch.Tensor) -> torch.Tensor:
+        """The grey clip at the internal resolution ``[B, 1, T, internal, internal]`` (averaged down first, then
+        made grey: the same numbers, both being linear, at a fraction of the cost on a large frame)."""
+        if x.dim() == 4:
+            x = x.unsqueeze(2)
+        return luminance(block_mean(x, self.internal))
+
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """``f(x)``: unit-length embeddings ``[B, dim]`` of clips ``[B, C, T, H, W]`` (images: one-frame clips)."""
-        g = luminance(x)
-        if g.dim() == 4:
-            g = g.unsqueeze(2)
-        g = block_mean(g, self.internal)
+        g = self._grey_small(x)
         if g.shape[2] >= 2:
             d = g[:, :, 1:] - g[:, :, :-1]
             d = torch.cat([d[:, :, :1], d], dim=2)
@@ -216,6 +275,10 @@ class SubstituteEncoder(Encoder):
         """One draw: the substitutes ``[B, C, T, H, W]`` in [0, 1] and their bank indices ``[B]``."""
         j = self.draw(x)
         clips = self.bank.index_select(0, j).to(x.dtype) / 255.0
+        if self.place and x.dim() == 5:
+            src = self.bank_geometry.index_select(0, j).to(x.dtype)
+            cell = ((motion_geometry(self._grey_small(x))[:, :2] * self.place).floor().clamp(0, self.place - 1) + 0.5) / self.place
+            clips = place(clips, src, torch.cat([cell, src[:, 2:]], 1))
         return (clips.squeeze(2) if x.dim() == 4 else clips), j
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -245,9 +308,10 @@ def is_substitute(encoder: nn.Module) -> bool:
 
 @register_encoder("substitute")
 def substitute(in_channels: int = 3, grey: bool = False, clip_len: int = 16, tau: float = 0.05, dim: int = 32,
-               width: int = 8, internal: int = 16, emit: str = "clip", stratify: bool = False, seed: int = 0) -> Encoder:
+               width: int = 8, internal: int = 16, emit: str = "clip", stratify: bool = False, place: int = 0,
+               seed: int = 0) -> Encoder:
     """f_d that releases a real clip of a bank, drawn by a learned low-temperature softmax (see :class:`SubstituteEncoder`)."""
-    return SubstituteEncoder(in_channels, grey, clip_len, tau, dim, width, internal, emit, stratify, seed)
+    return SubstituteEncoder(in_channels, grey, clip_len, tau, dim, width, internal, emit, stratify, place, seed)
 
 
-__all__ = ["SubstituteEncoder", "block_mean", "clip_descriptor", "is_substitute"]
+__all__ = ["SubstituteEncoder", "block_mean", "clip_descriptor", "is_substitute", "motion_geometry", "place"]
