@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shlex
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -21,7 +22,7 @@ from . import runs
 from .builders import build_game
 from .config import Config
 from .data import Splits, collate, data_fingerprint, make_splits
-from .errors import CheckpointError, ConfigError, NonFiniteLossError, PrivacamError
+from .errors import CheckpointError, ConfigError, NonFiniteLossError, OutputError, PrivacamError
 from .game.losses import correct
 from .players import Shapes, encoded_shape
 from .utils import load_checkpoint, resolve_device, save_checkpoint, seed_everything
@@ -421,6 +422,49 @@ class Trainer:
                 f"{meta['shapes']}; a resumed run keeps its input shapes: train a new run (another --out)"
             )
 
+    def _check_progress(self) -> None:
+        """After the checkpoint is loaded: a resume uses every value it records. A stage length may not
+        change for a stage the run has passed, nor fall below the steps made of the current one; a
+        finished run resumed with changes is extended when ``train.steps`` grows past the steps made
+        (with ``train.select=last``: the game goes on from its last step, then ``train.final_utility_steps``
+        run again), and refused otherwise, since nothing more would train. Without changes a finished
+        run only writes its final files again (``encoder.pt``, ``final.pt``)."""
+        changed = self._resume_changes
+        steps, stage = self.game.step_count, self.stage
+        old = runs.load_run_config(self.out)
+        where = f"at step {steps}, stage {stage}"
+        finished = stage == STAGES[-1] and self.stage_i >= old.train.final_utility_steps
+        if finished and changed:
+            new = self.cfg.train.steps
+            if "train.steps" not in changed or new <= steps:
+                why = (f"train.steps={new} is not above the {steps} game steps it has made" if "train.steps" in changed
+                       else f"{', '.join(changed)} would never be used")
+                raise PrivacamError(f"{self.out} has finished ({steps} game steps) and a resume trains nothing more, so "
+                                    f"{why}: give train.steps=N above {steps} to extend it, or train a new run (another --out)")
+            if old.train.select != "last":
+                raise PrivacamError(f"{self.out} has finished with train.select={old.train.select}, which shipped its "
+                                    f"best checkpoint, not its last step: it cannot be extended to train.steps={new}; train "
+                                    f"a new run with train.steps={new} (another --out)")
+            passed = [k for k in changed if k in _STAGE_KEYS.values() and k not in ("train.steps", "train.final_utility_steps")]
+            if passed:
+                raise PrivacamError(f"{passed[0]} cannot change on --resume: {self.out} is past that stage ({where}), so "
+                                    f"{changed[passed[0]]['to']!r} would never be used; leave it out, or train a new run (another --out)")
+            log.warning("%s: extending the finished run from %d to train.steps=%d game steps", self.out, steps, new)
+            self.stage, self.stage_i = "game", steps
+            return
+        at = STAGES.index(stage)
+        for i, st in enumerate(STAGES):
+            key = _STAGE_KEYS[st]
+            if key not in changed:
+                continue
+            new = changed[key]["to"]
+            if i < at:
+                raise PrivacamError(f"{key} cannot change on --resume: {self.out} is past that stage ({where}), so {new!r} "
+                                    f"would never be used; leave it out, or train a new run (another --out)")
+            if i == at and new < self.stage_i:
+                raise PrivacamError(f"{key}={new} is below the {self.stage_i} steps {self.out} has already made of that "
+                                    f"stage ({where}); give {key}={self.stage_i} or more, or train a new run (another --out)")
+
     def _apply_resume_config(self) -> None:
         """A resume trains with the config it is given: learning rates and weight decays go into the
         restored optimizers, and what changed is recorded (``config_history.jsonl``, ``config.yaml``)."""
@@ -456,6 +500,14 @@ class Trainer:
         lock = self._claim(resume, overwrite)
         try:
             return self._run(resume)
+        except OutputError as e:  # a full or read-only disk: every file written so far is whole
+            if not self.is_main:
+                raise
+            if runs.holds_run(self.out):
+                then = f"continue the run with `privacam train --out {shlex.quote(str(self.out))} --resume`"
+            else:
+                then = "run the same command again"
+            raise OutputError(f"{e}; the run's files are whole (its last checkpoint kept): once that is fixed, {then}") from None
         finally:
             if lock is not None:
                 lock.release()
@@ -468,6 +520,7 @@ class Trainer:
         if resume and last.exists():
             self._check_resume()
             self._load(last)
+            self._check_progress()
             self._apply_resume_config()
             log.info("resuming %s at stage %s, step %d", self.out, self.stage, self.game.step_count)
         else:
@@ -617,6 +670,10 @@ class Trainer:
         except NonFiniteLossError as e:
             raise e.at_step(g.step_count + 1) from None
 
+
+#: the config key that sets the length of each stage of :data:`STAGES`
+_STAGE_KEYS = {"init_encoder": "init.encoder_steps", "init_utility": "init.utility_steps", "init_budget": "init.budget_steps",
+               "game": "train.steps", "final_utility": "train.final_utility_steps"}
 
 #: config keys that define the players or the shapes of their data: a resume keeps them
 _FIXED_ON_RESUME = ("encoder.name", "encoder.params.", "encoder.optimizer", "utility.name", "utility.params.",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from ..errors import DataError
 from ..registry import DATASETS, register_dataset  # noqa: F401
 from .base import Splits, TensorSampleDataset, collate, data_fingerprint, stratified_split  # noqa: F401
 # registering modules: the embedded synthetic data, users' manifests, built-in video and image
@@ -40,5 +41,11 @@ def make_splits(data_cfg, seed: int = 0) -> Splits:
 
         pcfg = from_dict(DataConfig, {**dataclasses.asdict(data_cfg), "privacy_source": None, **data_cfg.privacy_source})
         splits.privacy = DATASETS.get(pcfg.name)(pcfg, seed=seed)
+    private = splits.privacy or splits
+    if not private.multilabel and len(private.private_classes) < 2:
+        only = f" ({private.private_classes[0]!r})" if private.private_classes else ""
+        where = data_cfg.root or data_cfg.name
+        raise DataError(f"{where}: every sample has the same private class{only}; privacy needs at least two "
+                        f"identities (an attacker that names the only one is always right): add rows of other people")
     splits.meta["fingerprint"] = data_fingerprint(splits)
     return splits
