@@ -24,6 +24,7 @@ import datetime
 import json
 import logging
 import os
+import shlex
 import socket
 from pathlib import Path
 from typing import Any
@@ -321,8 +322,6 @@ def retrain_command(run_dir: str | Path) -> str:
     """A command that trains ``run_dir`` again from the start and is accepted there: with the run's own
     config and ``--overwrite`` (the damaged run is moved aside, not deleted) when the directory holds
     one, else a plain ``privacam train --out``."""
-    import shlex
-
     run_dir = Path(run_dir)
     q = shlex.quote(str(run_dir))
     if (run_dir / CONFIG).is_file():
@@ -439,8 +438,9 @@ def load_encoder(run_dir: str | Path, device: str | torch.device = "cpu") -> tup
     enc = build_encoder(cfg, meta["shapes"]["in_channels"], meta["shapes"])
     if meta.get("encoder_sha1") and file_sha1(weights) != meta["encoder_sha1"]:
         raise CheckpointError(f"encoder {weights} is not the one {run_dir} trained (its {META} stamps another: the file was "
-                              f"replaced, or two runs shared the directory); retrain the run or resume it")
-    state = load_checkpoint(weights, what="encoder", fix=f"resume the run to rewrite it (privacam train --out {run_dir} --resume)")
+                              f"replaced, damaged, or two runs shared the directory); write it again from the run's last checkpoint with "
+                              f"`privacam train --out {shlex.quote(str(run_dir))} --resume`")
+    state = load_checkpoint(weights, what="encoder", fix=f"write it again from the run's last checkpoint with `privacam train --out {shlex.quote(str(run_dir))} --resume`")
     try:
         enc.load_state_dict(state)
     except (RuntimeError, TypeError, AttributeError) as e:
@@ -463,7 +463,7 @@ def load_players(run_dir: str | Path, cfg: Config, meta: dict) -> tuple[nn.Modul
     ck = Path(run_dir) / CHECKPOINTS / FINAL
     if not ck.exists():
         return None, {}
-    state = load_checkpoint(ck, what="checkpoint", fix=f"resume the run to rewrite it (privacam train --out {run_dir} --resume)")["game"]
+    state = load_checkpoint(ck, what="checkpoint", fix=f"write it again from the run's last checkpoint with `privacam train --out {shlex.quote(str(run_dir))} --resume`")["game"]
     shapes, zshape = shapes_of(meta), tuple(meta["encoded_shape"])
     util = build_utility(cfg, shapes, zshape, weights=False)
     util.load_state_dict(state["utility"])

@@ -21,10 +21,10 @@ from torch.utils.data import DataLoader, Dataset
 from . import runs
 from .builders import build_game
 from .config import Config
-from .data import Splits, collate, data_fingerprint, make_splits
+from .data import Splits, check_identities, collate, data_fingerprint, make_splits
 from .errors import CheckpointError, ConfigError, NonFiniteLossError, OutputError, PrivacamError
 from .game.losses import correct
-from .players import Shapes, encoded_shape
+from .players import Shapes, encoded_shape, is_reconstruction
 from .utils import load_checkpoint, resolve_device, save_checkpoint, seed_everything
 
 log = logging.getLogger(__name__)
@@ -270,6 +270,8 @@ class Trainer:
         if self.splits is None:
             self.splits = make_splits(cfg.data, seed=cfg.train.seed)
         s = self.splits
+        if not is_reconstruction(cfg):  # budget models classify the private labels
+            check_identities(s, cfg.data.root or cfg.data.name)
         self.shapes = shapes_from_splits(s)
         if cfg.train.select == "val_probe" and (self.shapes.multilabel or s.privacy is not None):
             raise ConfigError("train.select=val_probe scores single-label private classes of one dataset; use train.select=last here")
@@ -293,6 +295,7 @@ class Trainer:
         self.stage, self.stage_i = STAGES[0], 0
         self.metric_lines = 0
         self.selection: list[dict] = []
+        self.game_steps = 0  # game steps made (the step count may move back when a best checkpoint is shipped)
 
     def _write_run_files(self):
         if not self.is_main:
@@ -338,6 +341,7 @@ class Trainer:
             "metric_lines": self.metric_lines,
             "torch_rng": torch.get_rng_state(),
             "selection": list(self.selection),
+            "game_steps": self.game_steps,
         }
         if torch.cuda.is_available():
             st["cuda_rng"] = torch.cuda.get_rng_state_all()
@@ -366,6 +370,7 @@ class Trainer:
         self.val_stream.load_state_dict(st["val_stream"])
         self.metric_lines = int(st["metric_lines"])
         self.selection = list(st.get("selection", []))
+        self.game_steps = int(st.get("game_steps", self.game.step_count))
         torch.set_rng_state(st["torch_rng"].cpu())
         if "cuda_rng" in st and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([t.cpu() for t in st["cuda_rng"]])
@@ -430,17 +435,18 @@ class Trainer:
         run again), and refused otherwise, since nothing more would train. Without changes a finished
         run only writes its final files again (``encoder.pt``, ``final.pt``)."""
         changed = self._resume_changes
-        steps, stage = self.game.step_count, self.stage
+        steps, stage = self.game_steps, self.stage
         old = runs.load_run_config(self.out)
-        where = f"at step {steps}, stage {stage}"
-        finished = stage == STAGES[-1] and self.stage_i >= old.train.final_utility_steps
-        if finished and changed:
+        where = f"at game step {steps}, stage {stage}"
+        if stage == STAGES[-1] and self.stage_i >= old.train.final_utility_steps:  # finished
             new = self.cfg.train.steps
-            if "train.steps" not in changed or new <= steps:
-                why = (f"train.steps={new} is not above the {steps} game steps it has made" if "train.steps" in changed
+            if new < steps or (new == steps and changed):
+                why = (f"train.steps={new} is below the {steps} game steps it has made" if new < steps
                        else f"{', '.join(changed)} would never be used")
                 raise PrivacamError(f"{self.out} has finished ({steps} game steps) and a resume trains nothing more, so "
                                     f"{why}: give train.steps=N above {steps} to extend it, or train a new run (another --out)")
+            if new == steps:
+                return
             if old.train.select != "last":
                 raise PrivacamError(f"{self.out} has finished with train.select={old.train.select}, which shipped its "
                                     f"best checkpoint, not its last step: it cannot be extended to train.steps={new}; train "
@@ -546,6 +552,8 @@ class Trainer:
                 while self.stage_i < n:
                     rec = self._one(stage)
                     self.stage_i += 1
+                    if stage == "game":
+                        self.game_steps = self.stage_i
                     bar.update(1)
                     step = g.step_count
                     if stage != "game" or step % cfg.train.log_every == 0 or self.stage_i == n:

@@ -49,6 +49,13 @@ def write_failure(path: str | Path, e: OSError) -> "OutputError":
     return OutputError(f"cannot write {path} ({why}); {fix} (nothing already there was replaced)")
 
 
+def umask() -> int:
+    """This process's umask (the permission bits new files and folders do not get)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """A temporary file in ``path``'s folder to write by any means (its name ends in ``path``'s suffix, for
@@ -63,6 +70,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
         os.close(fd)
         tmp = Path(name)
+        os.chmod(tmp, 0o666 & ~umask())  # what a plain write would give (mkstemp makes it private)
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())

@@ -32,6 +32,20 @@ def apply_data_spec(data_cfg, spec: str | None):
     return dataclasses.replace(data_cfg, name=name, root=root or None)
 
 
+def check_identities(splits: Splits, where: str) -> None:
+    """Refuse data whose samples all have the same single-label private class: adversaries that name
+    who it is cannot be trained against (nor scored) with one identity.
+
+    Raises:
+        DataError: one line naming the data and the fix.
+    """
+    private = splits.privacy or splits
+    if not private.multilabel and len(private.private_classes) < 2:
+        only = f" ({private.private_classes[0]!r})" if private.private_classes else ""
+        raise DataError(f"{where}: every sample has the same private class{only}; privacy needs at least two "
+                        f"identities (an attacker that names the only one is always right): add rows of other people")
+
+
 def make_splits(data_cfg, seed: int = 0) -> Splits:
     """Build the train/val/test splits described by ``data_cfg`` (a :class:`DataConfig`)."""
     factory = DATASETS.get(data_cfg.name)
@@ -41,11 +55,5 @@ def make_splits(data_cfg, seed: int = 0) -> Splits:
 
         pcfg = from_dict(DataConfig, {**dataclasses.asdict(data_cfg), "privacy_source": None, **data_cfg.privacy_source})
         splits.privacy = DATASETS.get(pcfg.name)(pcfg, seed=seed)
-    private = splits.privacy or splits
-    if not private.multilabel and len(private.private_classes) < 2:
-        only = f" ({private.private_classes[0]!r})" if private.private_classes else ""
-        where = data_cfg.root or data_cfg.name
-        raise DataError(f"{where}: every sample has the same private class{only}; privacy needs at least two "
-                        f"identities (an attacker that names the only one is always right): add rows of other people")
     splits.meta["fingerprint"] = data_fingerprint(splits)
     return splits

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..data.video import IMAGE_EXTS, VIDEO_EXTS, list_frame_files, load_frame
 from ..errors import PrivacamError
-from ..utils import atomic_path, atomic_write_bytes, inside, same_file, write_failure
+from ..utils import atomic_path, atomic_write_bytes, inside, same_file, umask, write_failure
 
 log = logging.getLogger(__name__)
 
@@ -248,6 +248,7 @@ class ImageSink:
                 try:
                     self.path.parent.mkdir(parents=True, exist_ok=True)
                     self._stage = Path(tempfile.mkdtemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp"))
+                    os.chmod(self._stage, 0o777 & ~umask())  # what a plain mkdir would give
                 except OSError as e:
                     raise write_failure(self.path, e) from None
             try:

@@ -452,7 +452,7 @@ class DecisionEncoder(Encoder):
         return z.reshape(*z.shape, *([1] * (3 if x.dim() == 5 else 2)))
 
 
-@register_encoder("decision", rules={"clip_len": _POS, "width": _POS})
+@register_encoder("decision", rules={"clip_len": _COUNT, "width": _POS})  # clip_len 0: images
 def decision(in_channels: int = 3, num_classes: int = 2, clip_len: int = 16, width: int = 16,
              grey: bool = False) -> Encoder:
     """f_d that releases only the one-hot task decision of a camera-sized classifier (see :class:`DecisionEncoder`)."""
