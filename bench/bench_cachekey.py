@@ -89,7 +89,9 @@ def markdown(res: dict, when: str, mach: dict) -> str:
         "",
         f"Keys over every frame cost {res['new_ms']:.1f} ms against {res['old_ms']:.1f} ms sampled, "
         f"{100 * res['new_ms'] / res['decode_ms']:.1f} % of decoding the videos once; the fingerprint, computed once per "
-        f"`make_splits`, {res['fingerprint_ms']:.1f} ms. Cheap enough to need no hash of the listing instead.",
+        f"`make_splits`, {res['fingerprint_ms']:.1f} ms. "
+        + ("Small beside decoding: no cheaper summary of the listing is needed." if res["new_ms"] < 0.25 * res["decode_ms"]
+           else "**Large beside decoding: a cheaper summary of the listing should replace it.**"),
         END,
     ])
 
