@@ -1009,16 +1009,20 @@ def test_bad_parameters_of_a_named_encoder_are_one_line(spec, pattern, tmp_path,
     assert not (tmp_path / "e").exists()
 
 
-@pytest.mark.parametrize("option,pattern", [
-    (["--batch-size", "0"], r"--batch-size is 0"), (["--fps", "-5"], r"--fps is -5.0"), (["--fps", "nan"], r"--fps is nan"),
-    (["--fps", "0"], r"--fps is 0.0"), (["--device", "cuda:7"], r"use --device auto"),
+@pytest.mark.parametrize("command,option,pattern", [
+    ("anonymize", ["--batch-size", "0"], r"--batch-size is 0"), ("anonymize", ["--fps", "-5"], r"--fps is -5.0"),
+    ("anonymize", ["--fps", "nan"], r"--fps is nan"), ("anonymize", ["--fps", "0"], r"--fps is 0.0"),
+    ("anonymize", ["--device", "cuda:7"], r"use --device auto"),
+    ("export", ["--opset", "0"], r"--opset is 0"), ("export", ["--opset", "5"], r"onnxruntime cannot run the file exported at opset 5"),
+    ("export", ["--tolerance", "-1"], r"--tolerance is -1.0"),
 ])
-def test_bad_anonymize_options_are_one_line(option, pattern, tiny_run, tmp_path, capsys, monkeypatch):
+def test_bad_anonymize_and_export_options_are_one_line(command, option, pattern, tiny_run, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    frames = write_frames(tmp_path / "frames", 3)
-    assert main(["anonymize", str(tiny_run), str(frames), "-o", str(tmp_path / "o.mp4"), *option]) == 2
+    out = tmp_path / ("o.mp4" if command == "anonymize" else "o.onnx")
+    frames = [str(write_frames(tmp_path / "frames", 3))] if command == "anonymize" else []
+    assert main([command, str(tiny_run), *frames, "-o", str(out), *option]) == 2
     assert re.search(pattern, _one_error_line(capsys))
-    assert not (tmp_path / "o.mp4").exists()
+    assert not out.exists() and _no_temporaries(tmp_path)
 
 
 def test_every_encoder_parameter_is_checked():

@@ -83,17 +83,29 @@ def export_onnx(encoder: nn.Module, path: str | Path, *, in_channels: int, size:
             scratch = tmp.with_name(f"{tmp.name}.deterministic.onnx")
             try:
                 _export(det, x, scratch, {"input": axes, "output": out_axes}, opset)
-                diff = onnx_parity(det, scratch, inputs)
+                diff = _checked_parity(det, scratch, inputs, opset)
             finally:
                 scratch.unlink(missing_ok=True)
         else:
-            diff = onnx_parity(encoder, tmp, inputs)
+            diff = _checked_parity(encoder, tmp, inputs, opset)
         log.info("exported %s: max |onnx - torch| = %.3g%s", path, diff,
                  " (without the per-clip random draws)" if randomised else "")
         if not diff <= tolerance:
             raise PrivacamError(f"{path}: onnxruntime differs from PyTorch by {diff:.3g} (> {tolerance:g}); "
                                 f"report the encoder and use --backend torch meanwhile (nothing was written)")
     return diff
+
+
+def _checked_parity(encoder: nn.Module, path: Path, inputs: list[torch.Tensor], opset: int) -> float:
+    """:func:`onnx_parity`, with onnxruntime's refusal of the file (an opset it cannot run) as one line."""
+    try:
+        return onnx_parity(encoder, path, inputs)
+    except Exception as e:  # noqa: BLE001 - onnxruntime's errors derive from Exception only
+        if not type(e).__module__.startswith("onnxruntime"):
+            raise
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise PrivacamError(f"onnxruntime cannot run the file exported at opset {opset} ({first}); use the default "
+                            f"--opset 17 (nothing was written)") from None
 
 
 def _export(encoder: nn.Module, x: torch.Tensor, path: Path, axes: dict, opset: int) -> None:
