@@ -834,8 +834,10 @@ def test_a_symlinked_alias_folder_does_not_hide_a_leak(tmp_path):
 
 # ------------------------------------------------------------------------------------ advice that works when followed
 def test_ctrl_c_advice_works_when_followed(tiny_run, tmp_path, monkeypatch, capsys):
-    """After Ctrl-C, evaluate says to run the same command again (it has no --resume) and train says to
-    resume its run: each advised command is accepted."""
+    """After Ctrl-C, evaluate says to run the same command again (it has no --resume), train says to
+    resume its run and a sweep to run again with --resume: each advised command is accepted."""
+    import shlex
+
     from privacam.evaluate import runner
 
     run = _copy(tiny_run, tmp_path)
@@ -865,9 +867,14 @@ def test_ctrl_c_advice_works_when_followed(tiny_run, tmp_path, monkeypatch, caps
     monkeypatch.setattr(game_mod.AdversarialGame, "step", dying)
     assert main(["train", *TINY, "--out", str(tmp_path / "t")]) == 130
     advice = re.search(r"`privacam (train [^`]*)`", _one_error_line(capsys)).group(1).split()
+    sweep = ["sweep", "default", *TINY, *EVAL_MIN, "eval.raw_reference=false", "--key", "game.gamma", "--values", "1", "--out", str(tmp_path / "s")]
+    assert main(sweep) == 130  # a sweep (like the demo) continues with --resume
+    sweep_advice = re.search(r"`privacam (sweep [^`]*)`", _one_error_line(capsys)).group(1)
     monkeypatch.setattr(game_mod.AdversarialGame, "step", step)
     assert advice[-1] == "--resume" and main(advice) == 0
     assert load_checkpoint(tmp_path / "t/checkpoints/last.pt")["game"]["step_count"] == 4
+    assert sweep_advice.endswith("--resume") and main(shlex.split(sweep_advice)) == 0
+    assert (tmp_path / "s" / "sweep.json").exists()
 
 
 def test_damaged_run_advice_works_when_followed(tiny_run, tmp_path, capsys):
