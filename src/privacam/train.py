@@ -513,7 +513,8 @@ class Trainer:
                 then = f"continue the run with `privacam train --out {shlex.quote(str(self.out))} --resume`"
             else:
                 then = "run the same command again"
-            raise OutputError(f"{e}; the run's files are whole (its last checkpoint kept): once that is fixed, {then}") from None
+            kept = " (its last checkpoint kept)" if (self.ckpt_dir / runs.LAST).exists() else ""
+            raise OutputError(f"{e}; the run's files are whole{kept}: once that is fixed, {then}") from None
         finally:
             if lock is not None:
                 lock.release()
