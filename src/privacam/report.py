@@ -18,24 +18,43 @@ from pathlib import Path
 from .errors import PrivacamError
 from . import runs
 from .runs import read_metrics
+from .utils import atomic_write_bytes, atomic_write_text
 
 log = logging.getLogger(__name__)
 
 
 def find_summaries(paths: list[str | Path]) -> list[Path]:
-    """Every ``summary.json`` of an audit under ``paths`` (sorted, de-duplicated)."""
+    """Every ``summary.json`` of an audit under ``paths`` (sorted, de-duplicated).
+
+    Raises:
+        PrivacamError: a path that does not exist, or that holds no audit, named (a report never drops
+            a path it was given).
+    """
     found: list[Path] = []
     for p in map(Path, paths):
         if p.is_file() and p.name == "summary.json":
-            found.append(p)
+            here = [p]
         elif p.is_dir():
-            found += [q for q in p.rglob("summary.json") if "attackers" not in q.parts and ".cache" not in q.parts]
+            here = [q for q in p.rglob("summary.json") if "attackers" not in q.parts and ".cache" not in q.parts]
+        elif p.exists():
+            raise PrivacamError(f"{p} is not an audit summary (summary.json); give run directories, eval directories or "
+                                f"summary.json files")
         else:
             raise PrivacamError(f"{p} does not exist; give run directories, eval directories or summary.json files")
-    out = sorted(set(q.resolve() for q in found))
-    if not out:
-        raise PrivacamError(f"no eval/summary.json under {', '.join(map(str, paths))}; run `privacam evaluate` first")
-    return out
+        if not here:
+            raise PrivacamError(f"{p} holds no audit (no eval/summary.json); audit it first ({_audit_hint(p)}), or leave "
+                                f"it out of the report")
+        found += here
+    return sorted(set(q.resolve() for q in found))
+
+
+def _audit_hint(p: Path) -> str:
+    """A command that audits ``p``: ``privacam evaluate RUN`` for a run with a trained encoder."""
+    import shlex
+
+    if (p / runs.ENCODER).is_file() and (p / runs.CONFIG).is_file():
+        return f"`privacam evaluate {shlex.quote(str(p))}`"
+    return "`privacam evaluate RUN`, or `privacam evaluate --encoder NAME --out DIR` for a registered encoder"
 
 
 def label_of(s: dict) -> str:
@@ -120,9 +139,10 @@ def tradeoff_figure(points: list[dict], path: str | Path, title: str = "") -> Pa
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, framealpha=0.9)
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
     plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
     return path
 
 
@@ -244,7 +264,7 @@ def _examples_html(points: list[dict]) -> str:
             continue
         from .utils import load_checkpoint
 
-        d = load_checkpoint(ex, what="example file", fix="delete it and run `privacam evaluate` again")
+        d = load_checkpoint(ex, what="example file", fix="delete it (the report then leaves its examples out)")
         x, z = d["input"].float(), d["released"].float()
         if z.dim() != 4 or z.shape[1] not in (1, 3):
             continue  # features and codes are not pictures
@@ -292,11 +312,25 @@ def _curves_html(points: list[dict]) -> str:
     return "\n".join(blocks)
 
 
+def report_outputs(out: str | Path) -> tuple[Path, Path]:
+    """The files :func:`write_report` writes for ``out``: the page and the trade-off PNG beside it.
+
+    Raises:
+        PrivacamError: ``out`` does not end in ``.html`` (``-o X.png`` would have the page written over
+            the figure).
+    """
+    out = Path(out)
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise PrivacamError(f"-o {out}: the report is an HTML page (the PNG figure goes beside it, with the same name); "
+                            f"give -o {out.with_suffix('.html')}")
+    return out, out.with_suffix(".png")
+
+
 def write_report(paths: list[str | Path], out: str | Path, title: str = "") -> tuple[Path, Path]:
     """Write the HTML report and the trade-off PNG beside it; returns both paths."""
+    out, png_path = report_outputs(out)
     points = load_points(paths)
-    out = Path(out)
-    png = tradeoff_figure(points, out.with_suffix(".png"), title)
+    png = tradeoff_figure(points, png_path, title)
     rows = table_rows(points)
     cols = [("encoder", "encoder"), ("utility", "utility %"), ("utility_retrained", "utility retrained %"),
             ("privacy_best", "best attacker %"), ("privacy_interval", "95 % interval"), ("best_attacker", "best attacker"),
@@ -341,6 +375,5 @@ the gap to the retrained attacker is what an in-loop evaluation would have hidde
 <h2>Releases</h2>{_examples_html(points)}
 <h2>Training curves</h2>{_curves_html(points) or '<p>(no training runs among the points)</p>'}
 <h2>Sources</h2><ul>{sources}</ul></body></html>"""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(doc, encoding="utf-8")
+    atomic_write_text(out, doc)
     return out, png

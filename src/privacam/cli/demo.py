@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..demo import run_demo, timing_line
-from .common import Command, add_config_arguments, allow_overlap_override
+from .common import Command, add_config_arguments, allow_overlap_override, rerun_with
 
 
 class Demo(Command):
@@ -18,6 +18,9 @@ class Demo(Command):
                        help="continue a killed demo in --out (training from its checkpoint; finished audits reused)")
         p.add_argument("--overwrite", action="store_true",
                        help="--out holds an earlier demo: move its anonymizer run aside (not deleted) and train again")
+
+    def interrupted(self, args):
+        return f"interrupted; continue with `{rerun_with(args, add=('--resume',), drop=('--overwrite',))}` (finished parts are kept)"
 
     def run(self, args):
         res = run_demo(args.out, quick=args.quick, config=args.config, data=args.data,

@@ -37,6 +37,9 @@ class Evaluate(Command):
         p.add_argument("--no-raw", action="store_true", help="skip the raw-data reference")
         p.add_argument("--device", default="auto")
 
+    def interrupted(self, args):
+        return "interrupted; the audit did not finish: run the same command again (it audits from the start)"
+
     def run(self, args):
         command = shlex.join(["privacam", *getattr(args, "_argv", [])])
         run_dirs = [a for a in args.args if "=" not in a]

@@ -7,7 +7,7 @@ import shlex
 from ..errors import ConfigError
 from ..report import load_points, markdown_table
 from ..sweep import run_sweep
-from .common import Command, add_config_arguments, allow_overlap_override, resolve_config
+from .common import Command, add_config_arguments, allow_overlap_override, rerun_with, resolve_config
 
 
 class Sweep(Command):
@@ -21,6 +21,9 @@ class Sweep(Command):
         p.add_argument("--out", required=True, help="sweep directory: one run per value, sweep.json, report.html")
         p.add_argument("--resume", action="store_true", help="continue unfinished runs; keep finished audits")
         p.add_argument("--overwrite", action="store_true", help="runs already in --out are moved aside (not deleted) and trained again")
+
+    def interrupted(self, args):
+        return f"interrupted; continue with `{rerun_with(args, add=('--resume',), drop=('--overwrite',))}` (finished parts are kept)"
 
     def run(self, args):
         values = [v.strip() for v in args.values.split(",") if v.strip()]

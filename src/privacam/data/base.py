@@ -20,8 +20,9 @@ from ..errors import ConfigError, DataError
 
 def data_fingerprint(splits: "Splits") -> str:
     """A short hash of what the data says: class lists, every record's path, segment and labels per
-    split, and the bytes of the files the labels were read from (``meta["label_files"]``). A relabelled
-    manifest, a moved row or an edited label file gives another fingerprint; caches keyed on it
+    split, the size and modification time of its files (every frame of a frame folder), and the bytes
+    of the files the labels were read from (``meta["label_files"]``). A relabelled manifest, a moved
+    row, an edited label file or a frame edited in place gives another fingerprint; caches keyed on it
     (the raw reference) are then recomputed, and run files stamped with it can be checked."""
     import hashlib
     import json
@@ -32,6 +33,9 @@ def data_fingerprint(splits: "Splits") -> str:
     for f in splits.meta.get("label_files", []):
         p = Path(f)
         h.update(p.read_bytes() if p.is_file() else f"missing:{f}".encode())
+    from .video.decoding import content_signature
+
+    signatures: dict[str, list] = {}  # a video carved into several records is read once
     for part in (splits.train, splits.val, splits.test):
         records = getattr(part, "records", None)
         if records is None:
@@ -39,7 +43,10 @@ def data_fingerprint(splits: "Splits") -> str:
             continue
         for r in records:
             private = r.private.tolist() if hasattr(r.private, "tolist") else r.private
-            h.update(json.dumps([r.path, int(r.utility), private, r.start, r.end, r.box], default=str).encode())
+            if r.path not in signatures:
+                signatures[r.path] = content_signature(r.path)
+            h.update(json.dumps([r.path, int(r.utility), private, r.start, r.end, r.box, signatures[r.path]],
+                                default=str).encode())
     if splits.privacy is not None:
         h.update(data_fingerprint(splits.privacy).encode())
     return h.hexdigest()[:16]

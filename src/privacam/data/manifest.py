@@ -251,12 +251,24 @@ def _rows_text(lines: list[int], limit: int = 6) -> str:
     return f"rows {shown}" + (f" and {len(lines) - limit} more" if len(lines) > limit else "") if len(lines) > 1 else f"row {shown}"
 
 
+def file_identity(path: str) -> tuple:
+    """What makes two rows the same file: the device and inode once links are followed (a symlinked
+    alias folder, a hard link or another spelling of the path is the same file), or the resolved
+    path when it cannot be read (a file pattern, a missing file)."""
+    try:
+        st = os.stat(path)
+        return ("inode", st.st_dev, st.st_ino)
+    except OSError:
+        return ("path", os.path.normcase(os.path.realpath(path)))
+
+
 def _check_repeated_paths(name: str, parsed: list[tuple], allow_overlap: bool) -> list[tuple]:
     """Drop repeats of a row (same file, labels and split), refuse a file with two labellings, and
-    refuse (or, with ``allow_overlap``, warn about) a file in two splits. Returns the kept rows."""
-    groups: dict[str, list[tuple]] = {}
+    refuse (or, with ``allow_overlap``, warn about) a file in two splits. Files are compared by
+    :func:`file_identity`, so an alias of a file is that file. Returns the kept rows."""
+    groups: dict = {}
     for r in parsed:
-        groups.setdefault(os.path.normcase(os.path.abspath(r[1])), []).append(r)
+        groups.setdefault(file_identity(r[1]), []).append(r)
     drop: set[int] = set()
     overlaps = []
     for rs in groups.values():

@@ -21,6 +21,7 @@ import logging
 from pathlib import Path
 
 from ..errors import DataError
+from ..utils import same_file
 from .base import Splits
 from .manifest import _read_rows
 from .video import FrameStore, kind_of_path
@@ -61,7 +62,7 @@ def pair_manifests(raw_csv: str | Path, released_csv: str | Path) -> dict:
     """
     raw_csv, released_csv = Path(raw_csv).expanduser(), Path(released_csv).expanduser()
     rname, lname = raw_csv.name, released_csv.name
-    if raw_csv.resolve() == released_csv.resolve():
+    if same_file(raw_csv, released_csv) or raw_csv.resolve() == released_csv.resolve():  # a link to it is it
         raise DataError(f"{lname} is the raw manifest itself; give the manifest of the released files (--released)")
     rh, rrows = _read_rows(raw_csv)
     lh, lrows = _read_rows(released_csv)

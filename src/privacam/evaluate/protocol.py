@@ -701,7 +701,7 @@ def audit(encoder: nn.Module, splits, spec: AuditSpec, *, out_dir: str | Path, d
     if has_utility:
         uindex = pooling.TestIndex.build(tu.utility.numpy(), tu.videos)
         uplan = pooling.make_plan(uindex, [pooling.CLIP], bootstrap=spec.bootstrap, seed=seed)
-        utility["chance"] = metrics.chance_accuracy(enc_u["train"].view_rows(0).utility, tu.utility)
+        utility["chance"] = pooling.chance(uplan, enc_u["train"].view_rows(0).utility, pooling.CLIP)  # weighed as the score is
         r = pooling.score(attacker_scores(fitted_util, tu, device, False), uplan)[pooling.CLIP]
         utility["retrained"], utility["retrained_interval"] = r["value"], r["interval"]
         if utility_model is not None:

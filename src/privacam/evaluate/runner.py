@@ -15,15 +15,13 @@ import logging
 import os
 from pathlib import Path
 
-import yaml
-
 from .. import runs
-from ..config import Config, apply_overrides, dump_config, to_dict
+from ..config import Config, apply_overrides, dump_config, to_dict, yaml_load
 from ..data import apply_data_spec, data_fingerprint, make_splits
 from ..errors import ConfigError
 from ..models.encoders import IdentityEncoder
 from ..registry import create_encoder
-from ..utils import atomic_write_text, read_json, resolve_device, seed_everything, versions, write_json
+from ..utils import atomic_write_text, read_json, resolve_device, save_checkpoint, seed_everything, versions, write_json
 from .external import external_kind, load_external_encoder
 from .protocol import AuditSpec, FitConfig, add_raw, audit, reference_refusal
 
@@ -38,7 +36,7 @@ def parse_encoder_spec(spec: str) -> tuple[str, dict]:
         if "=" not in item:
             raise ConfigError(f"encoder spec {spec!r}: {item!r} is not key=value (e.g. downsample:factor=4)")
         k, v = item.split("=", 1)
-        params[k.strip()] = yaml.safe_load(v)
+        params[k.strip()] = yaml_load(v)  # numbers as YAML 1.2 reads them: 1e-4 is a float
     return name.strip(), params
 
 
@@ -254,4 +252,4 @@ def _raw_examples(raw_splits, eval_dir: Path) -> None:
         idx = list(range(0, len(raw_splits.test), max(1, len(raw_splits.test) // n)))[:n]
     x = collate([raw_splits.test[i] for i in idx])["input"]
     ex["input"] = (x[:, :, x.shape[2] // 2] if x.dim() == 5 else x).half()
-    torch.save(ex, f)
+    save_checkpoint(f, ex)  # atomic: an interrupted audit leaves no truncated file
