@@ -37,9 +37,10 @@ class DataConfig:
     params: dict = field(default_factory=dict)
     # cross-dataset training: a second source for the private labels sharing the encoder
     privacy_source: dict | None = None
-    # a substitution encoder's bank: None = the training split's clips; else a data spec (a manifest of
-    # donors: consented or synthetic people) whose every clip goes into the bank
-    bank: str | None = None
+    # a substitution encoder's bank: None = the training split's clips; else the donors (consented or
+    # synthetic people) whose every clip goes into the bank: a data spec (manifest path, NAME, NAME:ROOT) or a
+    # mapping of data.* settings such as {name: synthetic, params: {seed: 1}}
+    bank: str | dict | None = None
     bank_clips: int = 4  # clips taken from each bank video (at random offsets, fixed by the seed)
 
 
@@ -255,6 +256,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if value is None:
             return None
+        if isinstance(value, dict) and any(a is dict or typing.get_origin(a) is dict for a in args):
+            return dict(value)  # str | dict: a mapping stays one
         return _coerce(value, args[0], key)
     if tp is bool:
         if isinstance(value, bool):
@@ -515,6 +518,18 @@ class Free(Rule):
 
 
 @dataclass(frozen=True)
+class DataSpec(Rule):
+    """A data spec (a manifest path, ``NAME`` or ``NAME:ROOT``, checked when the data is read) or a mapping of
+    ``data.*`` settings (checked as ``data.*``)."""
+
+    def check(self, key, value, cfg=None):
+        if isinstance(value, dict):
+            AsData().check(key, value, cfg)
+        elif value is not None and not isinstance(value, str):
+            raise ConfigError(f"{key} must be a data spec (manifest path, NAME or NAME:ROOT) or a mapping of data "
+                              f"settings, got {value!r}")
+
+
 class AsData(Rule):
     """A mapping of ``data.*`` settings (the cross-dataset privacy source): each checked as ``data.*``."""
 
@@ -545,7 +560,7 @@ RULES: dict[str, Rule] = {
     "data.on_bad_sample": OneOf(("error", "skip")),
     "data.params": Free("the dataset's options, checked by the dataset (docs/datasets.md)"),
     "data.privacy_source": AsData(),
-    "data.bank": Free("a data spec (manifest path, NAME or NAME:ROOT), read when a substitution encoder is built"),
+    "data.bank": DataSpec(),
     "data.bank_clips": _POSITIVE,
     "encoder.name": _NAME,
     "utility.name": _NAME,

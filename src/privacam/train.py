@@ -310,7 +310,13 @@ class Trainer:
         cfg, s = self.cfg, self.splits
         if not cfg.data.bank:
             return read_bank([s.train], cfg.data.bank_clips)
-        dcfg = dataclasses.replace(apply_data_spec(cfg.data, cfg.data.bank), bank=None)
+        if isinstance(cfg.data.bank, dict):
+            from .config import DataConfig, from_dict
+
+            dcfg = from_dict(DataConfig, {**dataclasses.asdict(cfg.data), "bank": None, "privacy_source": None, **cfg.data.bank},
+                             prefix="data.bank.")
+        else:
+            dcfg = dataclasses.replace(apply_data_spec(cfg.data, cfg.data.bank), bank=None, privacy_source=None)
         donors = make_splits(dcfg, seed=cfg.train.seed)
         clips, utility, private = read_bank([donors.train, donors.val, donors.test], cfg.data.bank_clips)
         missing = [c for c in donors.utility_classes if c not in s.utility_classes]

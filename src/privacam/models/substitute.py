@@ -48,32 +48,45 @@ def block_mean(g: torch.Tensor, size: int) -> torch.Tensor:
     return g.reshape(b, c, t, size, kh, size, kw).mean(dim=6).mean(dim=4)
 
 
-def clip_descriptor(x: torch.Tensor, grid: int = 4) -> torch.Tensor:
+def clip_descriptor(x: torch.Tensor, grid: int = 4, lags: int = 6) -> torch.Tensor:
     """A frozen, generic description of what happens in clips ``[B, C, T, H, W]`` in [0, 1]: ``[B, D]``.
 
-    Where and how much things move (the motion energy ``mean_t |g_t - g_{t-1}|`` of the grey clip on a
-    ``grid x grid`` layout, normalised to sum to one), how much moves in all (log of the total motion
-    energy), and how it moves over time (the motion energy of each quarter of the clip, normalised, and its
-    frame-to-frame change). No colour, texture or background level enters: only changes of the grey level.
-    Trained on nothing; shared by the substitute game's ``general`` term and nothing else.
+    Only changes of the grey level enter (no colour, texture or background level): *where* things move (the
+    motion energy ``mean_t |g_t - g_{t-1}|`` on a ``grid x grid`` layout, normalised to sum to one: the first
+    ``grid**2`` numbers), *how much* (the log of the total motion energy), *how big* (the spread of the motion
+    energy across and down the frame), and *how it moves over time* (the motion energy of each quarter of the
+    clip, normalised; its mean frame-to-frame change; the autocorrelation of the motion energy over time at
+    lags ``1..lags``, which peaks at the period of a repeated movement). Trained on nothing; read by the
+    substitute game's ``general`` term.
     """
     g = luminance(x.float())
     if g.dim() == 4:
         g = g.unsqueeze(2)
-    if g.shape[2] < 2:
-        d = torch.zeros_like(g)
-    else:
-        d = (g[:, :, 1:] - g[:, :, :-1]).abs()
+    d = (g[:, :, 1:] - g[:, :, :-1]).abs() if g.shape[2] >= 2 else torch.zeros_like(g)
     energy = d.mean(dim=2)  # [B, 1, H, W]
+    b, _, h, w = energy.shape
     where = F.adaptive_avg_pool2d(energy, grid).flatten(1)
-    total = where.sum(1, keepdim=True).clamp_min(1e-6)
+    where = where / where.sum(1, keepdim=True).clamp_min(1e-6)
     amount = torch.log(energy.flatten(1).mean(1, keepdim=True) + 1e-4)
-    per_t = d.flatten(2).mean(2).flatten(1)  # [B, T-1] motion per frame pair
+    e = energy[:, 0]
+    mass = e.sum(dim=(1, 2)).clamp_min(1e-6)
+    ys = (torch.arange(h, dtype=e.dtype, device=e.device) + 0.5) / h
+    xs = (torch.arange(w, dtype=e.dtype, device=e.device) + 0.5) / w
+    col, row = e.sum(1), e.sum(2)
+    cx, cy = (col * xs).sum(1) / mass, (row * ys).sum(1) / mass
+    spread = torch.stack([((col * (xs - cx[:, None]) ** 2).sum(1) / mass).sqrt(),
+                          ((row * (ys - cy[:, None]) ** 2).sum(1) / mass).sqrt()], 1)
+    per_t = d.flatten(2).mean(2).flatten(1)  # [B, T-1]: motion per frame pair
     quarters = F.adaptive_avg_pool1d(per_t.unsqueeze(1), 4).flatten(1)
     quarters = quarters / quarters.sum(1, keepdim=True).clamp_min(1e-6)
-    change = (per_t[:, 1:] - per_t[:, :-1]).abs().mean(1, keepdim=True) / per_t.mean(1, keepdim=True).clamp_min(1e-6) \
-        if per_t.shape[1] > 1 else torch.zeros_like(amount)
-    return torch.cat([where / total, amount, quarters, change], dim=1)
+    level = per_t.mean(1, keepdim=True).clamp_min(1e-6)
+    change = (per_t[:, 1:] - per_t[:, :-1]).abs().mean(1, keepdim=True) / level if per_t.shape[1] > 1 else torch.zeros_like(amount)
+    c = per_t - per_t.mean(1, keepdim=True)
+    var = (c * c).mean(1).clamp_min(1e-12)
+    n = c.shape[1]
+    auto = torch.stack([(c[:, k:] * c[:, :n - k]).mean(1) / var if k < n else torch.zeros_like(var)
+                        for k in range(1, lags + 1)], 1)
+    return torch.cat([where, amount, spread, quarters, change, auto], dim=1)
 
 
 def motion_geometry(g: torch.Tensor) -> torch.Tensor:
