@@ -75,11 +75,11 @@ def pool_on(kind: str, names) -> dict:
 
 
 def test_models_that_keep_where_learn_left_from_right_where_one_without_cannot():
-    acc = pool_on("side", ["linear_probe", "grid_probe", "shape_probe", "c3d_grid", "tempo_probe"])
-    for name in ("linear_probe", "grid_probe", "shape_probe", "c3d_grid"):
+    acc = pool_on("side", ["linear_probe", "grid_probe", "shape_logistic", "c3d_grid", "tempo_logistic"])
+    for name in ("linear_probe", "grid_probe", "shape_logistic", "c3d_grid"):
         assert acc[name] >= 0.9, (name, acc)
-    assert acc["tempo_probe"] <= 0.65, acc  # the amount and the tempo of the motion: nothing of where
-    assert acc["_selected"] != "tempo_probe" and acc["_value"] >= 0.9
+    assert acc["tempo_logistic"] <= 0.65, acc  # the amount and the tempo of the motion: nothing of where
+    assert acc["_selected"] != "tempo_logistic" and acc["_value"] >= 0.9
 
 
 def test_models_that_keep_when_learn_early_from_late_where_time_pooled_ones_cannot():
@@ -91,8 +91,8 @@ def test_models_that_keep_when_learn_early_from_late_where_time_pooled_ones_cann
 
 
 def test_models_that_keep_motion_over_time_learn_the_tempo_where_the_mean_frame_cannot():
-    acc = pool_on("tempo", ["c3d_grid", "tempo_probe", "linear_probe"])
-    assert acc["c3d_grid"] >= 0.9 and acc["tempo_probe"] >= 0.75, acc
+    acc = pool_on("tempo", ["c3d_grid", "tempo_logistic", "linear_probe"])
+    assert acc["c3d_grid"] >= 0.9 and acc["tempo_logistic"] >= 0.75, acc
     assert acc["linear_probe"] <= 0.65, acc  # the mean frame of a swinging bar shows no tempo
 
 

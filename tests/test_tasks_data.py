@@ -275,3 +275,47 @@ def test_weizmann_tasks_script_writes_a_manifest(tmp_path, capsys):
     assert (tmp_path / "o" / "tasks.json").is_file()
     printed = capsys.readouterr().out
     assert "task:position" in printed and "1 left / 1 right" in printed
+
+
+def test_image_manifest_tasks(tmp_path):
+    from conftest_data import write_image
+
+    rows = []
+    for i in range(16):
+        f = write_image(tmp_path / "img" / f"{i}.png", "RGB", size=(12, 12), value=40 + 10 * i)
+        rows.append([f"img/{f.name}", ["cat", "dog"][i % 2], ["x", "y"][(i // 2) % 2], ["near", "far"][(i // 4) % 2]])
+    csv = write_csv(tmp_path / "imgs.csv", ["path", "utility", "private", "task:distance"], rows)
+    s = make_splits(cfg(csv, params={"test_fraction": 0.25}))
+    assert s.kind == "image" and s.tasks == {"distance": ["far", "near"]}
+    got = item_tasks(s.test)["distance"]
+    want = torch.stack([s.test[i]["tasks"]["distance"] for i in range(len(s.test))])
+    assert torch.equal(got, want) and set(got.tolist()) <= {0, 1}
+
+
+def _weizmann() -> Path | None:
+    for parent in Path(__file__).resolve().parents:
+        cand = parent / "shared" / "data" / "weizmann" / "manifest.csv"
+        if cand.is_file():
+            return cand
+    return None
+
+
+@pytest.mark.realdata
+def test_weizmann_derived_tasks_are_balanced_within_each_action():
+    from privacam.data.tasks import derive_tasks
+
+    csv = _weizmann()
+    if csv is None:
+        pytest.skip("../shared/data/weizmann is absent")
+    rows, record = derive_tasks(csv)
+    assert len(rows) == 72 and all(m["empty"] == 0 for m in record["rows"])  # a body in every frame
+    for task in ("position", "motion"):
+        for action, by_split in record["tasks"][task]["counts"].items():
+            total = {k: sum(c[k] for c in by_split.values()) for k in record["tasks"][task]["classes"]}
+            assert sorted(total.values()) == [9, 9], (task, action, total)  # 18 rows per action, split at the median
+    # where a person stands is a property of the recording: its train and test segments mostly agree
+    by_video: dict = {}
+    for r in rows:
+        by_video.setdefault(r["id"].rsplit("_", 1)[0], []).append(r["task:position"])
+    agree = sum(len(set(v)) == 1 for v in by_video.values())
+    assert agree >= 0.75 * len(by_video), agree

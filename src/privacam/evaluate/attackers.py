@@ -15,9 +15,8 @@ little of *where* and *when* things happen, or how fast. Models for tasks of tha
 pool, :mod:`privacam.evaluate.tasks`): ``c3d_grid`` (a 3D CNN that pools to a 4x4x4 grid, not to one
 cell), ``grid_probe`` (a linear model on the clip pooled to 4 time steps of 8x8), ``energy_probe``
 (motion energy over time: where and when the clip moves, how much, and its lag profile, which gives
-the tempo whatever the phase), ``tempo_probe`` (the amount and the lag profile alone) and
-``shape_probe`` (where the figure is and how tall and wide: row and column profiles of the mean
-frame against its row medians and of the motion-energy image).
+the tempo whatever the phase); the classical ``tempo_*`` and ``shape_*`` attackers
+(:mod:`privacam.evaluate.classical`) add the tempo alone and the figure's place and size.
 
 Every factory has the signature ``fn(in_channels, num_classes, size=32, clip_len=16, ...,
 weights=None)``; inputs may have any channel count (released feature maps included) and any
@@ -31,13 +30,13 @@ import logging
 from functools import partial
 from typing import Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..models.common import FrameClassifier
 from ..registry import register_attacker
+from .classical import lag_profile, motion_level
 
 log = logging.getLogger(__name__)
 
@@ -501,30 +500,6 @@ def clip_grid(x: torch.Tensor, steps: int = 4, cells: int = 8) -> torch.Tensor:
     return F.adaptive_avg_pool3d(x, (steps, cells, cells)).flatten(1)
 
 
-def lag_profile(x: torch.Tensor, bands: int = 16) -> torch.Tensor:
-    """How a clip differs from itself ``l`` frames later, for every lag ``l = 1 .. T-1``: the mean
-    absolute difference ``|x_{t+l} - x_t|`` per channel, divided by its mean over the lags, pooled to
-    ``bands`` values ``[B, C * bands]``. A periodic motion comes back to itself one period later, so
-    the profile dips at the period: the tempo, whatever the phase and the amount of motion. Images and
-    one-frame clips give zeros."""
-    x = _to_clip(x)
-    b, c, t = x.shape[:3]
-    if t < 2:
-        return x.new_zeros(b, c * bands)
-    prof = torch.stack([(x[:, :, lag:] - x[:, :, :-lag]).abs().mean((2, 3, 4)) for lag in range(1, t)], 2)
-    prof = prof / (prof.mean(2, keepdim=True) + 1e-6)
-    return F.adaptive_avg_pool1d(prof, bands).flatten(1)
-
-
-def motion_level(x: torch.Tensor) -> torch.Tensor:
-    """The log of the mean absolute temporal difference per channel ``[B, C]`` (how much the clip
-    moves; images: log of a small constant)."""
-    x = _to_clip(x)
-    if x.shape[2] < 2:
-        return torch.full(x.shape[:2], float(np.log(1e-4)), dtype=x.dtype, device=x.device)
-    return torch.log((x[:, :, 1:] - x[:, :, :-1]).abs().mean((2, 3, 4)) + 1e-4)
-
-
 def energy_over_time(x: torch.Tensor, steps: int = 4, cells: int = 4, bands: int = 16) -> torch.Tensor:
     """Where and when a clip moves, how much and at what tempo: the absolute temporal differences
     ``|x_{t+1} - x_t|`` pooled to ``steps x cells x cells`` per channel, their level
@@ -537,32 +512,6 @@ def energy_over_time(x: torch.Tensor, steps: int = 4, cells: int = 4, bands: int
     else:
         grid = F.adaptive_avg_pool3d((x[:, :, 1:] - x[:, :, :-1]).abs(), (steps, cells, cells)).flatten(1)
     return torch.cat([grid, motion_level(x), lag_profile(x, bands)], 1)
-
-
-def tempo_features(x: torch.Tensor, bands: int = 16) -> torch.Tensor:
-    """How much and how fast the clip moves, nothing of where: :func:`motion_level` and
-    :func:`lag_profile`, ``[B, C * (1 + bands)]``."""
-    return torch.cat([motion_level(x), lag_profile(x, bands)], 1)
-
-
-def silhouette_profiles(x: torch.Tensor, bins: int = 32) -> torch.Tensor:
-    """Where the figure is and how tall and wide it is, from two maps of the clip: its mean frame's
-    distance from each row's median colour (a background even along rows drops out) and its
-    motion-energy image. For each map, its row and column profiles (each summing to 1, pooled to
-    ``bins``) and the centroid and spread of each. Returns ``[B, 2 * (2 * bins + 4)]``."""
-    x = _to_clip(x)
-    mean = x.mean(2)
-    still = (mean - mean.median(3, keepdim=True).values).abs().sum(1)  # [B,H,W]
-    moving = (x[:, :, 1:] - x[:, :, :-1]).abs().mean(2).sum(1) if x.shape[2] >= 2 else torch.zeros_like(still)
-    out = []
-    for m in (still, moving):
-        for prof in (m.mean(2), m.mean(1)):  # rows (over height), columns (over width)
-            prof = prof / (prof.sum(1, keepdim=True) + 1e-6)
-            pos = torch.linspace(0, 1, prof.shape[1], dtype=prof.dtype, device=prof.device)
-            centre = (prof * pos).sum(1, keepdim=True)
-            spread = ((prof * (pos - centre) ** 2).sum(1, keepdim=True) + 1e-8).sqrt()
-            out += [F.adaptive_avg_pool1d(prof.unsqueeze(1), bins).flatten(1), centre, spread]
-    return torch.cat(out, 1)
 
 
 @register_attacker("grid_probe", tags=("probe",))
@@ -584,24 +533,6 @@ def energy_probe(in_channels: int, num_classes: int, size: int = 32, clip_len: i
     return _finish(probe, "probe", weights)
 
 
-@register_attacker("tempo_probe", tags=("probe",))
-def tempo_probe(in_channels: int, num_classes: int, size: int = 32, clip_len: int = 16,
-                bands: int = 16, weights: str | None = None) -> nn.Module:
-    """Linear classifier on how much and how fast the clip moves (:func:`tempo_features`: the level
-    of its motion and its lag profile), nothing of where."""
-    probe = FeatureProbe(partial(tempo_features, bands=bands), in_channels * (1 + bands), num_classes)
-    return _finish(probe, "probe", weights)
-
-
-@register_attacker("shape_probe", tags=("probe",))
-def shape_probe(in_channels: int, num_classes: int, size: int = 32, clip_len: int = 16,
-                bins: int = 32, weights: str | None = None) -> nn.Module:
-    """Linear classifier on where the figure is and how tall and wide (:func:`silhouette_profiles`
-    of the mean frame and of the motion-energy image)."""
-    probe = FeatureProbe(partial(silhouette_profiles, bins=bins), 2 * (2 * bins + 4), num_classes)
-    return _finish(probe, "probe", weights)
-
-
 @register_attacker("mlp_probe", tags=("probe",))
 def mlp_probe(in_channels: int, num_classes: int, size: int = 32, clip_len: int = 16,
               probe_size: int = 8, hidden: int = 256, dropout: float = 0.3,
@@ -620,10 +551,6 @@ __all__ = [
     "Probe",
     "clip_grid",
     "energy_over_time",
-    "lag_profile",
-    "motion_level",
-    "silhouette_profiles",
-    "tempo_features",
     "load_weights",
     "mean_frame",
     "motion_energy",
