@@ -27,7 +27,8 @@ def toy(kind: str, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     - ``side``: a 3x3 blob jumping up and down in the left or the right part of the frame (the two
       classes are mirror images of each other);
     - ``when``: a still blob shown in the first or the second half of the clip;
-    - ``tempo``: a bar swinging up and down slowly (period 8-10 frames) or fast (2.5-3 frames).
+    - ``tempo``: a bar swinging up and down slowly (period 8-10 frames) or fast (2.5-3 frames), its
+      contrast drawn per clip.
     """
     g = np.random.default_rng(seed)
     x = g.uniform(0.2, 0.6, (n, 3, T, S, S)).astype(np.float32)
@@ -46,9 +47,11 @@ def toy(kind: str, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         else:
             period = g.uniform(8, 10) if y[i] == 0 else g.uniform(2.5, 3)
             phase, x0 = g.uniform(0, 2 * np.pi), int(g.integers(1, S - 6))
+            # its brightness is drawn per clip, so that the amount of motion alone does not give the tempo
+            level = 0.6 + g.uniform(0.04, 0.4)
             for t in range(T):
                 y0 = int(round(S / 2 - 1 + 4 * np.sin(2 * np.pi * t / period + phase)))
-                x[i, :, t, max(0, y0):y0 + 2, x0:x0 + 5] = 1.0
+                x[i, :, t, max(0, y0):y0 + 2, x0:x0 + 5] = level
     return torch.from_numpy((x * 255).astype(np.uint8)), torch.as_tensor(y)
 
 
