@@ -48,21 +48,25 @@ def block_mean(g: torch.Tensor, size: int) -> torch.Tensor:
     return g.reshape(b, c, t, size, kh, size, kw).mean(dim=6).mean(dim=4)
 
 
-def clip_descriptor(x: torch.Tensor, grid: int = 4, lags: int = 6) -> torch.Tensor:
+def clip_descriptor(x: torch.Tensor, grid: int = 4, lags: int = 8) -> torch.Tensor:
     """A frozen, generic description of what happens in clips ``[B, C, T, H, W]`` in [0, 1]: ``[B, D]``.
 
-    Only changes of the grey level enter (no colour, texture or background level): *where* things move (the
+    Only changes of the grey level enter (no colour, texture or background level), above each frame's median
+    change (sensor noise and flicker count for nothing): *where* things move (the
     motion energy ``mean_t |g_t - g_{t-1}|`` on a ``grid x grid`` layout, normalised to sum to one: the first
     ``grid**2`` numbers), *how much* (the log of the total motion energy), *how big* (the spread of the motion
     energy across and down the frame), and *how it moves over time* (the motion energy of each quarter of the
-    clip, normalised; its mean frame-to-frame change; the autocorrelation of the motion energy over time at
-    lags ``1..lags``, which peaks at the period of a repeated movement). Trained on nothing; read by the
-    substitute game's ``general`` term.
+    clip, normalised; its mean frame-to-frame change; and how the clip differs from itself ``l`` frames later for
+    every lag ``l``, relative to its mean over the lags and pooled to ``lags`` values, which dips one period of a
+    repeated movement later: the tempo, whatever the phase). Trained on nothing; read by the substitute game's
+    ``general`` term in training only (the camera never computes it).
     """
     g = luminance(x.float())
     if g.dim() == 4:
         g = g.unsqueeze(2)
     d = (g[:, :, 1:] - g[:, :, :-1]).abs() if g.shape[2] >= 2 else torch.zeros_like(g)
+    flat = d.flatten(3)  # the change above each frame's median: sensor noise and flicker count for nothing
+    d = torch.relu(flat - flat.median(dim=3, keepdim=True).values).reshape(d.shape)
     energy = d.mean(dim=2)  # [B, 1, H, W]
     b, _, h, w = energy.shape
     where = F.adaptive_avg_pool2d(energy, grid).flatten(1)
@@ -81,11 +85,12 @@ def clip_descriptor(x: torch.Tensor, grid: int = 4, lags: int = 6) -> torch.Tens
     quarters = quarters / quarters.sum(1, keepdim=True).clamp_min(1e-6)
     level = per_t.mean(1, keepdim=True).clamp_min(1e-6)
     change = (per_t[:, 1:] - per_t[:, :-1]).abs().mean(1, keepdim=True) / level if per_t.shape[1] > 1 else torch.zeros_like(amount)
-    c = per_t - per_t.mean(1, keepdim=True)
-    var = (c * c).mean(1).clamp_min(1e-12)
-    n = c.shape[1]
-    auto = torch.stack([(c[:, k:] * c[:, :n - k]).mean(1) / var if k < n else torch.zeros_like(var)
-                        for k in range(1, lags + 1)], 1)
+    t = g.shape[2]
+    if t >= 2:  # how the clip differs from itself l frames later: dips one period of a repeated movement later
+        prof = torch.stack([(g[:, :, lag:] - g[:, :, :-lag]).abs().mean((1, 2, 3, 4)) for lag in range(1, t)], 1)
+        auto = F.adaptive_avg_pool1d((prof / prof.mean(1, keepdim=True).clamp_min(1e-6)).unsqueeze(1), lags).flatten(1)
+    else:
+        auto = torch.zeros(b, lags, dtype=g.dtype, device=g.device)
     return torch.cat([where, amount, spread, quarters, change, auto], dim=1)
 
 
