@@ -76,24 +76,40 @@ def export_onnx(encoder: nn.Module, path: str | Path, *, in_channels: int, size:
     randomised = getattr(encoder, "randomised", False)
     with atomic_path(path) as tmp:  # renamed onto path only once it matches PyTorch
         _export(encoder, x, tmp, {"input": axes, "output": out_axes}, opset)
-        if randomised:
-            # the release draws per-clip randomness (RandomUniformLike ops in the graph), which no
-            # parity check can match: check every other op on the same encoder without its draws
-            det = encoder.deterministic()
+        parity = getattr(encoder, "parity_module", None)
+        if parity is not None or randomised:
+            # the release draws per-clip randomness (RandomUniformLike ops in the graph), which no parity
+            # check can match, or picks a discrete item that float rounding may flip at a near-tie: check
+            # every other op (a substitution encoder: every op up to the bank's log-probabilities)
+            det = parity() if parity is not None else encoder.deterministic()
             scratch = tmp.with_name(f"{tmp.name}.deterministic.onnx")
             try:
-                _export(det, x, scratch, {"input": axes, "output": out_axes}, opset)
+                _export(det, x, scratch, {"input": axes, "output": {0: "batch"} if parity is not None else out_axes}, opset)
                 diff = _checked_parity(det, scratch, inputs, opset)
             finally:
                 scratch.unlink(missing_ok=True)
+            if parity is not None:  # the release graph itself runs and gives the release's shape
+                _checked_shapes(encoder, tmp, inputs)
         else:
             diff = _checked_parity(encoder, tmp, inputs, opset)
         log.info("exported %s: max |onnx - torch| = %.3g%s", path, diff,
-                 " (without the per-clip random draws)" if randomised else "")
+                 " (up to the draw)" if parity is not None else " (without the per-clip random draws)" if randomised else "")
         if not diff <= tolerance:
             raise PrivacamError(f"{path}: onnxruntime differs from PyTorch by {diff:.3g} (> {tolerance:g}); "
                                 f"report the encoder and use --backend torch meanwhile (nothing was written)")
     return diff
+
+
+def _checked_shapes(encoder: nn.Module, path: Path, inputs: list[torch.Tensor]) -> None:
+    """The ONNX file runs on ``inputs`` and gives the shapes and dtypes PyTorch gives."""
+    sess = onnx_session(path)
+    for x in inputs:
+        with torch.no_grad():
+            ref = encoder(x).numpy()
+        got = sess.run(None, {"input": x.numpy()})[0]
+        if got.shape != ref.shape or got.dtype != ref.dtype:
+            raise PrivacamError(f"{path}: ONNX output {got.shape} {got.dtype} != PyTorch {ref.shape} {ref.dtype} for input "
+                                f"{tuple(x.shape)} (nothing was written)")
 
 
 def _checked_parity(encoder: nn.Module, path: Path, inputs: list[torch.Tensor], opset: int) -> float:

@@ -138,12 +138,28 @@ def place(clips: torch.Tensor, src: torch.Tensor, dst: torch.Tensor, max_scale: 
     return torch.gather(out, 3, iy[:, None, None, :, None].expand(b, c, t, h, w))
 
 
+#: the lags of the embedding's lag profile (frames)
+LAGS = 8
+
+
+def lag_profile(g: torch.Tensor, lags: int = LAGS) -> torch.Tensor:
+    """How grey clips ``[B, 1, T, h, w]`` differ from themselves ``l`` frames later, ``l = 1 .. lags``: the mean
+    absolute difference, divided by its mean over the lags (``[B, lags]``). A repeated movement comes back to
+    itself one period later, so the profile dips there: the tempo. The lags are fixed (no branch on the clip's
+    length, so an ONNX export computes the same at any length); a lag the clip is too short for counts 0."""
+    prof = torch.stack([(g[:, :, lag:] - g[:, :, :-lag]).abs().mean(dim=(1, 2, 3, 4)) for lag in range(1, lags + 1)], 1)
+    prof = torch.nan_to_num(prof, nan=0.0)  # the mean of no pair of frames
+    return prof / prof.mean(1, keepdim=True).clamp_min(1e-6)
+
+
 class SubstituteEncoder(Encoder):
     """f_d that releases a substitute: a bank clip drawn from ``softmax(cos(f(x), e_j) / tau)``.
 
     ``f`` sees the grey clip averaged down to ``internal x internal`` and its signed and absolute frame
     differences (``[g, 4 d, 4 |d|]``), two strided 3D convolutions, the mean over time (the spatial layout is
-    kept: no global pooling, so where things happen can steer the choice) and a linear map to ``dim`` numbers.
+    kept: no global pooling, so where things happen can steer the choice), beside the clip's lag profile
+    (:func:`lag_profile`: its tempo) and motion geometry (:func:`motion_geometry`: where and how big), and a
+    linear map to ``dim`` numbers.
     The bank embeddings ``e_j`` start at ``f`` of their clips, so the untrained encoder picks the bank clip
     most like its input under a random ``f``.
 
@@ -185,7 +201,8 @@ class SubstituteEncoder(Encoder):
             nn.Conv3d(w, 2 * w, 3, 2, 1), nn.ReLU(inplace=True),
         )
         cells = math.ceil(math.ceil(self.internal / 2) / 2)
-        self.head = nn.Linear(2 * w * cells * cells, self.dim)
+        self.lags = max(1, min(LAGS, self.clip_len - 1))
+        self.head = nn.Linear(2 * w * cells * cells + self.lags + 4, self.dim)
         self.generator = torch.Generator().manual_seed(int(seed))
         self.register_buffer("bank", torch.zeros(0, self.out_channels, max(1, self.clip_len), 1, 1, dtype=torch.uint8))
         self.register_buffer("bank_utility", torch.zeros(0, dtype=torch.long))
@@ -251,8 +268,10 @@ class SubstituteEncoder(Encoder):
             d = torch.cat([d[:, :, :1], d], dim=2)
         else:
             d = torch.zeros_like(g)
-        h = self.net(torch.cat([g, 4 * d, 4 * d.abs()], dim=1)).mean(dim=2)
-        return F.normalize(self.head(h.flatten(1)), dim=1)
+        h = self.net(torch.cat([g, 4 * d, 4 * d.abs()], dim=1)).mean(dim=2).flatten(1)
+        # how it moves over time and where and how big: a receptive field the two convolutions do not have
+        h = torch.cat([h, lag_profile(g, self.lags), motion_geometry(g)], dim=1)
+        return F.normalize(self.head(h), dim=1)
 
     def bank_logits(self, x: torch.Tensor) -> torch.Tensor:
         """``cos(f(x), e_j) / tau`` for every bank clip: ``[B, N]`` (the cosines themselves when ``tau = 0``)."""
@@ -310,6 +329,11 @@ class SubstituteEncoder(Encoder):
         det.tau = 0.0
         return det
 
+    def parity_module(self) -> nn.Module:
+        """What an ONNX export is checked on: every op up to the draw, i.e. ``log p(j | x)`` (the draw and the
+        pick of a discrete bank clip cannot be compared with a tolerance)."""
+        return _LogProbs(self)
+
     def with_emit(self, emit: str) -> "SubstituteEncoder":
         """A copy that releases ``emit`` (``clip`` or ``index``), sharing nothing mutable with this one."""
         if emit not in ("clip", "index"):
@@ -317,6 +341,15 @@ class SubstituteEncoder(Encoder):
         other = copy.deepcopy(self)
         other.emit = emit
         return other
+
+
+class _LogProbs(nn.Module):
+    def __init__(self, encoder: SubstituteEncoder):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder.log_probs(x)
 
 
 def is_substitute(encoder: nn.Module) -> bool:
@@ -332,4 +365,4 @@ def substitute(in_channels: int = 3, grey: bool = False, clip_len: int = 16, tau
     return SubstituteEncoder(in_channels, grey, clip_len, tau, dim, width, internal, emit, stratify, place, seed)
 
 
-__all__ = ["SubstituteEncoder", "block_mean", "clip_descriptor", "is_substitute", "motion_geometry", "place"]
+__all__ = ["SubstituteEncoder", "block_mean", "clip_descriptor", "is_substitute", "lag_profile", "motion_geometry", "place"]
