@@ -122,21 +122,43 @@ def test_general_term_brings_the_substitute_s_motion_towards_the_input_s():
         x = torch.rand(6, 3, 4, 16, 16)
         batch = {"input": x, "utility": torch.tensor([0, 1] * 3), "private": torch.tensor([0, 1, 2] * 2)}
         first = game.substitution.encoder_loss(game, batch)[1]["loss/substitute_general"]
-        best = float(game.substitution._descriptor_distance(enc, x).min(1).values.mean())  # the nearest bank clip each
+        best = float(enc.descriptor_distance(x).min(1).values.mean())  # the nearest bank clip each
         for _ in range(30):
             game.encoder_move(itertools.repeat(batch))
         last = game.substitution.encoder_loss(game, batch)[1]["loss/substitute_general"]
         assert last - best < 0.5 * (first - best)  # more than half way to the nearest substitutes
 
 
+def _flicker(side: str, n: int = 1, t: int = 4, size: int = 16) -> torch.Tensor:
+    """Clips ``[n, 3, t, size, size]`` where a block flickers on the left or the right."""
+    x = torch.zeros(n, 3, t, size, size)
+    cols = slice(1, 4) if side == "left" else slice(size - 4, size - 1)
+    x[:, :, ::2, 4:8, cols] = 1.0
+    return x
+
+
 def test_clip_descriptor_sees_where_things_move_and_not_the_colours():
-    x = torch.zeros(2, 3, 4, 16, 16)
-    x[0, :, ::2, 4:8, 1:4] = 1.0  # something flickers on the left
-    x[1, :, ::2, 4:8, 12:15] = 1.0  # the same on the right
-    d = clip_descriptor(x)
+    from privacam.models.common import luminance
+
+    x = torch.cat([_flicker("left"), _flicker("right")])
+    d = clip_descriptor(luminance(x))
     assert not torch.allclose(d[0], d[1])
-    tinted = x * 0.5 + torch.tensor([0.3, 0.0, 0.1]).reshape(1, 3, 1, 1, 1)  # another colour, same motion shape
-    assert torch.allclose(clip_descriptor(tinted)[:, :16], d[:, :16], atol=1e-5)  # where-map: normalised energy
+    tinted = x * 0.5 + torch.tensor([0.3, 0.0, 0.1]).reshape(1, 3, 1, 1, 1)  # another colour, the same motion
+    assert torch.allclose(clip_descriptor(luminance(tinted))[:, :16], d[:, :16], atol=1e-5)  # where: normalised energy
+
+
+def test_match_draws_the_bank_clips_that_move_like_the_input():
+    bank = torch.cat([_flicker("left", 6), _flicker("right", 6)])
+    clips = (bank * 255).to(torch.uint8)
+    enc = SubstituteEncoder(3, clip_len=4, tau=0.05, dim=8, width=4, internal=8, match=0.0).eval()
+    enc.set_bank(clips, torch.zeros(12), torch.arange(12) % 3)
+    with torch.no_grad():  # the learned part says nothing: every bank clip is as similar as any other
+        enc.bank_embed.copy_(enc.embed(_flicker("left"))[0].expand(12, -1))
+    x = _flicker("left", 8)
+    left = lambda e: float(e.log_probs(x).detach().exp()[:, :6].sum(1).mean())  # noqa: E731
+    assert left(enc) == pytest.approx(0.5, abs=1e-3)
+    enc.match = 1.0
+    assert left(enc) > 0.99  # the draw now prefers the clips that move where the input moves
 
 
 def test_block_mean_takes_any_frame_size():

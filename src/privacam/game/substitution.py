@@ -31,10 +31,6 @@ import torch.nn.functional as F
 
 from ..config import SubstituteConfig
 from ..models.common import standardise_channels
-from ..models.substitute import clip_descriptor
-
-#: the descriptor's first 16 numbers say where the clip moves (a 4 x 4 layout)
-WHERE = 16
 from .ensemble import BudgetEnsemble
 
 
@@ -124,8 +120,7 @@ class SubstituteObjective:
             if w.posterior > 0:
                 loss = loss + w.posterior * l_post
         if w.general > 0:
-            d = self._descriptor_distance(enc, x)
-            l_gen = (p * d).sum(1).mean()
+            l_gen = (p * enc.descriptor_distance(x).detach()).sum(1).mean()
             loss = loss + w.general * l_gen
             logs["loss/substitute_general"] = l_gen.item()
         if need_b:
@@ -168,15 +163,6 @@ class SubstituteObjective:
         joint = self.table * self.seen.clamp_min(1e-6)[:, None]  # [S, N] ∝ P(s) P(j | s)
         post = joint / joint.sum(0, keepdim=True).clamp_min(1e-12)
         return -(post * torch.log(post.clamp_min(1e-12))).sum(0) / math.log(max(2, self.table.shape[0]))
-
-    def _descriptor_distance(self, enc, x: torch.Tensor) -> torch.Tensor:
-        keep = slice(WHERE, None) if getattr(enc, "place", False) else slice(None)  # a placed substitute moves where the input does
-        bank_d = enc.bank_descriptor.to(x.device)[:, keep]
-        mu, sd = bank_d.mean(0), bank_d.std(0).clamp_min(1e-4)
-        with torch.no_grad():
-            dx = (clip_descriptor(x)[:, keep] - mu) / sd
-        db = (bank_d - mu) / sd
-        return torch.cdist(dx, db).pow(2) / bank_d.shape[1]  # [B, N]
 
     def _budget_term(self, game, p: torch.Tensor, s: torch.Tensor, models: list[int] | None) -> torch.Tensor:
         bank_logits = self.cache["budget"].to(p.device)  # [M, N, S]

@@ -48,52 +48,6 @@ def block_mean(g: torch.Tensor, size: int) -> torch.Tensor:
     return g.reshape(b, c, t, size, kh, size, kw).mean(dim=6).mean(dim=4)
 
 
-def clip_descriptor(x: torch.Tensor, grid: int = 4, lags: int = 8) -> torch.Tensor:
-    """A frozen, generic description of what happens in clips ``[B, C, T, H, W]`` in [0, 1]: ``[B, D]``.
-
-    Only changes of the grey level enter (no colour, texture or background level), above each frame's median
-    change (sensor noise and flicker count for nothing): *where* things move (the
-    motion energy ``mean_t |g_t - g_{t-1}|`` on a ``grid x grid`` layout, normalised to sum to one: the first
-    ``grid**2`` numbers), *how much* (the log of the total motion energy), *how big* (the spread of the motion
-    energy across and down the frame), and *how it moves over time* (the motion energy of each quarter of the
-    clip, normalised; its mean frame-to-frame change; and how the clip differs from itself ``l`` frames later for
-    every lag ``l``, relative to its mean over the lags and pooled to ``lags`` values, which dips one period of a
-    repeated movement later: the tempo, whatever the phase). Trained on nothing; read by the substitute game's
-    ``general`` term in training only (the camera never computes it).
-    """
-    g = luminance(x.float())
-    if g.dim() == 4:
-        g = g.unsqueeze(2)
-    d = (g[:, :, 1:] - g[:, :, :-1]).abs() if g.shape[2] >= 2 else torch.zeros_like(g)
-    flat = d.flatten(3)  # the change above each frame's median: sensor noise and flicker count for nothing
-    d = torch.relu(flat - flat.median(dim=3, keepdim=True).values).reshape(d.shape)
-    energy = d.mean(dim=2)  # [B, 1, H, W]
-    b, _, h, w = energy.shape
-    where = F.adaptive_avg_pool2d(energy, grid).flatten(1)
-    where = where / where.sum(1, keepdim=True).clamp_min(1e-6)
-    amount = torch.log(energy.flatten(1).mean(1, keepdim=True) + 1e-4)
-    e = energy[:, 0]
-    mass = e.sum(dim=(1, 2)).clamp_min(1e-6)
-    ys = (torch.arange(h, dtype=e.dtype, device=e.device) + 0.5) / h
-    xs = (torch.arange(w, dtype=e.dtype, device=e.device) + 0.5) / w
-    col, row = e.sum(1), e.sum(2)
-    cx, cy = (col * xs).sum(1) / mass, (row * ys).sum(1) / mass
-    spread = torch.stack([((col * (xs - cx[:, None]) ** 2).sum(1) / mass).sqrt(),
-                          ((row * (ys - cy[:, None]) ** 2).sum(1) / mass).sqrt()], 1)
-    per_t = d.flatten(2).mean(2).flatten(1)  # [B, T-1]: motion per frame pair
-    quarters = F.adaptive_avg_pool1d(per_t.unsqueeze(1), 4).flatten(1)
-    quarters = quarters / quarters.sum(1, keepdim=True).clamp_min(1e-6)
-    level = per_t.mean(1, keepdim=True).clamp_min(1e-6)
-    change = (per_t[:, 1:] - per_t[:, :-1]).abs().mean(1, keepdim=True) / level if per_t.shape[1] > 1 else torch.zeros_like(amount)
-    t = g.shape[2]
-    if t >= 2:  # how the clip differs from itself l frames later: dips one period of a repeated movement later
-        prof = torch.stack([(g[:, :, lag:] - g[:, :, :-lag]).abs().mean((1, 2, 3, 4)) for lag in range(1, t)], 1)
-        auto = F.adaptive_avg_pool1d((prof / prof.mean(1, keepdim=True).clamp_min(1e-6)).unsqueeze(1), lags).flatten(1)
-    else:
-        auto = torch.zeros(b, lags, dtype=g.dtype, device=g.device)
-    return torch.cat([where, amount, spread, quarters, change, auto], dim=1)
-
-
 def motion_geometry(g: torch.Tensor) -> torch.Tensor:
     """Where and how spread out the motion of grey clips ``[B, 1, T, h, w]`` is: ``[B, 4]`` = centroid
     ``(x, y)`` and spread ``(sx, sy)`` of the motion energy above its median (the static background and
@@ -152,6 +106,40 @@ def lag_profile(g: torch.Tensor, lags: int = LAGS) -> torch.Tensor:
     return prof / prof.mean(1, keepdim=True).clamp_min(1e-6)
 
 
+#: the descriptor's first numbers say where the clip moves (a WHERE_GRID x WHERE_GRID layout)
+WHERE_GRID = 4
+WHERE = WHERE_GRID * WHERE_GRID
+
+
+def clip_descriptor(g: torch.Tensor, lags: int = LAGS) -> torch.Tensor:
+    """A frozen, generic description of what happens in grey clips ``[B, 1, T, h, w]`` (the encoder's internal
+    resolution, ``h`` and ``w`` multiples of 4): ``[B, 20 + lags]``.
+
+    Only changes of the grey level enter, above each frame's median change (no colour, texture, background level,
+    sensor noise or flicker): *where* things move (the motion energy ``mean_t |g_t - g_{t-1}|`` on a 4 x 4
+    layout, normalised to sum to one: the first :data:`WHERE` numbers), *how much* (the log of the total motion
+    energy), *how big* (the spread of the motion across and down the frame), *how steadily* (the mean change of
+    the motion from one frame to the next, relative to its level) and *how it moves over time* (:func:`lag_profile`:
+    the tempo, whatever the phase). Trained on nothing; computed on the camera (it exports to ONNX).
+    """
+    if g.shape[2] < 2:
+        g = torch.cat([g, g], dim=2)  # a single frame: no motion
+    d = (g[:, :, 1:] - g[:, :, :-1]).abs()
+    b, _, t, h, w = d.shape
+    flat = d.flatten(3)
+    median = torch.topk(flat, flat.shape[3] // 2 + 1, dim=3).values[..., -1:]  # TopK exports to ONNX; median does not
+    d = torch.relu(flat - median).reshape(d.shape)
+    energy = d.mean(dim=2)  # [B, 1, h, w]
+    where = block_mean(energy.unsqueeze(2), WHERE_GRID).flatten(1)
+    where = where / where.sum(1, keepdim=True).clamp_min(1e-6)
+    amount = torch.log(energy.flatten(1).mean(1, keepdim=True) + 1e-4)
+    spread = motion_geometry(g)[:, 2:]
+    per_t = d.mean(dim=(1, 3, 4))  # [B, T-1]: motion per frame pair
+    level = per_t.mean(1, keepdim=True).clamp_min(1e-6)
+    steady = torch.nan_to_num((per_t[:, 1:] - per_t[:, :-1]).abs().mean(1, keepdim=True), nan=0.0) / level
+    return torch.cat([where, amount, spread, steady, lag_profile(g, lags)], dim=1)
+
+
 class SubstituteEncoder(Encoder):
     """f_d that releases a substitute: a bank clip drawn from ``softmax(cos(f(x), e_j) / tau)``.
 
@@ -168,6 +156,12 @@ class SubstituteEncoder(Encoder):
         tau: softmax temperature (``0``: the most similar clip, no draw).
         dim: embedding size; width: channels of ``f``'s first convolution; internal: ``f``'s input resolution.
         emit: ``clip`` (the bank clip leaves) or ``index`` (only its index leaves; the cloud holds the bank).
+        match: ``0`` (PASS), or how much the draw prefers bank clips whose generic description
+            (:func:`clip_descriptor`: where, how much, how big and at what tempo things move) is near the input's:
+            the logits become ``(cos(f(x), e_j) - match * dist_j) / tau``, ``dist_j`` the mean squared difference
+            of the descriptors standardised over the bank (without *where* when ``place`` moves the substitute).
+            A cloud model then still learns what the clip says beyond its label; what that says of who acts is
+            measured by the audit.
         stratify: draw the person first, uniformly over the bank's people, then the clip among that person's
             clips by the softmax (``p(j | x) = softmax_{i in person(j)}(cos(f(x), e_i) / tau)_j / people``): who
             the substitute shows is then independent of the input by construction, and the game shapes only
@@ -183,11 +177,14 @@ class SubstituteEncoder(Encoder):
 
     def __init__(self, in_channels: int = 3, grey: bool = False, clip_len: int = 16, tau: float = 0.05, dim: int = 32,
                  width: int = 8, internal: int = 16, emit: str = "clip", stratify: bool = False, place: int = 0,
-                 seed: int = 0):
+                 match: float = 0.0, seed: int = 0):
         super().__init__(in_channels, grey)
-        if not tau >= 0 or dim < 1 or width < 1 or internal < 4 or emit not in ("clip", "index"):
-            raise ConfigError(f"encoder.params: substitute needs tau >= 0, dim >= 1, width >= 1, internal >= 4 and emit "
-                              f"clip or index (got tau={tau}, dim={dim}, width={width}, internal={internal}, emit={emit!r})")
+        if not tau >= 0 or dim < 1 or width < 1 or internal < 4 or internal % 4 or emit not in ("clip", "index") \
+                or not match >= 0:
+            raise ConfigError(f"encoder.params: substitute needs tau >= 0, dim >= 1, width >= 1, internal a multiple of 4, "
+                              f"match >= 0 and emit clip or index (got tau={tau}, dim={dim}, width={width}, "
+                              f"internal={internal}, match={match}, emit={emit!r})")
+        self.match = float(match)
         self.tau, self.dim, self.internal, self.emit = float(tau), int(dim), int(internal), emit
         if isinstance(place, bool) or int(place) < 0 or int(place) == 1:
             raise ConfigError(f"encoder.params.place={place!r}: 0 (off) or the cells per side of the grid the "
@@ -207,7 +204,8 @@ class SubstituteEncoder(Encoder):
         self.register_buffer("bank", torch.zeros(0, self.out_channels, max(1, self.clip_len), 1, 1, dtype=torch.uint8))
         self.register_buffer("bank_utility", torch.zeros(0, dtype=torch.long))
         self.register_buffer("bank_private", torch.zeros(0, dtype=torch.long))
-        self.register_buffer("bank_descriptor", torch.zeros(0, 1))
+        self.register_buffer("bank_descriptor", torch.zeros(0, 1))  # standardised over the bank
+        self.register_buffer("descriptor_stats", torch.zeros(2, 1))  # the bank's mean and std of each number
         self.register_buffer("strata", torch.zeros(0, 0))  # [people, N]: 0 where clip j shows person s, else -1e9
         self.register_buffer("bank_geometry", torch.zeros(0, 4))  # motion geometry of every bank clip
         self.bank_embed = nn.Parameter(torch.zeros(0, self.dim))
@@ -232,18 +230,21 @@ class SubstituteEncoder(Encoder):
         feats, descs, geoms = [], [], []
         for s in range(0, len(clips), 64):
             c = clips[s:s + 64].float() / 255.0
+            g = self._grey_small(c)
             feats.append(self.embed(c))
-            descs.append(clip_descriptor(c))
-            geoms.append(motion_geometry(self._grey_small(c)))
+            descs.append(clip_descriptor(g, self.lags))
+            geoms.append(motion_geometry(g))
         self.bank_embed = nn.Parameter(torch.cat(feats))
-        self.bank_descriptor = torch.cat(descs)
+        desc = torch.cat(descs)
+        self.descriptor_stats = torch.stack([desc.mean(0), desc.std(0).clamp_min(1e-2)])  # no number weighs more for barely varying
+        self.bank_descriptor = (desc - self.descriptor_stats[0]) / self.descriptor_stats[1]
         self.bank_geometry = torch.cat(geoms)
         people = torch.unique(self.bank_private)
         self.strata = torch.where(self.bank_private[None, :] == people[:, None], 0.0, -1e9)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # a trained encoder's bank has the size its data gave: take the shapes from the checkpoint
-        for name in ("bank", "bank_utility", "bank_private", "bank_descriptor", "strata", "bank_geometry"):
+        for name in ("bank", "bank_utility", "bank_private", "bank_descriptor", "strata", "bank_geometry", "descriptor_stats"):
             t = state_dict.get(prefix + name)
             if t is not None and t.shape != getattr(self, name).shape:
                 setattr(self, name, torch.zeros(t.shape, dtype=t.dtype))
@@ -273,13 +274,28 @@ class SubstituteEncoder(Encoder):
         h = torch.cat([h, lag_profile(g, self.lags), motion_geometry(g)], dim=1)
         return F.normalize(self.head(h), dim=1)
 
-    def bank_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """``cos(f(x), e_j) / tau`` for every bank clip: ``[B, N]`` (the cosines themselves when ``tau = 0``)."""
+    def descriptor_distance(self, x: torch.Tensor) -> torch.Tensor:
+        """The mean squared difference of the standardised descriptors of each input and each bank clip ``[B, N]``
+        (without *where* when ``place`` moves the substitute to the input's place)."""
+        keep = slice(WHERE, None) if self.place else slice(None)
+        d = (clip_descriptor(self._grey_small(x), self.lags) - self.descriptor_stats[0]) / self.descriptor_stats[1]
+        a, b = d[:, keep], self.bank_descriptor[:, keep]
+        return ((a * a).sum(1, keepdim=True) - 2 * a @ b.t() + (b * b).sum(1)[None]).clamp_min(0) / a.shape[1]
+
+    def scores(self, x: torch.Tensor) -> torch.Tensor:
+        """``cos(f(x), e_j) - match * dist_j`` for every bank clip: ``[B, N]`` (the logits before the temperature)."""
         if self.bank_size < 2:
             raise ConfigError("the substitute encoder has no bank: it is filled from the training data when the game "
                               "is built (privacam train), or loaded with a trained run's encoder.pt")
-        cos = self.embed(x) @ F.normalize(self.bank_embed, dim=1).t()
-        return cos / self.tau if self.tau > 0 else cos
+        s = self.embed(x) @ F.normalize(self.bank_embed, dim=1).t()
+        if self.match > 0:
+            s = s - self.match * self.descriptor_distance(x)
+        return s
+
+    def bank_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`scores` divided by ``tau`` (not divided when ``tau = 0``): ``[B, N]``."""
+        s = self.scores(x)
+        return s / self.tau if self.tau > 0 else s
 
     def log_probs(self, x: torch.Tensor) -> torch.Tensor:
         """``log p(j | x)`` over the bank ``[B, N]`` (stratified by person when ``stratify``)."""
@@ -330,9 +346,9 @@ class SubstituteEncoder(Encoder):
         return det
 
     def parity_module(self) -> nn.Module:
-        """What an ONNX export is checked on: every op up to the draw, i.e. ``log p(j | x)`` (the draw and the
+        """What an ONNX export is checked on: every op up to the temperature, the :meth:`scores` (the draw and the
         pick of a discrete bank clip cannot be compared with a tolerance)."""
-        return _LogProbs(self)
+        return _Scores(self)
 
     def with_emit(self, emit: str) -> "SubstituteEncoder":
         """A copy that releases ``emit`` (``clip`` or ``index``), sharing nothing mutable with this one."""
@@ -343,13 +359,13 @@ class SubstituteEncoder(Encoder):
         return other
 
 
-class _LogProbs(nn.Module):
+class _Scores(nn.Module):
     def __init__(self, encoder: SubstituteEncoder):
         super().__init__()
         self.encoder = encoder
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder.log_probs(x)
+        return self.encoder.scores(x)
 
 
 def is_substitute(encoder: nn.Module) -> bool:
@@ -360,9 +376,9 @@ def is_substitute(encoder: nn.Module) -> bool:
 @register_encoder("substitute")
 def substitute(in_channels: int = 3, grey: bool = False, clip_len: int = 16, tau: float = 0.05, dim: int = 32,
                width: int = 8, internal: int = 16, emit: str = "clip", stratify: bool = False, place: int = 0,
-               seed: int = 0) -> Encoder:
+               match: float = 0.0, seed: int = 0) -> Encoder:
     """f_d that releases a real clip of a bank, drawn by a learned low-temperature softmax (see :class:`SubstituteEncoder`)."""
-    return SubstituteEncoder(in_channels, grey, clip_len, tau, dim, width, internal, emit, stratify, place, seed)
+    return SubstituteEncoder(in_channels, grey, clip_len, tau, dim, width, internal, emit, stratify, place, match, seed)
 
 
-__all__ = ["SubstituteEncoder", "block_mean", "clip_descriptor", "is_substitute", "lag_profile", "motion_geometry", "place"]
+__all__ = ["WHERE", "SubstituteEncoder", "block_mean", "clip_descriptor", "is_substitute", "lag_profile", "motion_geometry", "place"]
