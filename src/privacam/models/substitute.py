@@ -140,6 +140,33 @@ def clip_descriptor(g: torch.Tensor, lags: int = LAGS) -> torch.Tensor:
     return torch.cat([where, amount, spread, steady, lag_profile(g, lags)], dim=1)
 
 
+def identifies(values: torch.Tensor, person: torch.Tensor, task: torch.Tensor, level: float) -> torch.Tensor:
+    """Which columns of ``values`` ``[N, D]`` tell the people of a bank apart beyond its task labels: a one-way
+    analysis of variance by person within each task label, pooled over the labels; ``True`` where the F test
+    rejects "the person makes no difference" at significance ``level`` (``[D]`` booleans)."""
+    from scipy.stats import f as f_dist
+
+    v = values.double()
+    ssb = torch.zeros(v.shape[1], dtype=torch.float64)
+    ssw = torch.zeros_like(ssb)
+    df_b = df_w = 0
+    for a in torch.unique(task):
+        m = task == a
+        va, pa = v[m], person[m]
+        mean = va.mean(0)
+        people = torch.unique(pa)
+        for q in people:
+            vq = va[pa == q]
+            ssb += len(vq) * (vq.mean(0) - mean) ** 2
+            ssw += ((vq - vq.mean(0)) ** 2).sum(0)
+        df_b += len(people) - 1
+        df_w += len(va) - len(people)
+    if df_b < 1 or df_w < 1:
+        return torch.ones(v.shape[1], dtype=torch.bool)  # no way to tell: assume it identifies
+    stat = (ssb / df_b) / (ssw / df_w).clamp_min(1e-12)
+    return torch.as_tensor(f_dist.sf(stat.numpy(), df_b, df_w) < level)
+
+
 class SubstituteEncoder(Encoder):
     """f_d that releases a substitute: a bank clip drawn from ``softmax(cos(f(x), e_j) / tau)``.
 
@@ -162,6 +189,12 @@ class SubstituteEncoder(Encoder):
             of the descriptors standardised over the bank (without *where* when ``place`` moves the substitute).
             A cloud model then still learns what the clip says beyond its label; what that says of who acts is
             measured by the audit.
+        guard: ``0`` (off), or a significance level (e.g. 0.05): ``place`` and ``match`` carry over only what does
+            not tell the bank's people apart. When the bank is filled, every number of the description and each
+            axis of the motion's place are tested (:func:`identifies`: by person, within each task label); a number
+            that identifies people is left out of ``match``, an axis that does is left where the substitute has it.
+            Where the place or the tempo is random from clip to clip (the embedded data) it is carried over; where
+            it is a person's own (people standing in their own spots) it is not.
         stratify: draw the person first, uniformly over the bank's people, then the clip among that person's
             clips by the softmax (``p(j | x) = softmax_{i in person(j)}(cos(f(x), e_i) / tau)_j / people``): who
             the substitute shows is then independent of the input by construction, and the game shapes only
@@ -177,7 +210,7 @@ class SubstituteEncoder(Encoder):
 
     def __init__(self, in_channels: int = 3, grey: bool = False, clip_len: int = 16, tau: float = 0.05, dim: int = 32,
                  width: int = 8, internal: int = 16, emit: str = "clip", stratify: bool = False, place: int = 0,
-                 match: float = 0.0, seed: int = 0):
+                 match: float = 0.0, guard: float = 0.0, seed: int = 0):
         super().__init__(in_channels, grey)
         if not tau >= 0 or dim < 1 or width < 1 or internal < 4 or internal % 4 or emit not in ("clip", "index") \
                 or not match >= 0:
@@ -185,6 +218,9 @@ class SubstituteEncoder(Encoder):
                               f"match >= 0 and emit clip or index (got tau={tau}, dim={dim}, width={width}, "
                               f"internal={internal}, match={match}, emit={emit!r})")
         self.match = float(match)
+        if not 0.0 <= guard < 1.0:
+            raise ConfigError(f"encoder.params.guard={guard!r}: 0 (off) or a significance level below 1, e.g. 0.05")
+        self.guard = float(guard)
         self.tau, self.dim, self.internal, self.emit = float(tau), int(dim), int(internal), emit
         if isinstance(place, bool) or int(place) < 0 or int(place) == 1:
             raise ConfigError(f"encoder.params.place={place!r}: 0 (off) or the cells per side of the grid the "
@@ -208,6 +244,9 @@ class SubstituteEncoder(Encoder):
         self.register_buffer("descriptor_stats", torch.zeros(2, 1))  # the bank's mean and std of each number
         self.register_buffer("strata", torch.zeros(0, 0))  # [people, N]: 0 where clip j shows person s, else -1e9
         self.register_buffer("bank_geometry", torch.zeros(0, 4))  # motion geometry of every bank clip
+        # 1 where a descriptor number (carry) / an axis of the motion's place (carry_place) may be carried over
+        self.register_buffer("carry", torch.ones(0))
+        self.register_buffer("carry_place", torch.ones(2))
         self.bank_embed = nn.Parameter(torch.zeros(0, self.dim))
 
     # ------------------------------------------------------------------ the bank
@@ -239,12 +278,18 @@ class SubstituteEncoder(Encoder):
         self.descriptor_stats = torch.stack([desc.mean(0), desc.std(0).clamp_min(1e-2)])  # no number weighs more for barely varying
         self.bank_descriptor = (desc - self.descriptor_stats[0]) / self.descriptor_stats[1]
         self.bank_geometry = torch.cat(geoms)
+        self.carry = torch.ones(desc.shape[1])
+        self.carry_place = torch.ones(2)
+        if self.guard > 0:
+            self.carry = (~identifies(desc, self.bank_private, self.bank_utility, self.guard)).float()
+            self.carry_place = (~identifies(self.bank_geometry[:, :2], self.bank_private, self.bank_utility, self.guard)).float()
         people = torch.unique(self.bank_private)
         self.strata = torch.where(self.bank_private[None, :] == people[:, None], 0.0, -1e9)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # a trained encoder's bank has the size its data gave: take the shapes from the checkpoint
-        for name in ("bank", "bank_utility", "bank_private", "bank_descriptor", "strata", "bank_geometry", "descriptor_stats"):
+        for name in ("bank", "bank_utility", "bank_private", "bank_descriptor", "strata", "bank_geometry", "descriptor_stats",
+                     "carry", "carry_place"):
             t = state_dict.get(prefix + name)
             if t is not None and t.shape != getattr(self, name).shape:
                 setattr(self, name, torch.zeros(t.shape, dtype=t.dtype))
@@ -277,10 +322,12 @@ class SubstituteEncoder(Encoder):
     def descriptor_distance(self, x: torch.Tensor) -> torch.Tensor:
         """The mean squared difference of the standardised descriptors of each input and each bank clip ``[B, N]``
         (without *where* when ``place`` moves the substitute to the input's place)."""
-        keep = slice(WHERE, None) if self.place else slice(None)
+        w = self.carry.clone()
+        if self.place:
+            w[:WHERE] = 0.0
         d = (clip_descriptor(self._grey_small(x), self.lags) - self.descriptor_stats[0]) / self.descriptor_stats[1]
-        a, b = d[:, keep], self.bank_descriptor[:, keep]
-        return ((a * a).sum(1, keepdim=True) - 2 * a @ b.t() + (b * b).sum(1)[None]).clamp_min(0) / a.shape[1]
+        a, b = d * w.sqrt(), self.bank_descriptor * w.sqrt()
+        return ((a * a).sum(1, keepdim=True) - 2 * a @ b.t() + (b * b).sum(1)[None]).clamp_min(0) / w.sum().clamp_min(1)
 
     def scores(self, x: torch.Tensor) -> torch.Tensor:
         """``cos(f(x), e_j) - match * dist_j`` for every bank clip: ``[B, N]`` (the logits before the temperature)."""
@@ -331,7 +378,9 @@ class SubstituteEncoder(Encoder):
         if self.place and x.dim() == 5:
             src = self.bank_geometry.index_select(0, j).to(x.dtype)
             cell = ((motion_geometry(self._grey_small(x))[:, :2] * self.place).floor().clamp(0, self.place - 1) + 0.5) / self.place
-            clips = place(clips, src, torch.cat([cell, src[:, 2:]], 1))
+            keep = self.carry_place.to(x.dtype)  # an axis that identifies people stays where the substitute has it
+            dst = keep * cell + (1 - keep) * src[:, :2]
+            clips = place(clips, src, torch.cat([dst, src[:, 2:]], 1))
         return (clips.squeeze(2) if x.dim() == 4 else clips), j
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -376,9 +425,10 @@ def is_substitute(encoder: nn.Module) -> bool:
 @register_encoder("substitute")
 def substitute(in_channels: int = 3, grey: bool = False, clip_len: int = 16, tau: float = 0.05, dim: int = 32,
                width: int = 8, internal: int = 16, emit: str = "clip", stratify: bool = False, place: int = 0,
-               match: float = 0.0, seed: int = 0) -> Encoder:
+               match: float = 0.0, guard: float = 0.0, seed: int = 0) -> Encoder:
     """f_d that releases a real clip of a bank, drawn by a learned low-temperature softmax (see :class:`SubstituteEncoder`)."""
-    return SubstituteEncoder(in_channels, grey, clip_len, tau, dim, width, internal, emit, stratify, place, match, seed)
+    return SubstituteEncoder(in_channels, grey, clip_len, tau, dim, width, internal, emit, stratify, place, match, guard,
+                             seed)
 
 
 __all__ = ["WHERE", "SubstituteEncoder", "block_mean", "clip_descriptor", "is_substitute", "lag_profile", "motion_geometry", "place"]
