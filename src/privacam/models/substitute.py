@@ -93,7 +93,7 @@ def place(clips: torch.Tensor, src: torch.Tensor, dst: torch.Tensor, max_scale: 
 
 
 #: the lags of the embedding's lag profile (frames)
-LAGS = 8
+LAGS = 15
 
 
 def lag_profile(g: torch.Tensor, lags: int = LAGS) -> torch.Tensor:
