@@ -94,19 +94,19 @@ def main(argv: list[str] | None = None) -> int:
             raw = summaries.get("unprotected", False)  # the reference of NAG: the unprotected features
             summaries[kind] = evaluate_run(run_dir, raw=raw, device="cpu")
             info[kind]["audit_seconds"] = round(time.time() - t0, 1)
-        ref = summaries["unprotected"]["privacy"]["best"]
+        ref = summaries["unprotected"].privacy.best
         for kind in runs:
             s = summaries[kind]
-            pr = s["privacy"]
+            pr = s.privacy
             rows.append({
                 "dataset": label, "config": config, "network": kind, "gamma": runs[kind],
                 "run": str(out / f"{label}_{kind}{suffix}"),
-                "utility": s["utility"].get("value"), "utility_retrained": s["utility"].get("retrained"),
-                "utility_chance": s["utility"].get("chance"),
-                "attackers": pr["attackers"], "best": pr["best"], "best_attacker": pr["best_attacker"],
-                "chance": pr["chance"], "nag": metrics.nag(pr["best"], ref, pr["chance"]),
-                "training_adversaries": pr.get("training_adversaries", {}),
-                "encoded_shape": s.get("encoded_shape"), "seed": load_run_config(out / f"{label}_{kind}{suffix}").train.seed,
+                "utility": s.utility.value, "utility_retrained": s.utility.retrained,
+                "utility_chance": s.utility.chance,
+                "attackers": pr.attackers, "best": pr.best, "best_attacker": pr.best_attacker,
+                "chance": pr.chance, "nag": metrics.nag(pr.best, ref, pr.chance),
+                "training_adversaries": pr.training_adversaries or {},
+                "encoded_shape": s.encoded_shape, "seed": load_run_config(out / f"{label}_{kind}{suffix}").train.seed,
                 **info[kind],
             })
     write_json(out / "feature_table.json", {"rows": rows})

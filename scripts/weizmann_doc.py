@@ -25,6 +25,7 @@ from pathlib import Path
 
 from external_rows import external_rows
 from privacam import runs
+from privacam.audits import AuditSummary, Level, nag_text, pct, read_summary_if
 from privacam.config import load_config, to_dict
 from privacam.data import apply_data_spec, make_splits
 from privacam.evaluate.runner import audit_spec, evaluate_named, evaluate_run, raw_reference
@@ -40,22 +41,22 @@ TARGETS = {"clip": 0.2, "video": 0.25, "person@5": 0.25}
 PARTS = ("raw", "untrained", "baselines", "decisions", "dcurve", "curve", "doc")
 
 
-def _summary(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.exists() else None
+def _summary(path: Path) -> AuditSummary | None:
+    return read_summary_if(path)
 
 
-def _row(label: str, s: dict) -> dict:
-    q, u = s["privacy"], s["utility"]
-    lv = q.get("levels", {})
-    row = {"label": label, "action": u.get("value", u.get("retrained")), "retrained": u.get("retrained"),
-           "headline": q.get("level", "clip"), "best": q["best"], "attacker": q["best_attacker"], "nag": q.get("nag")}
+def _row(label: str, s: AuditSummary) -> dict:
+    q, u = s.privacy, s.utility
+    lv = q.levels or {}
+    row = {"label": label, "action": u.value if u.has("value") else u.retrained, "retrained": u.retrained,
+           "headline": q.headline, "best": q.best, "attacker": q.best_attacker, "nag": q.nag}
     for level in LEVELS:
-        b = lv.get(level, {})
-        row[level] = b.get("best")
-        row[f"{level}_nag"] = b.get("nag")
-        row[f"{level}_attacker"] = b.get("best_attacker")
-        best, chance = b.get("best"), b.get("chance")
-        if b.get("nag") is None and best is not None and best == best and chance is not None and chance < 1:
+        b = lv.get(level) or Level()
+        row[level] = b.best
+        row[f"{level}_nag"] = b.nag
+        row[f"{level}_attacker"] = b.best_attacker
+        best, chance = b.best, b.chance
+        if b.nag is None and best is not None and best == best and chance is not None and chance < 1:
             # no raw reference in this audit: NAG with raw taken as 100 % (the issue's definition)
             row[f"{level}_nag"] = max(0.0, (best - chance) / (1 - chance))
             row["raw_assumed"] = True
@@ -63,12 +64,7 @@ def _row(label: str, s: dict) -> dict:
     return row
 
 
-def _pct(v) -> str:
-    return "–" if v is None or v != v else f"{100 * v:.1f}"
-
-
-def _nag(v) -> str:
-    return "–" if v is None or v != v else f"{v:.2f}"
+_pct, _nag = pct, nag_text
 
 
 def _table(rows: list[dict]) -> str:
@@ -160,7 +156,7 @@ def main():
         seconds[name] = round(time.time() - t, 1)
         return r
 
-    raw_path = out / "raw" / "eval" / "summary.json"
+    raw_path = out / "raw" / runs.EVAL
     raw = _summary(raw_path) if a.resume else None
     if raw is None and "raw" in a.parts:
         raw = timed("raw audit", lambda: raw_reference(cfg, splits, spec, device=device, out_dir=out / "raw" / "eval", use_cache=False))
@@ -177,14 +173,14 @@ def main():
                 time.sleep(30)
         elif not (a.resume and (run / "encoder.pt").exists()):
             timed(f"{name} train", lambda: train(run_cfg, run, resume=a.resume and runs.holds_run(run)))
-        s = _summary(run / "eval" / "summary.json") if a.resume else None
+        s = _summary(run / runs.EVAL) if a.resume else None
         if s is None:
             s = timed(f"{name} audit", lambda: evaluate_run(run, overrides=eval_ov, raw=raw, device=str(device)))
         return s
 
     def named(spec_: str) -> dict:
         d = out / spec_.replace(":", "_").replace(",", "_").replace("=", "")
-        s = _summary(d / "eval" / "summary.json") if a.resume else None
+        s = _summary(d / runs.EVAL) if a.resume else None
         if s is None:
             s = timed(f"{spec_} audit", lambda: evaluate_named(spec_, cfg, d, raw=raw, device=str(device), splits=splits))
         return s
@@ -216,16 +212,16 @@ def main():
     missing: list[str] = []
 
     def have(label: str, path: Path, compute) -> dict | None:
-        if a.only_existing and not path.exists():
+        if a.only_existing and _summary(path) is None:
             missing.append(label)
             return None
         return _row(label, compute())
 
     def run_path(name: str) -> Path:
-        return out / name / "eval" / "summary.json"
+        return out / name / runs.EVAL
 
     def named_path(spec_: str) -> Path:
-        return out / spec_.replace(":", "_").replace(",", "_").replace("=", "") / "eval" / "summary.json"
+        return out / spec_.replace(":", "_").replace(",", "_").replace("=", "") / runs.EVAL
 
     untrained = have("motion mask, untrained (randomised)", named_path(UNTRAINED_MASK), lambda: named(UNTRAINED_MASK))
     base = [r for b in a.baselines if (r := have(b.replace(":factor=", " x"), named_path(b), lambda b=b: named(b)))]
@@ -254,7 +250,7 @@ def main():
                     if r["action"] is not None and r["action"] > med["action"] and r["video"] is not None and r["video"] < med["video"]]
     richer_meets = [r["label"] for r in curve + refs[:1 if untrained else 0] if all(_meets(r).values())]
     yes = lambda ok: "**met**" if ok else "**not met**"  # noqa: E731
-    q0 = (raw or dec[0]["summary"])["privacy"]
+    q0 = (raw or dec[0]["summary"]).privacy
     raw_note = ("" if raw else "\n**The raw data were not audited for this version of the page** (no CPU time left): NAG is "
                 "computed with raw identity accuracy taken as 100 %, its highest possible value. Were raw lower, every NAG "
                 "here would be higher.\n")
@@ -299,8 +295,8 @@ def main():
 Generated by `{cmd}` ({when}; the time of every part is in `{a.out}/weizmann_doc.json`; the runs and audits
 can be computed by several processes sharing the work, `--parts`, each recording its times there).
 Data: `../shared/data/weizmann` — 9 actors x 4 actions, 64x64 frames resized to 32x32, 16-frame clips (the issue-4 split).
-Privacy = the audit of docs/audit.md, the `weizmann` config's, the same for every row: {len(q0['attackers'])} attackers
-retrained on {q0.get('views', 1)} release(s) of the training split (8 where releases differ), selected on held-out training data,
+Privacy = the audit of docs/audit.md, the `weizmann` config's, the same for every row: {len(q0.attackers)} attackers
+retrained on {q0.views or 1} release(s) of the training split (8 where releases differ), selected on held-out training data,
 scored per clip, per video (log-probabilities summed over a test video's clips) and per person from 5 random test
 clips; headline {head_level}. Chance is the majority class; NAG = normalised leakage between chance (0) and raw (1).
 Action = the run's own f_T (for the decision: the released decision itself), retrained for the fixed releases.

@@ -238,7 +238,7 @@ def test_audit_reports_every_level_with_intervals(people, tmp_path):
                      fit=FitConfig(epochs=3, patience=2, batch_size=16, min_epochs=2),
                      utility_fit=FitConfig(epochs=2, batch_size=16), bootstrap=200, trials=50)
     with one_thread():
-        s = protocol.audit(IdentityEncoder(), people, spec, out_dir=tmp_path / "eval")
+        s = protocol.audit(IdentityEncoder(), people, spec, out_dir=tmp_path / "eval").to_dict()
     p = s["privacy"]
     assert p["level"] == "video" and p["views"] == 3 and p["selection"]["mode"] == "videos"
     assert set(p["levels"]) == {"clip", "video", "person@1", "person@3", "person@50", "person@all"}

@@ -37,7 +37,8 @@ def tiny(tiny_overrides, tmp_path, monkeypatch):
 
 def test_constant_encoder_gives_chance_and_zero_nag(tiny, tmp_path):
     cfg, splits = tiny
-    s = evaluate_encoder(Constant(), cfg, splits, tmp_path / "const", encoder_info={"name": "constant", "params": {}})
+    s = evaluate_encoder(Constant(), cfg, splits, tmp_path / "const", encoder_info={"name": "constant", "params": {}}).to_dict()
+    assert s == json.loads((tmp_path / "const" / "summary.json").read_text())  # what it returns is what it wrote
     p = s["privacy"]
     assert set(p["attackers"]) == {"linear_probe", "small_cnn_a", "c3d_tiny"}
     for v in p["attackers"].values():
@@ -54,9 +55,9 @@ def test_identity_encoder_nag_is_one_by_definition(tiny, tmp_path):
     cfg, splits = tiny
     raw = evaluate_encoder(IdentityEncoder(), cfg, splits, tmp_path / "raw", encoder_info={"name": "identity", "params": {}}, raw=False)
     again = evaluate_encoder(IdentityEncoder(), cfg, splits, tmp_path / "raw2", encoder_info={"name": "identity", "params": {}}, raw=raw)
-    assert again["privacy"]["raw"] == raw["privacy"]["best"]
-    assert raw["privacy"]["best"] > raw["privacy"]["chance"]  # the tiny data identifies its actors
-    assert again["privacy"]["nag"] == pytest.approx(1.0)
+    assert again.privacy.raw == raw.privacy.best
+    assert raw.privacy.best > raw.privacy.chance  # the tiny data identifies its actors
+    assert again.privacy.nag == pytest.approx(1.0)
 
 
 def test_selection_never_reads_test(tiny, tmp_path, monkeypatch):
@@ -108,8 +109,8 @@ def test_evaluate_run_reports_training_adversaries_and_report_renders(tiny, tmp_
     cfg, splits = tiny
     run = train(cfg, tmp_path / "run", splits=splits)
     s = evaluate_run(run)
-    assert set(s["privacy"]["training_adversaries"]) == {"small_cnn_0", "small_cnn_1"}
-    assert "value" in s["utility"] and s["encoder"]["run"] == str(run)
+    assert set(s.privacy.training_adversaries) == {"small_cnn_0", "small_cnn_1"}
+    assert s.utility.has("value") and s.encoder.run == str(run)
     html, png = write_report([run], tmp_path / "rep" / "report.html")
     text = html.read_text()
     assert png.exists() and png.stat().st_size > 1000
@@ -156,6 +157,6 @@ def test_low_contrast_release_is_not_mistaken_for_privacy(tiny, tmp_path):
     cfg, splits = tiny
     raw = evaluate_encoder(IdentityEncoder(), cfg, splits, tmp_path / "raw", encoder_info={"name": "identity", "params": {}}, raw=False)
     low = evaluate_encoder(LowContrast(), cfg, splits, tmp_path / "low", encoder_info={"name": "low", "params": {}}, raw=raw)
-    assert raw["privacy"]["best"] > raw["privacy"]["chance"] + 0.2
-    assert low["privacy"]["best"] >= raw["privacy"]["best"] - 0.1
-    assert low["privacy"]["nag"] >= 0.85
+    assert raw.privacy.best > raw.privacy.chance + 0.2
+    assert low.privacy.best >= raw.privacy.best - 0.1
+    assert low.privacy.nag >= 0.85

@@ -151,7 +151,9 @@ def test_evaluate_released_cli_writes_summary(released_audit):
     assert ex["input"][:, 0].abs().max() > 0 and ex["released"][:, 0].abs().max() == 0  # raw beside released
     from privacam.evaluate.tables import summary_lines
 
-    printed = "\n".join(summary_lines(s))  # what `privacam evaluate` prints
+    from privacam.audits import AuditSummary
+
+    printed = "\n".join(summary_lines(AuditSummary.from_dict(s)))  # what `privacam evaluate` prints
     assert printed.startswith("encoder red removed {} on RAW\n  probing off: the tool that made the release")
     assert "probing view" not in printed and "set(s) of clip offsets of the one release" in printed
 
@@ -366,11 +368,13 @@ def test_external_rows_for_the_weizmann_page(released_audit, tmp_path):
     shutil.copytree(out, root / "redcut" / "audit")
     (root / "redcut" / "tool.json").write_text(json.dumps({"tool": "redcut", "version": "0.0", "args": ["--red"],
                                                           "frames": 108, "frames_changed": 54}))
-    s = json.loads((out / "eval" / "summary.json").read_text())
+    from privacam.audits import read_summary
+
+    s = read_summary(out / "eval")
     points, text = external_rows(root, like=s)
-    assert [p["_label"] for p in points] == ["red removed"]
+    assert [p.label for p in points] == ["red removed"]
     assert "**red removed**: `redcut` (0.0) run as its command line is used, with --red" in text and "changed 54 of 108 frames" in text
-    other = {**s, "privacy": {**s["privacy"], "attackers": {"mlp_probe": 1.0}}}
-    points, text = external_rows(root, like=other)
+    s.privacy.attackers = {"mlp_probe": 1.0}
+    points, text = external_rows(root, like=s)
     assert points == [] and "Left out (audited with another attacker set than this page): redcut." in text
     assert external_rows(tmp_path / "none") == ([], "")

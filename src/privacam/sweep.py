@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Sequence
 
 from . import runs
+from .audits import current_summary, summary_path
 from .config import Config, apply_overrides
 from .errors import ConfigError
 from .evaluate.runner import evaluate_run
 from .reference import reference_for
 from .report import write_report
 from .train import train
-from .utils import read_json, write_json
+from .utils import write_json
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +59,9 @@ def run_sweep(cfg: Config, *, key: str, values: Sequence[str], out: str | Path, 
     points = []
     for v, label, cfg_v in zip(values, labels, configs):
         run_dir = out / label
-        summary = run_dir / runs.EVAL / "summary.json"
+        summary = summary_path(run_dir / runs.EVAL)
         log.info("sweep %s=%s: %s", key, v, run_dir)
-        if not (resume and summary.exists() and runs.audit_is_current(read_json(summary))):
+        if not (resume and current_summary(summary) is not None):
             train(cfg_v, run_dir, resume=resume and runs.holds_run(run_dir), overwrite=overwrite)
             evaluate_run(run_dir, raw=reference_for(run_dir))
         points.append({"value": v, "run": label, "summary": str(summary.relative_to(out))})

@@ -6,6 +6,7 @@ import shlex
 from pathlib import Path
 
 from .. import runs
+from ..audits import summary_path
 from ..errors import PrivacamError
 from ..evaluate.runner import evaluate_named, evaluate_released, evaluate_run
 from ..evaluate.tables import summary_lines
@@ -13,7 +14,7 @@ from ..reference import reference_for
 from .common import DATA_HELP, Command, add_allow_overlap, allow_overlap_override, resolve_config
 
 
-def print_summary(s: dict) -> None:
+def print_summary(s) -> None:
     """The audit summary as a table: utility, then every attacker at every level with 95 % intervals."""
     print("\n".join(summary_lines(s)))
 
@@ -49,7 +50,7 @@ class Evaluate(Command):
                 raise PrivacamError("--released needs --data RAW.csv (the raw manifest) and --out DIR")
             cfg = resolve_config(args.config, args.data, overrides)
             s = evaluate_released(args.released, cfg, args.out, raw=raw, device=args.device, label=args.label, command=command)
-            print(f"wrote {Path(args.out) / runs.EVAL / 'summary.json'}")
+            print(f"wrote {summary_path(Path(args.out) / runs.EVAL)}")
         elif args.encoder:
             if run_dirs:
                 raise PrivacamError("give either RUN_DIR or --encoder, not both")
@@ -57,7 +58,7 @@ class Evaluate(Command):
                 raise PrivacamError("--encoder needs --out DIR")
             cfg = resolve_config(args.config, args.data, overrides)
             s = evaluate_named(args.encoder, cfg, args.out, raw=raw, device=args.device, label=args.label, command=command)
-            print(f"wrote {Path(args.out) / runs.EVAL / 'summary.json'}")
+            print(f"wrote {summary_path(Path(args.out) / runs.EVAL)}")
         else:
             if len(run_dirs) != 1:
                 raise PrivacamError("give one RUN_DIR (or --encoder NAME --out DIR)")
@@ -65,6 +66,6 @@ class Evaluate(Command):
                 raw = reference_for(run_dirs[0], overrides=overrides, device=args.device)
             s = evaluate_run(run_dirs[0], out_dir=args.out, overrides=overrides, data=args.data, raw=raw, device=args.device,
                              command=command)
-            print(f"wrote {Path(args.out or Path(run_dirs[0]) / runs.EVAL) / 'summary.json'}")
+            print(f"wrote {summary_path(args.out or Path(run_dirs[0]) / runs.EVAL)}")
         print_summary(s)
         return 0

@@ -30,8 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError, PrivacamError
+from ..audits import AuditSummary, Privacy, Utility, interval_text, pct, write_attacker, write_examples, write_summary
 from ..registry import create_attacker, create_utility
-from ..utils import write_json
 from . import metrics
 
 log = logging.getLogger(__name__)
@@ -527,10 +527,10 @@ def _level_block(per: dict[str, dict], level: str, plan, train_labels) -> dict:
     return block
 
 
-def reference_refusal(raw: dict) -> str | None:
+def reference_refusal(raw: AuditSummary) -> str | None:
     """Why NAG must not be computed against the reference summary ``raw``, or None when it may.
 
-    - A network reference (``raw["reference"]`` set: the unprotected network of a feature-level run)
+    - A network reference (``raw.reference`` set: the unprotected network of a feature-level run)
       that scores no better than chance on its own task, the utility it was trained for, never
       learned: the lower end of its 95 % interval (the score itself without one) is at or below chance.
     - Any reference whose best attacker scores at or below chance has no leakage to normalise by
@@ -546,43 +546,43 @@ def reference_refusal(raw: dict) -> str | None:
         return low <= chance + 1e-9
 
     def shown(value, iv) -> str:
-        ok = iv and all(v is not None and np.isfinite(v) for v in iv)
-        return f"{100 * value:.1f} %" + (f" (95 % interval {100 * iv[0]:.1f}-{100 * iv[1]:.1f} %)" if ok else "")
+        text = interval_text(iv, sep="-")
+        return f"{pct(value)} %" + (f" (95 % interval {text[1:-1]} %)" if text else "")
 
-    u, p = raw.get("utility") or {}, raw.get("privacy") or {}
-    key = "value" if "value" in u else "retrained"
-    acc, iv = u.get(key), u.get("interval" if key == "value" else "retrained_interval")
-    if raw.get("reference") and at_chance(acc, iv, u.get("chance")):
+    u, p = raw.utility or Utility(), raw.privacy or Privacy()
+    own = u.has("value")
+    acc, iv = (u.value, u.interval) if own else (u.retrained, u.retrained_interval)
+    if raw.reference and at_chance(acc, iv, u.chance):
         return (f"NAG not computed: the reference scores {shown(acc, iv)} on its own task, no better than chance "
-                f"{100 * u['chance']:.1f} %, so it never learned and leakage cannot be normalised by it")
-    if at_chance(p.get("best"), None, p.get("chance")):
-        return (f"NAG not computed: the best attacker on the reference scores {shown(p['best'], None)}, "
-                f"no better than chance {100 * p['chance']:.1f} %, so there is no reference leakage to normalise by")
+                f"{pct(u.chance)} %, so it never learned and leakage cannot be normalised by it")
+    if at_chance(p.best, None, p.chance):
+        return (f"NAG not computed: the best attacker on the reference scores {shown(p.best, None)}, "
+                f"no better than chance {pct(p.chance)} %, so there is no reference leakage to normalise by")
     return None
 
 
-def add_raw(privacy: dict, raw_privacy: dict, refused: str | None = None) -> dict:
+def add_raw(privacy: Privacy, raw_privacy: Privacy, refused: str | None = None) -> Privacy:
     """Put the raw-data reference (same audit, E = identity, or the unprotected network) beside every
     level: ``raw`` and ``nag`` at the headline level and in ``levels`` (NAG with majority-class
     chance). ``refused`` (see :func:`reference_refusal`): NAG is left out (``None``) and the reason
     kept as ``nag_refused``."""
-    privacy["raw"] = raw_privacy["best"]
-    privacy["nag"] = None if refused else metrics.nag(privacy["best"], privacy["raw"], privacy["chance"])
+    privacy.raw = raw_privacy.best
+    privacy.nag = None if refused else metrics.nag(privacy.best, privacy.raw, privacy.chance)
     if refused:
-        privacy["nag_refused"] = refused
+        privacy.nag_refused = refused
         log.warning("%s", refused)
-    for level, block in privacy.get("levels", {}).items():
-        ref = raw_privacy.get("levels", {}).get(level)
-        if ref is not None and np.isfinite(block["best"]):
-            block["raw"] = ref["best"]
-            block["nag"] = None if refused else metrics.nag(block["best"], ref["best"], block["chance"])
+    for level, block in (privacy.levels or {}).items():
+        ref = (raw_privacy.levels or {}).get(level)
+        if ref is not None and np.isfinite(block.best):
+            block.raw = ref.best
+            block.nag = None if refused else metrics.nag(block.best, ref.best, block.chance)
     return privacy
 
 
 def audit(encoder: nn.Module, splits, spec: AuditSpec, *, out_dir: str | Path, device: str | torch.device = "cpu",
           encoder_info: dict | None = None, utility_model: nn.Module | None = None,
-          training_adversaries: dict[str, nn.Module] | None = None, raw: dict | None = None,
-          views: int | None = None) -> dict:
+          training_adversaries: dict[str, nn.Module] | None = None, raw: AuditSummary | None = None,
+          views: int | None = None) -> AuditSummary:
     """Audit a frozen encoder on ``splits``; writes one JSON per attacker and ``summary.json``.
 
     Args:
@@ -592,10 +592,10 @@ def audit(encoder: nn.Module, splits, spec: AuditSpec, *, out_dir: str | Path, d
         out_dir: the ``eval`` directory to write.
         utility_model: the run's trained f_T (scored as ``utility.value``), if any.
         training_adversaries: the run's budget models, scored on E(X_test) beside the attackers.
-        raw: the raw-data reference summary (``{"utility": .., "privacy": ..}``) for context/NAG.
+        raw: the raw-data reference's summary, for context and NAG (:func:`add_reference`).
         views: releases of the training split (default ``spec.views``).
     Returns:
-        the summary dict (also written to ``out_dir/summary.json``).
+        the summary (also written to ``out_dir/summary.json``).
     """
     from . import pooling
     from .probing import effective_views
@@ -676,7 +676,7 @@ def audit(encoder: nn.Module, splits, spec: AuditSpec, *, out_dir: str | Path, d
                 rec["frame_accuracy"] = metrics.frame_accuracy(predict(model, tp, device, frames=True), tp.private)
                 frame_scores[name] = rec["frame_accuracy"]
         rec["params"] = sum(p.numel() for p in model.parameters())
-        write_json(out_dir / "attackers" / f"{name}.json", rec)
+        write_attacker(out_dir, name, rec)
         if sel.get("still_rising"):
             unit = "round" if "chosen" in sel else "epoch"
             warnings_.append(f"{name}: validation still rising at its last {unit}; more {unit}s may find more")
@@ -718,10 +718,6 @@ def audit(encoder: nn.Module, splits, spec: AuditSpec, *, out_dir: str | Path, d
         "warnings": warnings_, "notes": notes,
         "chance_rule": "majority class of the training labels (MaSS / PASS)" if not multilabel else "mean prevalence",
     }
-    if raw is not None:
-        if "utility" in raw and has_utility:
-            utility["raw"] = raw["utility"].get("retrained", raw["utility"].get("value"))
-        add_raw(privacy, raw["privacy"], reference_refusal(raw))
     summary: dict[str, Any] = {
         "encoder": encoder_info or {"name": type(encoder).__name__, "params": {}},
         "dataset": splits.name,
@@ -738,8 +734,23 @@ def audit(encoder: nn.Module, splits, spec: AuditSpec, *, out_dir: str | Path, d
         if rec is not None:
             summary["reconstruction"] = rec
     summary["seconds"] = round(time.time() - t0, 1)
-    write_json(out_dir / "summary.json", summary)
+    result = AuditSummary.from_dict(summary)
+    if raw is not None:
+        add_reference(result, raw)
+    write_summary(out_dir, result)
     _save_examples(splits, tu, out_dir)
+    return result
+
+
+def add_reference(summary: AuditSummary, raw: AuditSummary) -> AuditSummary:
+    """The raw-data reference (or the unprotected network) beside the audit's numbers: utility ``raw``,
+    privacy ``raw`` and NAG at every level (see :func:`add_raw`), and what the reference is."""
+    u = summary.utility
+    if raw.utility is not None and raw.utility.has("retrained") and u.has("value"):
+        u.raw = raw.utility.retrained
+    add_raw(summary.privacy, raw.privacy, reference_refusal(raw))
+    if raw.reference:
+        summary.privacy.reference = raw.reference
     return summary
 
 
@@ -785,8 +796,12 @@ def _save_examples(splits, tu: Encoded, out_dir: Path, n: int = 6) -> None:
     from ..data.base import collate
 
     idx = list(range(0, len(tu), max(1, len(tu) // n)))[:n]
-    items = _items(tu)
-    x = collate([splits.test[items[i]] for i in idx])["input"]
+    items = [_items(tu)[i] for i in idx]  # the test split's items of the clips shown
+    x = collate([splits.test[i] for i in items])["input"]
     z = tu.subset(idx).dense().float() * tu.scale
-    mid = lambda t: t[:, :, t.shape[2] // 2] if t.dim() == 5 else t  # noqa: E731
-    torch.save({"input": mid(x).half(), "released": mid(z).half()}, out_dir / "examples.pt")
+    write_examples(out_dir, middle_frame(x).half(), middle_frame(z).half(), items)
+
+
+def middle_frame(t: torch.Tensor) -> torch.Tensor:
+    """The middle frame of clips ``[N,C,T,H,W]`` (images as they are)."""
+    return t[:, :, t.shape[2] // 2] if t.dim() == 5 else t

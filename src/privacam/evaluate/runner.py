@@ -18,14 +18,15 @@ from pathlib import Path
 import yaml
 
 from .. import runs
+from ..audits import AuditSummary, read_examples, read_summary, save_summary, write_examples, write_summary
 from ..config import Config, apply_overrides, dump_config, to_dict
 from ..data import apply_data_spec, data_fingerprint, make_splits
 from ..errors import ConfigError
 from ..models.encoders import IdentityEncoder
 from ..registry import create_encoder
-from ..utils import atomic_write_text, read_json, resolve_device, seed_everything, versions, write_json
+from ..utils import atomic_write_text, resolve_device, seed_everything, versions
 from .external import external_kind, load_external_encoder
-from .protocol import AuditSpec, FitConfig, add_raw, audit, reference_refusal
+from .protocol import AuditSpec, FitConfig, add_reference, audit, middle_frame
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,8 @@ def _cache_dir() -> Path:
     return Path(os.environ.get("PRIVACAM_CACHE", Path.home() / ".cache" / "privacam"))
 
 
-def raw_reference(cfg: Config, splits, spec: AuditSpec, *, device, out_dir: Path | None = None, use_cache: bool = True) -> dict:
+def raw_reference(cfg: Config, splits, spec: AuditSpec, *, device, out_dir: Path | None = None,
+                  use_cache: bool = True) -> AuditSummary:
     """The raw-data reference summary (E = identity), from the cache when possible."""
     # the data's fingerprint: a relabelled manifest (same path, same row count) is another reference
     fingerprint = splits.meta.get("fingerprint") or data_fingerprint(splits)
@@ -68,30 +70,19 @@ def raw_reference(cfg: Config, splits, spec: AuditSpec, *, device, out_dir: Path
     cached = _cache_dir() / "raw" / f"{splits.name}_{key}.json"
     if use_cache and cached.exists():
         log.info("raw reference from cache %s", cached)
-        return read_json(cached)
+        return read_summary(cached)
     target = out_dir or (_cache_dir() / "raw" / f"{splits.name}_{key}")
     seed_everything(spec.fit.seed)
     raw_spec = dataclasses.replace(spec, reconstruction=False)
     summary = audit(IdentityEncoder(int(splits.train[0]["input"].shape[0])), splits, raw_spec, out_dir=target, device=device,
                     encoder_info={"name": "identity", "params": {}})
-    write_json(cached, summary)
-    return summary
-
-
-def _with_raw(summary: dict, raw: dict, out_dir: Path) -> dict:
-    u, p = summary["utility"], summary["privacy"]
-    if "retrained" in raw.get("utility", {}) and "value" in u:
-        u["raw"] = raw["utility"]["retrained"]
-    add_raw(p, raw["privacy"], reference_refusal(raw))
-    if raw.get("reference"):
-        p["reference"] = raw["reference"]
-    write_json(out_dir / "summary.json", summary)
+    save_summary(cached, summary)
     return summary
 
 
 def evaluate_encoder(encoder, cfg: Config, splits, out_dir: str | Path, *, encoder_info: dict, utility_model=None,
-                     training_adversaries=None, raw: bool | dict = True, device: str = "auto", raw_splits=None,
-                     command: str | None = None) -> dict:
+                     training_adversaries=None, raw: bool | AuditSummary = True, device: str = "auto", raw_splits=None,
+                     command: str | None = None) -> AuditSummary:
     """Audit ``encoder`` with ``cfg.eval`` and add the raw reference; returns the summary.
 
     ``raw_splits``: the data the raw reference is measured on, when ``splits`` are not the raw data
@@ -105,18 +96,20 @@ def evaluate_encoder(encoder, cfg: Config, splits, out_dir: str | Path, *, encod
                     utility_model=utility_model, training_adversaries=training_adversaries)
     if raw is True and cfg.eval.raw_reference:
         raw = raw_reference(cfg, raw_splits or splits, spec, device=dev)
-    if isinstance(raw, dict):
-        summary = _with_raw(summary, raw, out_dir)
+    if isinstance(raw, AuditSummary):
+        add_reference(summary, raw)
+        write_summary(out_dir, summary)
     extra = ("onnxruntime",) if (encoder_info.get("source") or {}).get("kind") == "onnx" else ()
     d = cfg.data
-    summary["data"] = {"name": d.name, "root": str(d.root) if d.root else None, "size": d.size, "clip_len": d.clip_len}
-    summary["provenance"] = {"command": command, "versions": versions(extra)}
-    write_json(out_dir / "summary.json", summary)
+    summary.data = {"name": d.name, "root": str(d.root) if d.root else None, "size": d.size, "clip_len": d.clip_len}
+    summary.provenance = {"command": command, "versions": versions(extra)}
+    write_summary(out_dir, summary)
     return summary
 
 
 def evaluate_run(run_dir: str | Path, *, out_dir: str | Path | None = None, overrides: list[str] | None = None,
-                 data: str | None = None, raw: bool | dict = True, device: str = "auto", command: str | None = None) -> dict:
+                 data: str | None = None, raw: bool | AuditSummary = True, device: str = "auto",
+                 command: str | None = None) -> AuditSummary:
     """Audit the trained encoder of a run (writes ``RUN/eval/summary.json`` by default).
 
     The summary's ``encoder`` block names the run and how it was trained: schedule, gamma, the number
@@ -148,8 +141,8 @@ def evaluate_run(run_dir: str | Path, *, out_dir: str | Path | None = None, over
                             utility_model=util, training_adversaries=advs, raw=raw, device=device, command=command)
 
 
-def evaluate_named(spec: str, cfg: Config, out_dir: str | Path, *, raw: bool | dict = True, device: str = "auto",
-                   splits=None, label: str | None = None, command: str | None = None) -> dict:
+def evaluate_named(spec: str, cfg: Config, out_dir: str | Path, *, raw: bool | AuditSummary = True, device: str = "auto",
+                   splits=None, label: str | None = None, command: str | None = None) -> AuditSummary:
     """Audit an encoder named by ``spec``: a registered one (a baseline such as ``downsample:factor=4``),
     a user's factory (``path/to/file.py:make``, ``package.module:make``) or an ONNX file
     (``model.onnx``); see :mod:`privacam.evaluate.external` for what the last two must take and return."""
@@ -183,8 +176,8 @@ RELEASED_PROBING = ("off: the tool that made the release is not available to the
                     "release its own training data again; attackers train on the one release given")
 
 
-def evaluate_released(released: str | Path, cfg: Config, out_dir: str | Path, *, raw: bool | dict = True,
-                      device: str = "auto", label: str | None = None, command: str | None = None) -> dict:
+def evaluate_released(released: str | Path, cfg: Config, out_dir: str | Path, *, raw: bool | AuditSummary = True,
+                      device: str = "auto", label: str | None = None, command: str | None = None) -> AuditSummary:
     """Audit data that any tool has already anonymised (``privacam evaluate --released``).
 
     ``cfg.data`` is the raw manifest; ``released`` a manifest of the same rows (ids, labels, split)
@@ -239,19 +232,13 @@ def _frame_size(path: str) -> list[int]:
 
 
 def _raw_examples(raw_splits, eval_dir: Path) -> None:
-    """The audit saved the released test clips beside themselves: put the raw ones beside them."""
-    import torch
-
+    """The audit saved the released test clips beside themselves: put the raw frames of the same clips
+    (the same items of the raw test split) beside them."""
     from ..data.base import collate
 
-    f = eval_dir / "examples.pt"
-    if not f.exists():
+    ex = read_examples(eval_dir)
+    if ex is None:
         return
-    ex = torch.load(f, weights_only=True)
-    idx = ex.get("index")
-    n = len(ex["released"])
-    if idx is None:
-        idx = list(range(0, len(raw_splits.test), max(1, len(raw_splits.test) // n)))[:n]
-    x = collate([raw_splits.test[i] for i in idx])["input"]
-    ex["input"] = (x[:, :, x.shape[2] // 2] if x.dim() == 5 else x).half()
-    torch.save(ex, f)
+    items = ex["items"].tolist()
+    x = collate([raw_splits.test[i] for i in items])["input"]
+    write_examples(eval_dir, middle_frame(x).half(), ex["released"], items)
