@@ -12,7 +12,7 @@ import privacam
 
 SRC = Path(privacam.__file__).parent
 
-FOUNDATION = {"errors", "utils", "config", "registry"}
+FOUNDATION = {"errors", "utils", "config", "registry", "executors"}
 BELOW_CLI = FOUNDATION | {"data", "models", "players", "game", "runs", "audits", "distributed", "builders", "train", "evaluate",
                           "deploy", "report", "card", "demo", "sweep", "reference", "configs"}
 #: layer (top-level module or package of privacam) -> the layers it may import (itself always allowed)
@@ -21,6 +21,7 @@ ALLOWED = {
     "utils": {"errors"},  # load_checkpoint and resolve_device raise the one-line errors
     "config": {"errors"},
     "registry": {"errors"},
+    "executors": {"errors"},
     "configs": set(),
     "data": FOUNDATION,
     "models": FOUNDATION,

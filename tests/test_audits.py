@@ -87,3 +87,43 @@ def test_an_audit_directory_refuses_another_audit_and_overwrite_moves_it_aside(t
     claim_audit_dir(out / "eval", b, owner=out, overwrite=True)
     (aside,) = [p for p in tmp_path.iterdir() if p.name.startswith("out.replaced-")]
     assert (aside / "eval" / "units").is_dir() and not (out / "eval" / "units").exists()
+
+
+# ---------------------------------------------------------------------------------------------- privacam evaluate --out
+def test_evaluate_out_refuses_another_audit_resumes_its_own_and_never_replaces_a_run(tmp_path, monkeypatch, capsys):
+    from conftest import TINY
+    from privacam import runs
+    from privacam.cli import main
+    from privacam.train import train
+    from privacam.config import load_config
+
+    monkeypatch.setenv("PRIVACAM_CACHE", str(tmp_path / "cache"))
+    ev = ["eval.epochs=1", "eval.utility_epochs=1", "eval.min_epochs=1", "eval.attackers=[linear_probe]", "eval.views=1",
+          "eval.bootstrap=10", "eval.trials=5", "eval.reconstruction=false", "--no-raw"]
+    out = tmp_path / "out"
+    first = ["evaluate", "--encoder", "downsample:factor=2", "--data", "synthetic", "--out", str(out), *TINY, *ev]
+    assert main(first) == 0
+    unit = out / "eval" / "units" / "attacker.linear_probe.json"
+    stamp = unit.stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(first) == 0  # the same audit into its own folder: resumed, every unit reused
+    assert unit.stat().st_mtime_ns == stamp and "error" not in capsys.readouterr().err
+    other = ["evaluate", "--encoder", "blur:sigma=2", "--data", "synthetic", "--out", str(out), *TINY, *ev]
+    assert main(other) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "holds another audit (downsample factor=2 on synthetic" in err and "--overwrite" in err
+    assert unit.stat().st_mtime_ns == stamp  # nothing was written
+    assert main(other + ["--overwrite"]) == 0
+    (aside,) = [p for p in tmp_path.iterdir() if p.name.startswith("out.replaced-")]
+    assert (aside / "eval" / "units" / "attacker.linear_probe.json").stat().st_mtime_ns == stamp  # moved, not deleted
+    # --encoder ... --out RUN on a trained run: never, not even with --overwrite
+    run = train(load_config("default", TINY), tmp_path / "run")
+    assert main(["evaluate", str(run), *TINY, *ev]) == 0
+    config, summary = (run / runs.CONFIG).read_bytes(), (run / "eval" / "summary.json").read_bytes()
+    for extra in ([], ["--overwrite"]):
+        assert main(["evaluate", "--encoder", "downsample:factor=2", "--data", "synthetic", "--out", str(run), *TINY,
+                     *ev, *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "holds a trained run" in err
+    assert (run / runs.CONFIG).read_bytes() == config and (run / "eval" / "summary.json").read_bytes() == summary
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("run.replaced-")]

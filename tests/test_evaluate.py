@@ -61,23 +61,30 @@ def test_identity_encoder_nag_is_one_by_definition(tiny, tmp_path):
 
 
 def test_selection_never_reads_test(tiny, tmp_path, monkeypatch):
-    cfg, splits = tiny
-    events = []
-    orig_fit, orig_open = protocol.fit_classifier, Sealed.open
+    """Every model is fitted and selected on training-side data only; each unit opens the test split
+    only once its own model is selected."""
+    from privacam.evaluate import fitting
 
-    def fit(*a, **k):
+    cfg, splits = tiny
+    events, seen = [], []
+    orig_fit, orig_open = fitting.fit_classifier, Sealed.open
+
+    def fit(model, train, val, *a, **k):
         events.append("fit")
-        return orig_fit(*a, **k)
+        seen.extend(train.ids + (val.ids if val is not None else []))
+        return orig_fit(model, train, val, *a, **k)
 
     def open_(self):
         events.append("open")
         return orig_open(self)
 
-    monkeypatch.setattr(protocol, "fit_classifier", fit)
+    monkeypatch.setattr(fitting, "fit_classifier", fit)
     monkeypatch.setattr(Sealed, "open", open_)
     audit(IdentityEncoder(), splits, audit_spec(cfg), out_dir=tmp_path / "e")
-    assert events.count("fit") == 4  # utility + 3 attackers
-    assert "open" in events and events.index("open") > max(i for i, e in enumerate(events) if e == "fit")
+    assert events.count("fit") == 4  # utility + 3 attackers (selected on the data's validation: no refit)
+    assert events[0] == "fit" and events.index("open") > 0  # the test split is opened after the first selection
+    test_ids = {splits.test[i]["id"] for i in range(len(splits.test))}
+    assert seen and not test_ids & set(seen)  # no fit ever got a test clip
     sealed = Sealed(object())
     with pytest.raises(PrivacamError, match="sealed"):
         sealed.x

@@ -378,3 +378,41 @@ def test_external_rows_for_the_weizmann_page(released_audit, tmp_path):
     points, text = external_rows(root, like=s)
     assert points == [] and "Left out (audited with another attacker set than this page): redcut." in text
     assert external_rows(tmp_path / "none") == ([], "")
+
+
+def test_card_examples_show_each_release_beside_its_own_raw_clip(tmp_path, monkeypatch):
+    """The card's example strip: the raw frame above every release is the same clip's. With
+    eval.test_clips capping the clips of test videos of different lengths, the clips shown are not
+    the first clips of the test split: raw frames of other clips must not stand beside the releases.
+    The release here is a copy of the raw frames, so every column must show the same frame twice."""
+    monkeypatch.setenv("PRIVACAM_CACHE", str(tmp_path / "cache"))
+    rows, rel_rows = [], []
+    for actor in range(3):
+        for action in range(2):
+            for split, n in (("train", 10), ("test", 5 + 2 * actor + action)):  # test videos of 5 to 10 frames
+                name = f"a{actor}_{action}_{split}"
+                for kind, rows_ in (("raw", rows), ("copy", rel_rows)):
+                    folder = tmp_path / kind / name
+                    folder.mkdir(parents=True)
+                    for i in range(n):  # every frame of every video differs from all others
+                        a = np.full((8, 8, 3), 10 * (6 * actor + 2 * action) % 250, np.uint8)
+                        a[..., 1] = 20 * i
+                        a[0, :, 2] = 40 * actor + 5 * action
+                        Image.fromarray(a).save(folder / f"{i:04d}.png")
+                    rows_.append([f"{kind}/{name}", f"act{action}", f"actor{actor}", split])
+    header = ["path", "utility", "private", "split"]
+    write_csv(tmp_path / "RAW.csv", header, rows)
+    write_csv(tmp_path / "COPY.csv", header, rel_rows)
+    out = tmp_path / "audit"
+    ov = [*TINY_M, *EVAL, "data.size=8", "eval.test_clips=2", "eval.attackers=[linear_probe]"]
+    assert main(["evaluate", "--released", str(tmp_path / "COPY.csv"), "--data", str(tmp_path / "RAW.csv"),
+                 "--out", str(out), "--no-raw", *ov]) == 0
+    s = json.loads((out / "eval" / "summary.json").read_text())
+    assert s["privacy"]["test_clips"]["dropped_clips"] > 0  # the cap dropped clips: shown clips are not the first ones
+    ex = torch.load(out / "eval" / "examples.pt", weights_only=True)
+    raw, rel = ex["input"].float(), ex["released"].float()
+    assert len(raw) == len(rel) >= 4 and len(set(ex["items"].tolist())) == len(raw)
+    for i in range(len(raw)):
+        assert torch.allclose(raw[i], rel[i], atol=1 / 255 + 1e-3), f"column {i}: a raw frame of another clip"
+    assert main(["report", str(out)]) == 0  # the card draws them
+    assert (out / "card_examples.png").stat().st_size > 500

@@ -489,12 +489,26 @@ def read_identity(eval_dir: str | Path) -> dict | None:
     return audit_identity(s.encoder.to_dict() if s.encoder else {}, s.dataset, (s.data or {}).get("root"))
 
 
+#: what names the audited encoder in an audit's identity (the rest of its record describes it)
+_IDENTITY_KEYS = ("name", "params", "run", "released")
+
+
 def audit_identity(encoder_info: dict, dataset: str | None, data_root: str | None = None) -> dict:
-    """What an audit is of: the encoder (less the stamp of a run's training: a run trained again is
-    the same run) and the data. Two audits with the same identity are the same audit, whatever their
-    settings (a re-run resumes it; other settings recompute the units they change)."""
-    enc = {k: v for k, v in (encoder_info or {}).items() if k not in ("stamp", "data_fingerprint")}
-    return {"encoder": enc, "dataset": dataset, "data_root": str(data_root) if data_root else None}
+    """What an audit is of: the encoder (a registered one and its parameters, a run's folder, a user's
+    file, a released manifest) and the data (paths resolved). Two audits with the same identity are the
+    same audit, whatever their settings, labels or the training of the run (a re-run resumes it; other
+    settings recompute the units whose inputs they change)."""
+    info = encoder_info or {}
+    enc = {k: info[k] for k in _IDENTITY_KEYS if info.get(k) is not None}
+    for k in ("run", "released"):
+        if k in enc:
+            enc[k] = str(Path(enc[k]).expanduser().resolve())
+    source = info.get("source") or {}
+    if source:
+        enc["source"] = {"kind": source.get("kind"), "spec": source.get("spec"),
+                         "file": str(Path(source["file"]).expanduser().resolve()) if source.get("file") else None}
+    root = str(Path(data_root).expanduser().resolve()) if data_root and Path(str(data_root)).exists() else data_root
+    return {"encoder": enc, "dataset": dataset, "data_root": str(root) if root else None}
 
 
 def describe(identity: dict) -> str:

@@ -272,6 +272,26 @@ def _curves_html(points: list[AuditSummary]) -> str:
     return "\n".join(blocks)
 
 
+def _cost_html(points: list[AuditSummary]) -> str:
+    """Each audit's seconds: in all, per phase, what ran its units and the slowest of them."""
+    rows = []
+    for p in points:
+        if p.seconds is None:
+            continue
+        ex = p.executor or {}
+        phases = ", ".join(f"{k} {v:.0f} s" for k, v in (ex.get("phases") or {}).items())
+        units = sorted(((k, v) for k, v in (p.unit_seconds or {}).items() if v), key=lambda kv: -kv[1])
+        slow = ", ".join(f"{k} {v:.0f} s" for k, v in units[:5])
+        how = f"{ex.get('name', '–')} x{ex.get('workers', 1)}" if ex else "–"
+        rows.append(f"<tr><td>{html.escape(p.label)}</td><td>{p.seconds:.0f}</td><td>{html.escape(phases or '–')}</td>"
+                    f"<td>{html.escape(how)}</td><td>{ex.get('computed', '–')} / {ex.get('reused', '–')}</td>"
+                    f"<td>{sum(v for _, v in units):.0f}</td><td>{html.escape(slow or '–')}</td></tr>")
+    if not rows:
+        return "<p>(no audit recorded its time)</p>"
+    return ("<table><tr><th>audit</th><th>seconds</th><th>phases</th><th>units run by</th><th>computed / reused</th>"
+            "<th>unit seconds</th><th>slowest units</th></tr>" + "".join(rows) + "</table>")
+
+
 def write_report(paths: list[str | Path], out: str | Path, title: str = "") -> tuple[Path, Path]:
     """Write the HTML report and the trade-off PNG beside it; returns both paths."""
     points = load_points(paths)
@@ -320,6 +340,7 @@ Chance: utility {pct(p0.utility.chance)} %, privacy {pct(p0.privacy.chance)} %.<
 the gap to the retrained attacker is what an in-loop evaluation would have hidden.</p>
 <h2>Releases</h2>{_examples_html(points)}
 <h2>Training curves</h2>{_curves_html(points) or '<p>(no training runs among the points)</p>'}
+<h2>Where the time went</h2>{_cost_html(points)}
 <h2>Sources</h2><ul>{sources}</ul></body></html>"""
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(doc, encoding="utf-8")

@@ -11,7 +11,8 @@ from ..errors import PrivacamError
 from ..evaluate.runner import evaluate_named, evaluate_released, evaluate_run
 from ..evaluate.tables import summary_lines
 from ..reference import reference_for
-from .common import DATA_HELP, Command, add_allow_overlap, allow_overlap_override, resolve_config
+from .common import (DATA_HELP, Command, add_allow_overlap, add_executor_arguments, allow_overlap_override, executor_of,
+                     resolve_config)
 
 
 def print_summary(s) -> None:
@@ -34,11 +35,19 @@ class Evaluate(Command):
         p.add_argument("--label", help="name of the audited release in tables and the privacy card (--encoder, --released)")
         p.add_argument("--data", help=DATA_HELP)
         add_allow_overlap(p)
-        p.add_argument("--out", help="output directory (default RUN_DIR/eval)")
+        p.add_argument("--out", help="output directory (default RUN_DIR/eval); the same audit there resumes "
+                                     "(finished units are reused), another audit there is refused without --overwrite")
+        p.add_argument("--overwrite", action="store_true",
+                       help="--out holds another audit: move it aside (<out>.replaced-<time>, not deleted) and audit anew")
         p.add_argument("--no-raw", action="store_true", help="skip the raw-data reference")
         p.add_argument("--device", default="auto")
+        add_executor_arguments(p)
 
     def run(self, args):
+        with executor_of(args) as executor:
+            return self._run(args, executor)
+
+    def _run(self, args, executor):
         command = shlex.join(["privacam", *getattr(args, "_argv", [])])
         run_dirs = [a for a in args.args if "=" not in a]
         overrides = [a for a in args.args if "=" in a] + allow_overlap_override(args)
@@ -49,7 +58,8 @@ class Evaluate(Command):
             if not args.data or not args.out:
                 raise PrivacamError("--released needs --data RAW.csv (the raw manifest) and --out DIR")
             cfg = resolve_config(args.config, args.data, overrides)
-            s = evaluate_released(args.released, cfg, args.out, raw=raw, device=args.device, label=args.label, command=command)
+            s = evaluate_released(args.released, cfg, args.out, raw=raw, device=args.device, label=args.label, command=command,
+                                  executor=executor, overwrite=args.overwrite)
             print(f"wrote {summary_path(Path(args.out) / runs.EVAL)}")
         elif args.encoder:
             if run_dirs:
@@ -57,7 +67,8 @@ class Evaluate(Command):
             if not args.out:
                 raise PrivacamError("--encoder needs --out DIR")
             cfg = resolve_config(args.config, args.data, overrides)
-            s = evaluate_named(args.encoder, cfg, args.out, raw=raw, device=args.device, label=args.label, command=command)
+            s = evaluate_named(args.encoder, cfg, args.out, raw=raw, device=args.device, label=args.label, command=command,
+                               executor=executor, overwrite=args.overwrite)
             print(f"wrote {summary_path(Path(args.out) / runs.EVAL)}")
         else:
             if len(run_dirs) != 1:
@@ -65,7 +76,7 @@ class Evaluate(Command):
             if raw and not args.data:  # the unprotected network for a feature-level run (privacam.reference)
                 raw = reference_for(run_dirs[0], overrides=overrides, device=args.device)
             s = evaluate_run(run_dirs[0], out_dir=args.out, overrides=overrides, data=args.data, raw=raw, device=args.device,
-                             command=command)
+                             command=command, executor=executor, overwrite=args.overwrite)
             print(f"wrote {summary_path(args.out or Path(run_dirs[0]) / runs.EVAL)}")
         print_summary(s)
         return 0

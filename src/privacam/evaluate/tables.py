@@ -98,7 +98,28 @@ def summary_lines(s: AuditSummary) -> list[str]:
         psnr = r.psnr if r.psnr is not None else float("nan")
         ssim = r.ssim if r.ssim is not None else float("nan")
         lines.append(f"  reconstruction  PSNR {psnr:.2f} dB  SSIM {ssim:.3f}")
+    return lines + cost_lines(s)
+
+
+def cost_lines(s: AuditSummary, top: int = 5) -> list[str]:
+    """Where the audit's time went: its phases, what ran the units, the slowest units (empty for an
+    audit written before units were timed)."""
+    if s.seconds is None:
+        return []
+    ex = s.executor or {}
+    phases = ex.get("phases") or {}
+    how = ex.get("name", "?") + (f" x{ex['workers']}" if ex.get("workers", 1) > 1 else "")
+    if ex.get("nodes"):
+        how += f" on {ex['nodes']} node(s)"
+    lines = [f"  time     {s.seconds:.0f} s in all"
+             + (" (" + ", ".join(f"{k} {v:.0f} s" for k, v in phases.items()) + ")" if phases else "")
+             + (f"; units run by {how}: {ex.get('computed', 0)} computed, {ex.get('reused', 0)} reused" if ex else "")]
+    units = {k: v for k, v in (s.unit_seconds or {}).items() if v}
+    if units:
+        slow = sorted(units.items(), key=lambda kv: -kv[1])[:top]
+        total = sum(units.values())
+        lines.append(f"  units    {total:.0f} s of work; slowest: " + ", ".join(f"{k} {v:.0f} s" for k, v in slow))
     return lines
 
 
-__all__ = ["interval", "pct", "short_interval", "summary_lines"]
+__all__ = ["cost_lines", "interval", "pct", "short_interval", "summary_lines"]
