@@ -114,7 +114,7 @@ def run_unit(cache: ReleaseCache, spec: UnitSpec, ctx: WorkerContext) -> dict:
     """Run one unit (in this process or a worker): seeded, on the device its kind asks for; returns its
     record with ``seconds`` and where it ran."""
     t0 = time.time()
-    # GUARD seed_everything(spec.seed)
+    seed_everything(spec.seed)  # its own draws only: no unit depends on which ran before it, or where
     device = ctx.device_for(spec.network)
     rec = UNIT_KINDS[spec.kind](spec, cache, device)
     rec.update({"name": spec.name, "kind": spec.kind, "spec": spec.inputs(), "seconds": round(time.time() - t0, 2),
