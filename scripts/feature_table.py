@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from privacam.audits import pct
 from privacam.config import load_config
 from privacam.evaluate import metrics
 from privacam.evaluate.runner import evaluate_run
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _pct(v) -> str:
-    return "—" if v is None else f"{100 * v:.1f}"
+    return pct(v, missing="—")
 
 
 def write_doc(table_json: Path, doc: Path, args) -> None:

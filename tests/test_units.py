@@ -212,3 +212,24 @@ def test_sigkill_half_way_then_resume(tmp_path):
     assert b.executor["reused"] == done and b.executor["computed"] == 6 - done
     assert json.dumps(a.results(), sort_keys=True) == json.dumps(b.results(), sort_keys=True)
     shutil.rmtree(tmp_path / "cache", ignore_errors=True)
+
+
+def test_sweep_chains_run_on_local_workers(tmp_path, monkeypatch, capsys):
+    """`privacam sweep --workers 2`: each value's train-then-audit chain is a job of a worker process, and
+    the reference is put beside every audit once they are all done (no chain waits on another's files)."""
+    from privacam.audits import read_summary
+    from privacam.cli import main
+
+    monkeypatch.setenv("PRIVACAM_CACHE", str(tmp_path / "cache"))
+    ov = [o for o in TINY if not o.startswith("data.params")] + [
+        "data.params={num_actors: 3, clips_per_pair: 3, actions: [wave1, jump]}", "eval.epochs=1", "eval.utility_epochs=1",
+        "eval.min_epochs=1", "eval.views=1", "eval.bootstrap=10", "eval.trials=5", "eval.reconstruction=false",
+        "eval.attackers=[linear_probe, mhi_logistic]"]
+    out = tmp_path / "sweep"
+    assert main(["sweep", "default", *ov, "--key", "game.gamma", "--values", "0.5,1", "--out", str(out), "--workers", "2"]) == 0
+    res = json.loads((out / "sweep.json").read_text())
+    assert res["executor"]["name"] == "local" and res["executor"]["workers"] == 2
+    for p, gamma in zip(res["points"], (0.5, 1.0)):
+        s = read_summary(out / p["summary"])
+        assert s.encoder.gamma == gamma and s.privacy.raw is not None and s.privacy.has("nag")  # the reference added
+    assert (out / "report.html").exists()
