@@ -69,3 +69,18 @@ def setup_threads() -> int:
     n = int(env) if env.isdigit() and int(env) > 0 else (os.cpu_count() or 1)
     torch.set_num_threads(n)
     return n
+
+
+def update_section(doc, start: str, end: str, block: str) -> None:
+    """Replace the part of ``doc`` between the ``start`` and ``end`` markers by ``block`` (which holds
+    them), or append ``block`` when the markers are not there yet."""
+    from pathlib import Path
+
+    doc = Path(doc)
+    text = doc.read_text()
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        text = head + block + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    doc.write_text(text)

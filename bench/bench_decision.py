@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _common import machine, setup_threads, table
+from _common import machine, setup_threads, table, update_section
 
 HERE = Path(__file__).resolve().parent
 DOC = HERE.parent / "docs" / "performance.md"
@@ -112,13 +112,7 @@ def markdown(res: dict, when: str, mach: dict) -> str:
 
 
 def update_doc(block: str, doc: Path = DOC) -> None:
-    text = doc.read_text()
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    doc.write_text(text)
+    update_section(doc, START, END, block)
 
 
 def main():

@@ -51,6 +51,15 @@ class ReleaseCache:
         self._digest: str | None = None
         self._memo: dict = {}
 
+    def __getstate__(self) -> dict:
+        """What goes to a worker: the releases (their tensors through shared memory), not what this
+        process derived from them (each worker opens the test split itself, after its own selection)."""
+        return {k: v for k, v in self.__dict__.items() if k != "_memo"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._memo = {}
+
     # -- reading
     def split(self, group: str, name: str) -> Encoded:
         """``train`` or ``val`` of a group (the test split: :meth:`open_test`)."""

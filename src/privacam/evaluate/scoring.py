@@ -12,7 +12,6 @@ import logging
 from typing import Any
 
 import numpy as np
-import torch
 
 from ..audits import AuditSummary, Privacy, Utility, interval_text, pct, write_attacker
 from . import metrics, pooling

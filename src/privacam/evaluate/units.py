@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import torch
 
 from ..audits import read_unit, write_unit
 from ..executors import Executor, Inline, Job, WorkerContext
