@@ -48,7 +48,7 @@ def _env(threads: int) -> dict:
     src = str(ROOT / "src")
     path = os.environ.get("PYTHONPATH", "")
     return {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": src + (os.pathsep + path if path else ""),
-            "RAY_USAGE_STATS_ENABLED": "0"}
+            "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}  # a loopback test cluster: no token
 
 
 def _tree(pids: list[int]) -> list[int]:
@@ -124,6 +124,13 @@ class TwoNodeRay:
         self.port, self.workdir, self.procs = port, workdir, []
 
     def __enter__(self):
+        try:
+            return self._start()
+        except BaseException:
+            self.__exit__()
+            raise
+
+    def _start(self):
         ray = str(Path(sys.executable).parent / "ray")
         env = _env(1)
         log = open(self.workdir / "ray_head.log", "w")

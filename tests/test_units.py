@@ -72,14 +72,16 @@ def _same(a, b) -> bool:
     return json.dumps(a.results(), sort_keys=True) == json.dumps(b.results(), sort_keys=True)
 
 
-def test_the_same_summary_with_one_worker_and_two_workers(tiny, one_process, tmp_path):
+@pytest.mark.parametrize("start", ["fork", "spawn"])
+def test_the_same_summary_with_one_worker_and_two_workers(tiny, one_process, tmp_path, start):
     """summary.json less its timings is the same whatever runs the units: this process, or two local
-    worker processes (the cache in shared memory, one thread each)."""
+    worker processes, forked (sharing this process's memory) or spawned (the cache in shared memory)."""
     cfg, splits = tiny
     one, one_dir = one_process
-    with LocalProcesses(2, threads=1) as ex:
+    with LocalProcesses(2, threads=1, start=start) as ex:
         two = _audit(cfg, splits, tmp_path / "two", ex)
     assert two.executor["name"] == "local" and two.executor["workers"] == 2 and two.executor["computed"] == 6
+    assert two.executor["start"] == start
     assert set(two.unit_seconds) == set(one.unit_seconds) and all(v > 0 for v in two.unit_seconds.values())
     assert _same(one, two)
     # the unit records themselves: the same scores, whatever process computed them
@@ -87,6 +89,8 @@ def test_the_same_summary_with_one_worker_and_two_workers(tiny, one_process, tmp
         a = json.loads((one_dir / "units" / f"{name}.json").read_text())
         b = json.loads((tmp_path / "two" / "units" / f"{name}.json").read_text())
         assert a["scores"] == b["scores"] and a["digest"] == b["digest"] and b["executor"] == "local"
+    if start == "spawn":
+        return
     # the order of the units does not matter either (each seeds itself): the last one alone, in a fresh folder
     last = sorted(one.unit_seconds)[-1]
     shutil.copytree(one_dir / "units", tmp_path / "alone" / "units")
@@ -95,17 +99,38 @@ def test_the_same_summary_with_one_worker_and_two_workers(tiny, one_process, tmp
     assert alone.executor["computed"] == 1 and _same(one, alone)
 
 
-def test_the_same_summary_on_ray(tiny, one_process, tmp_path):
-    """... and as Ray tasks on a local cluster (the cache put into its object store once)."""
-    pytest.importorskip("ray")
-    from privacam.executors import RayExecutor
+def test_the_same_summary_on_ray_and_network_units_ask_for_a_gpu(tiny, one_process, tmp_path):
+    """... and as Ray tasks on a local cluster (the cache put into its object store once). A unit that
+    trains a network asks Ray for a GPU where the cluster has one (here a cluster that declares one);
+    a classical attacker's does not."""
+    ray = pytest.importorskip("ray")
+    from privacam.executors import Job, RayExecutor, _worker_env, worker_info
 
     cfg, splits = tiny
     one, _ = one_process
-    with RayExecutor(None) as ex:
-        ray = _audit(cfg, splits, tmp_path / "ray", ex)
-    assert ray.executor["name"] == "ray" and ray.executor["computed"] == 6
-    assert _same(one, ray)
+    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": _worker_env()})
+    try:
+        ex = RayExecutor(None)
+        assert ex.gpus == 1
+        on_ray = _audit(cfg, splits, tmp_path / "ray", ex)
+        assert on_ray.executor["name"] == "ray" and on_ray.executor["computed"] == 6
+        assert _same(one, on_ray)
+        got = {e.job.name: e.result for e in ex.run([Job("network", worker_info, gpu=True), Job("classical", worker_info)])
+               if e.kind == "done"}
+        assert len(got["network"]["gpus"]) == 1 and got["classical"]["gpus"] == []
+        assert got["classical"]["torch_threads"] == 1  # one thread per task: Ray gave it one CPU
+    finally:
+        ray.shutdown()
+    plan = {u.name: u for u in units.plan_units(_cache_of_audit(cfg, splits), audit_spec(cfg))}
+    assert plan["attacker.small_cnn_a"].network and plan["utility.small3d"].network
+    assert not plan["attacker.mhi_logistic"].network and not plan["attacker.profile_boosted"].network
+
+
+def _cache_of_audit(cfg, splits):
+    from privacam.evaluate.cache import release
+
+    return release(IdentityEncoder(), splits, views=1, batch_size=8, seed=0, device="cpu")
 
 
 def test_a_resumed_audit_recomputes_no_finished_unit(tiny, tmp_path, monkeypatch):

@@ -5,10 +5,12 @@ independent train-then-audit chains (:mod:`privacam.sweep`); an :class:`Executor
 gives back each result as it comes, on an existing engine, not a home-made one:
 
 - :class:`Inline` (the default): one after the other in this process, with its thread budget;
-- :class:`LocalProcesses` (``--workers N``): N worker processes of ``torch.multiprocessing`` (spawned),
-  each with a fair share of the CPU threads (``torch.set_num_threads``) and, where there are GPUs, one
-  of them; the object the jobs share (the audit's release cache) goes to each worker once, through
-  shared memory (tensors are not copied);
+- :class:`LocalProcesses` (``--workers N``): N worker processes of ``torch.multiprocessing``, each with
+  a fair share of the CPU threads (``torch.set_num_threads``) and, where there are GPUs, one of them.
+  Workers of one CPU thread each are forked (as DataLoader's workers are): they share this process's
+  memory, the imported libraries and the object the jobs share (the audit's release cache) included,
+  copy-on-write; otherwise (several threads each, or CUDA) they are spawned, and the shared object goes
+  to each worker once through shared memory. Either way its tensors are not copied;
 - :class:`RayExecutor` (``--ray [ADDRESS]``): Ray tasks on a running cluster (``ADDRESS``, e.g.
   ``auto`` or ``ray://host:10001``) or on a local one it starts; the shared object goes into the object
   store once (``ray.put``) and every task reads it there. A job that asks for a GPU gets one where the
@@ -60,6 +62,7 @@ class WorkerContext:
     threads: int = 1
     executor: str = "inline"
     worker: int = 0
+    gpus: tuple = ()  # the GPUs the engine gave the job (Ray's ids)
 
     def device_for(self, job_wants_gpu: bool) -> str:
         return self.device if job_wants_gpu else "cpu"
@@ -81,6 +84,10 @@ class Executor:
 
     name = "inline"
     workers = 1
+    forks = False
+
+    def prepare(self, shared: Any) -> None:
+        """Get ready to run jobs that share ``shared`` (start workers, put it where they read it)."""
 
     def run(self, jobs: list[Job], shared: Any = None) -> Iterator[Event]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -139,9 +146,19 @@ def _init_worker(shared, threads: int, devices: list[str], counter) -> None:
     _WORKER["ctx"] = WorkerContext(devices[index % len(devices)] if devices else "cpu", threads, "local", index)
 
 
+def _noop(_):
+    return None
+
+
 def _call(fn: Callable, payload: Any) -> tuple[Any, float]:
     t = time.time()
     return fn(_WORKER["shared"], payload, _WORKER["ctx"]), time.time() - t
+
+
+def worker_info(shared, payload, ctx: WorkerContext) -> dict:
+    """A job that says where it ran (its device, threads, executor, the GPUs it was given)."""
+    return {"device": ctx.device, "threads": ctx.threads, "executor": ctx.executor, "gpus": list(ctx.gpus),
+            "pid": os.getpid(), "torch_threads": torch.get_num_threads()}
 
 
 def cuda_devices() -> list[str]:
@@ -149,24 +166,43 @@ def cuda_devices() -> list[str]:
 
 
 class LocalProcesses(Executor):
-    """``workers`` processes on this machine (``torch.multiprocessing``, spawned).
+    """``workers`` processes on this machine (``torch.multiprocessing``).
 
     Args:
         workers: how many processes (>= 1).
         threads: torch threads per process (default: the CPUs shared fairly, at least 1).
         device: ``cpu`` or ``cuda``: with ``cuda``, worker ``i`` takes GPU ``i`` modulo the GPUs present.
+        start: ``fork`` or ``spawn`` (default: ``fork`` for one-thread CPU workers, which then share this
+            process's memory copy-on-write; ``spawn`` otherwise: a forked process may not start OpenMP
+            threads or CUDA after its parent used them).
     """
 
     name = "local"
 
-    def __init__(self, workers: int, threads: int | None = None, device: str | torch.device = "cpu"):
+    def __init__(self, workers: int, threads: int | None = None, device: str | torch.device = "cpu",
+                 start: str | None = None):
+        import multiprocessing as mp
+
         if int(workers) < 1:
             raise ConfigError(f"--workers must be at least 1 (got {workers})")
         self.workers = int(workers)
         self.threads = int(threads or max(1, (os.cpu_count() or 1) // self.workers))
         self.devices = cuda_devices() if str(device).startswith("cuda") else []
+        can_fork = "fork" in mp.get_all_start_methods() and self.threads == 1 and not self.devices
+        self.start = start or ("fork" if can_fork else "spawn")
+        if self.start == "fork" and not can_fork:
+            raise ConfigError("forked workers need one CPU thread each and no CUDA; use spawned workers")
         self._pool = None
         self._shared_id = None
+
+    @property
+    def forks(self) -> bool:
+        """Whether the workers are forked (they see the shared object in memory, without pickling)."""
+        return self.start == "fork"
+
+    def prepare(self, shared) -> None:
+        """Start the workers with ``shared`` now (before this process starts any other thread)."""
+        self._ensure_pool(shared)
 
     def _ensure_pool(self, shared):
         if self._pool is not None and self._shared_id == id(shared):
@@ -176,10 +212,12 @@ class LocalProcesses(Executor):
 
         import torch.multiprocessing as tmp
 
-        ctx = tmp.get_context("spawn")
+        ctx = tmp.get_context(self.start)
         counter = ctx.Value("i", 0)
         self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=_init_worker,
                                          initargs=(shared, self.threads, self.devices, counter))
+        if self.forks:  # fork every worker now, while this process runs no other thread
+            list(self._pool.map(_noop, range(self.workers)))
         self._shared_id = id(shared)
         return self._pool
 
@@ -209,7 +247,8 @@ class LocalProcesses(Executor):
             raise
 
     def describe(self):
-        return {"name": self.name, "workers": self.workers, "threads": self.threads, "gpus": len(self.devices)}
+        return {"name": self.name, "workers": self.workers, "threads": self.threads, "gpus": len(self.devices),
+                "start": self.start}
 
     def close(self):
         if self._pool is not None:
@@ -231,7 +270,7 @@ def _ray_call(fn: Callable, shared: Any, payload: Any) -> tuple[Any, float]:
 
     torch.set_num_threads(1)
     gpus = ray.get_gpu_ids()
-    ctx = WorkerContext("cuda:0" if gpus and torch.cuda.is_available() else "cpu", 1, "ray", os.getpid())
+    ctx = WorkerContext("cuda:0" if gpus and torch.cuda.is_available() else "cpu", 1, "ray", os.getpid(), tuple(gpus))
     t = time.time()
     return fn(shared, payload, ctx), time.time() - t
 
@@ -327,4 +366,5 @@ def make_executor(workers: int | None = None, ray: str | bool | None = None, *, 
     return LocalProcesses(int(workers), device=device)
 
 
-__all__ = ["Event", "Executor", "Inline", "Job", "LocalProcesses", "RayExecutor", "WorkerContext", "make_executor"]
+__all__ = ["Event", "Executor", "Inline", "Job", "LocalProcesses", "RayExecutor", "WorkerContext", "make_executor",
+           "worker_info"]

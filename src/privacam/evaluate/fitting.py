@@ -102,7 +102,10 @@ def fit_classifier(model: nn.Module, train: Encoded, val: Encoded | None, labels
     first = min(max(1, int(cfg.min_epochs)), n_epochs) - 1  # the first epoch that may be selected (at most the last)
     curve: list[dict] = []
     epoch = 0
-    for epoch in tqdm(range(n_epochs), desc=desc, leave=False, disable=None if progress is None else not progress):
+    epochs = range(n_epochs)
+    if progress is not False:  # a unit in a worker makes no bar at all (the audit has one over its units)
+        epochs = tqdm(epochs, desc=desc, leave=False, disable=None if progress is None else not progress)
+    for epoch in epochs:
         model.train()
         perm = train.epoch_order(g)
         n = len(perm)

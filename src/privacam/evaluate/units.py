@@ -292,6 +292,8 @@ def run_units(units: list[UnitSpec], cache: ReleaseCache, eval_dir: str | Path, 
     digests = {u.name: d for u, d in todo}
     jobs = [Job(u.name, _run_job, u, gpu=u.network, cost=u.cost) for u, _ in todo]
     shared = _shared_for(executor, cache) if jobs else None
+    if jobs:
+        executor.prepare(shared)
     # the bar moves by each unit's estimated cost (a CNN weighs more than a logistic regression): its
     # time left is an estimate over what remains; it names the units running
     disable = (None if progress is None else not progress) if jobs else True
@@ -314,9 +316,10 @@ def run_units(units: list[UnitSpec], cache: ReleaseCache, eval_dir: str | Path, 
 
 
 def _shared_for(executor: Executor, cache: ReleaseCache):
-    """What the executor sends its workers: the cache itself in this process, the cache in shared memory
-    for local processes, its parts as numpy arrays for Ray's object store."""
-    if executor.name == "local":
+    """What the executor sends its workers: the cache itself in this process or to forked workers (they
+    share its memory), the cache in shared memory for spawned ones, its parts as numpy arrays for Ray's
+    object store."""
+    if executor.name == "local" and not executor.forks:
         return cache.share()
     if executor.name == "ray":
         return cache.to_parts("numpy")
