@@ -258,3 +258,33 @@ def test_sweep_chains_run_on_local_workers(tmp_path, monkeypatch, capsys):
         s = read_summary(out / p["summary"])
         assert s.encoder.gamma == gamma and s.privacy.raw is not None and s.privacy.has("nag")  # the reference added
     assert (out / "report.html").exists()
+
+
+def test_a_unit_is_the_same_whatever_the_threads_of_the_process_running_it():
+    """torch's CPU kernels sum in an order that depends on the thread count (at 32x32 a CNN's scores
+    move in the last bits); a unit computes on UNIT_THREADS threads, so one process with two threads and
+    workers with one give the same record."""
+    import torch
+
+    from privacam.data import Splits, TensorSampleDataset
+    from privacam.evaluate.cache import release
+    from privacam.executors import WorkerContext
+
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(48, 3, 8, 32, 32, generator=g) * 255).to(torch.uint8)
+    ds = TensorSampleDataset(x, torch.arange(48) % 2, torch.arange(48) % 4)
+    splits = Splits(ds.subset(range(32)), ds.subset(range(32, 40)), ds.subset(range(40, 48)), ["a", "b"],
+                    ["p0", "p1", "p2", "p3"], kind="video", name="random")
+    cache = release(IdentityEncoder(), splits, views=1, batch_size=16, seed=0, device="cpu")
+    spec = units.UnitSpec("attacker", "attacker.small_cnn_a", "small_cnn_a", {}, "private", "privacy",
+                          {"epochs": 2, "batch_size": 16, "patience": 2}, {"val_mode": "data"}, 4, 0, True)
+    before = torch.get_num_threads()
+    records = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            records.append(units.run_unit(cache, spec, WorkerContext()))
+            assert torch.get_num_threads() == threads  # the process's own threads are given back
+    finally:
+        torch.set_num_threads(before)
+    assert records[0]["scores"] == records[1]["scores"] and records[0]["selection"]["curve"] == records[1]["selection"]["curve"]

@@ -28,7 +28,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Iterator
+from typing import Any, ClassVar
 
 from .errors import PrivacamError
 from .utils import read_json, write_json
@@ -609,9 +609,6 @@ def level_words(level: str) -> str:
         return "per person from all clips" if k == "all" else f"per person from {k} clip{'s' if k != '1' else ''}"
     return f"per {kind}"
 
-
-def iter_levels(summary: AuditSummary) -> Iterator[tuple[str, Level]]:
-    yield from summary.privacy.level_blocks().items()
 
 
 __all__ = [

@@ -354,16 +354,18 @@ def _worker_env() -> dict:
     return {"PYTHONPATH": src + (os.pathsep + path if path else ""), "OMP_NUM_THREADS": "1"}
 
 
-def make_executor(workers: int | None = None, ray: str | bool | None = None, *, device: str | torch.device = "cpu") -> Executor:
+def make_executor(workers: int | None = None, ray: str | bool | None = None, *, device: str | torch.device = "cpu",
+                  threads: int | None = None) -> Executor:
     """The executor of ``--workers N`` / ``--ray [ADDRESS]`` (``ray=True``: a local cluster); neither:
-    :class:`Inline` (one process, the default)."""
+    :class:`Inline` (one process, the default). ``threads``: each local worker's CPU threads (default:
+    a fair share)."""
     if ray not in (None, False):
         if workers not in (None, 1):
             raise ConfigError("give --workers or --ray, not both (Ray's cluster decides how many tasks run at once)")
         return RayExecutor(None if ray is True or ray == "local" else str(ray))
     if workers is None:
         return Inline(device)
-    return LocalProcesses(int(workers), device=device)
+    return LocalProcesses(int(workers), threads=threads, device=device)
 
 
 __all__ = ["Event", "Executor", "Inline", "Job", "LocalProcesses", "RayExecutor", "WorkerContext", "make_executor",

@@ -62,13 +62,14 @@ def add_executor_arguments(p: argparse.ArgumentParser) -> None:
                             "without one, on a local cluster started here (pip install 'privacam[ray]')")
 
 
-def executor_of(args: argparse.Namespace):
-    """The executor ``--workers`` / ``--ray`` ask for (a context manager that shuts it down)."""
+def executor_of(args: argparse.Namespace, threads: int | None = None):
+    """The executor ``--workers`` / ``--ray`` ask for (a context manager that shuts it down);
+    ``threads``: each local worker's CPU threads (default: a fair share of the cores)."""
     from ..executors import make_executor
     from ..utils import resolve_device
 
     return make_executor(getattr(args, "workers", None), getattr(args, "ray", None),
-                         device=resolve_device(getattr(args, "device", None) or "auto"))
+                         device=resolve_device(getattr(args, "device", None) or "auto"), threads=threads)
 
 
 def split_config(config: str | None, overrides: list[str]) -> tuple[str | None, list[str]]:

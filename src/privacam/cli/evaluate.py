@@ -10,6 +10,7 @@ from ..audits import summary_path
 from ..errors import PrivacamError
 from ..evaluate.runner import evaluate_named, evaluate_released, evaluate_run
 from ..evaluate.tables import summary_lines
+from ..evaluate.units import UNIT_THREADS
 from ..reference import reference_for
 from .common import (DATA_HELP, Command, add_allow_overlap, add_executor_arguments, allow_overlap_override, executor_of,
                      resolve_config)
@@ -44,7 +45,7 @@ class Evaluate(Command):
         add_executor_arguments(p)
 
     def run(self, args):
-        with executor_of(args) as executor:
+        with executor_of(args, threads=UNIT_THREADS) as executor:  # a unit computes on its own threads anyway
             return self._run(args, executor)
 
     def _run(self, args, executor):

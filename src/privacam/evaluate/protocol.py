@@ -94,7 +94,7 @@ class AuditSpec:
              "fit": asdict(self.fit), "ufit": asdict(self.utility_fit), "views": self.views, "val_mode": self.val_mode,
              "val_fraction": self.val_fraction, "refit": self.refit, "pool": self.pool,
              "person_k": list(self.person_k), "trials": self.trials, "bootstrap": self.bootstrap,
-             "test_clips": self.test_clips, "equal_clips": 1, "units": 1}
+             "test_clips": self.test_clips, "equal_clips": 1, "units": 2}
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 

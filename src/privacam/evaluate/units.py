@@ -16,11 +16,13 @@ Unit kinds are a small registry (:func:`unit_kind`): ``attacker``, ``utility`` a
 pool of models, a label-only floor) is one more function and one more line in :func:`plan_units`.
 
 Each unit opens the test split only once its own model is selected (per unit, the test split stays
-sealed until selection is over); no unit reads another unit's result.
+sealed until selection is over); no unit reads another unit's result. Every unit computes on one CPU
+thread (:data:`UNIT_THREADS`), so that its result is the same on every machine and executor.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+import torch
 
 from ..audits import read_unit, write_unit
 from ..executors import Executor, Inline, Job, WorkerContext
@@ -42,7 +45,11 @@ from .fitting import FitConfig, NetworkAttacker, fit_attacker, make_attacker
 log = logging.getLogger(__name__)
 
 #: the version of a unit's record: units written by another version are computed again
-UNIT_SCHEMA = 1
+UNIT_SCHEMA = 2
+#: the CPU threads every unit computes on, whatever runs it: torch's CPU kernels (and OpenMP / BLAS)
+#: sum in an order that depends on the thread count, so a unit's scores would otherwise depend on the
+#: machine and the executor; the audit uses several cores by running units side by side (--workers, --ray)
+UNIT_THREADS = 1
 
 
 @dataclass(frozen=True)
@@ -109,13 +116,29 @@ def unit_kind(name: str):
     return deco
 
 
+@contextlib.contextmanager
+def unit_threads(n: int = UNIT_THREADS):
+    """Compute on ``n`` CPU threads (torch, OpenMP and BLAS pools), restoring the process's afterwards."""
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        with threadpool_limits(n):
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def run_unit(cache: ReleaseCache, spec: UnitSpec, ctx: WorkerContext) -> dict:
-    """Run one unit (in this process or a worker): seeded, on the device its kind asks for; returns its
-    record with ``seconds`` and where it ran."""
+    """Run one unit (in this process or a worker): seeded, on :data:`UNIT_THREADS` CPU threads, on the
+    device its kind asks for; returns its record with ``seconds`` and where it ran. The same inputs give
+    the same record wherever and after whatever it runs."""
     t0 = time.time()
     seed_everything(spec.seed)  # its own draws only: no unit depends on which ran before it, or where
     device = ctx.device_for(spec.network)
-    rec = UNIT_KINDS[spec.kind](spec, cache, device)
+    with unit_threads():
+        rec = UNIT_KINDS[spec.kind](spec, cache, device)
     rec.update({"name": spec.name, "kind": spec.kind, "spec": spec.inputs(), "seconds": round(time.time() - t0, 2),
                 "device": str(device), "executor": ctx.executor})
     return rec
