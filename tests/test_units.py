@@ -288,3 +288,24 @@ def test_a_unit_is_the_same_whatever_the_threads_of_the_process_running_it():
     finally:
         torch.set_num_threads(before)
     assert records[0]["scores"] == records[1]["scores"] and records[0]["selection"]["curve"] == records[1]["selection"]["curve"]
+
+
+def test_the_reconstruction_threat_as_one_unit_per_reconstructor_is_the_whole_attack():
+    """Each reconstructor is a unit of its own (they run side by side); put together they give what the
+    whole reconstruction attack gives (the best by validation MSE and its test scores)."""
+    import torch
+
+    from privacam.evaluate.reconstruction import ATTACKERS, reconstruction_attack
+    from privacam.evaluate.scoring import reconstruction_block
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(60, 1, 6, 6, generator=g)
+    z = torch.nn.functional.avg_pool2d(x, 2).flatten(1)  # a lossy release
+    args = (z[:40], x[:40], z[40:50], x[40:50], z[50:], x[50:])
+    whole = reconstruction_attack(*args, seed=0, epochs=3)
+    parts = {a: reconstruction_attack(*args, attackers=(a,), seed=0, epochs=3)["attackers"][a] for a in ATTACKERS}
+    drop = lambda d: {k: v for k, v in d.items() if k != "seconds"}  # noqa: E731
+    block = reconstruction_block(parts)
+    assert block["best_attacker"] == whole["best_attacker"]
+    assert {k: drop(v) for k, v in block["attackers"].items()} == {k: drop(v) for k, v in whole["attackers"].items()}
+    assert {k: block[k] for k in ("mse", "psnr", "ssim")} == {k: whole[k] for k in ("mse", "psnr", "ssim")}

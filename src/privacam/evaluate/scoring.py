@@ -136,10 +136,20 @@ def assemble(cache: ReleaseCache, spec, results: dict[str, dict], units: list, *
         "cache_bytes": {k: int(getattr(cache.split("privacy", k).x, "nbytes", 0)) for k in ("train", "val")},
         "seconds": None,
     }
-    rec_unit = next((u for u in units if u.kind == "reconstruction"), None)
-    if rec_unit is not None and results[rec_unit.name].get("reconstruction") is not None:
-        summary["reconstruction"] = results[rec_unit.name]["reconstruction"]
+    rec = reconstruction_block({u.model: results[u.name].get("reconstruction") for u in units if u.kind == "reconstruction"})
+    if rec is not None:
+        summary["reconstruction"] = rec
     return AuditSummary.from_dict(summary)
+
+
+def reconstruction_block(per: dict[str, dict | None]) -> dict | None:
+    """The reconstruction threat from its reconstructors' records: every one, and the best of them by
+    validation MSE with its test MSE / PSNR / SSIM (None: none was measured)."""
+    per = {k: v for k, v in per.items() if v is not None}
+    if not per:
+        return None
+    best = min(per, key=lambda n: per[n]["val_mse"])
+    return {"attackers": per, "best_attacker": best, **{k: v for k, v in per[best].items() if k in ("mse", "psnr", "ssim")}}
 
 
 # ---------------------------------------------------------------------------------------- references

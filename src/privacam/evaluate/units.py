@@ -1,7 +1,7 @@
 """The units of an audit: independent jobs, each a pure function of the frozen release cache and its spec.
 
 A unit is one model the audit fits: an attacker's fit on the private labels with its selection and
-refit, the retrained utility model, the reconstruction threat. It reads the release cache
+refit, the retrained utility model, one reconstructor of the reconstruction threat. It reads the release cache
 (:class:`~privacam.evaluate.cache.ReleaseCache`) and nothing else, seeds itself, and returns a record
 that keeps what the summary is assembled from: the selection record and its **per-clip scores on the
 test split** (so levels, bootstrap intervals and the best-of-N are recomputed from them), the
@@ -222,15 +222,16 @@ def utility_unit(spec: UnitSpec, cache: ReleaseCache, device: str) -> dict:
 
 @unit_kind("reconstruction")
 def reconstruction_unit(spec: UnitSpec, cache: ReleaseCache, device: str) -> dict:
-    """Fresh reconstructors that rebuild the input from the release (PSNR / SSIM on test frame pairs)."""
+    """One fresh reconstructor (``spec.model``: ridge, kernel ridge or a decoder) that rebuilds the input
+    from the release: fitted on train pairs, selected on validation, MSE / PSNR / SSIM on test pairs."""
     from .reconstruction import reconstruction_attack
 
     x = {k: cache.extras[f"reconstruction/{k}"] for k in ("train_z", "train_x", "val_z", "val_x", "test_z", "test_x")}
     try:
         res = reconstruction_attack(x["train_z"], x["train_x"], x["val_z"], x["val_x"], x["test_z"], x["test_x"],
-                                    seed=spec.seed)
+                                    attackers=(spec.model,), seed=spec.seed)["attackers"][spec.model]
     except Exception as e:  # noqa: BLE001 - the attribute audit must not be lost to this extra
-        log.warning("reconstruction audit skipped: %s", e)
+        log.warning("reconstruction attacker %s skipped: %s", spec.model, e)
         res = None
     return {"reconstruction": res, "level": "reconstruction", "params": 0}
 
@@ -273,8 +274,12 @@ def plan_units(cache: ReleaseCache, spec) -> list[UnitSpec]:
         units.append(UnitSpec("attacker", f"attacker.{name}", name, {}, "private", "privacy", dataclasses.asdict(spec.fit),
                               how, int(spec.test_clips), seed, is_network(name), (), attacker_cost(name)))
     if "reconstruction/train_z" in cache.extras:
-        units.append(UnitSpec("reconstruction", "reconstruction", "reconstruction", {}, "", "utility", {}, {},
-                              int(spec.test_clips), seed, False, ("reconstruction",), 1.0))
+        from .reconstruction import ATTACKERS as RECONSTRUCTORS
+
+        cost = {"ridge": 0.3, "kernel_ridge": 1.5, "decoder": 3.0}
+        for name in RECONSTRUCTORS:
+            units.append(UnitSpec("reconstruction", f"reconstruction.{name}", name, {}, "", "utility", {}, {},
+                                  int(spec.test_clips), seed, False, ("reconstruction",), cost.get(name, 1.0)))
     return units
 
 
