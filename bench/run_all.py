@@ -25,12 +25,13 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import bench_audit_units  # noqa: E402
+import bench_cachekey  # noqa: E402
 import bench_cost  # noqa: E402
 import bench_decision  # noqa: E402
 import bench_encoders  # noqa: E402
 import bench_eval  # noqa: E402
 import bench_train  # noqa: E402
-from _common import machine, table  # noqa: E402
+from _common import machine, table, update_section  # noqa: E402
 
 
 def _kept_block(doc: Path) -> str:
@@ -189,6 +190,10 @@ def main():
     bench_decision.update_doc(bench_decision.markdown(dec, datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                                                       machine()), out)
     targets += dec["targets"]
+    if bench_cachekey.WEIZMANN.exists():  # the cost of cache keys and fingerprints over every frame
+        ck = bench_cachekey.run(bench_cachekey.WEIZMANN, min_time)
+        update_section(out, bench_cachekey.START, bench_cachekey.END, bench_cachekey.markdown(
+            ck, datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), machine()))
     if units_block:
         bench_audit_units.update_doc(units_block, out)
     old = json.loads((HERE / "performance.json").read_text()) if (HERE / "performance.json").exists() else {}

@@ -387,8 +387,10 @@ def test_two_trainings_cannot_share_a_run_dir_and_a_stale_lock_is_taken_over(tmp
         os.killpg(first.pid, signal.SIGKILL)
         first.wait()
     assert (out / ".lock").exists()  # left behind by the killed owner
+    last = out / "checkpoints" / "last.pt"
+    reached = load_checkpoint(last)["game"]["step_count"] if last.exists() else 0  # stop there: a resume never goes back
     with caplog.at_level(logging.WARNING):
-        assert main(["train", "--out", str(out), "--resume", "train.steps=1"]) == 0
+        assert main(["train", "--out", str(out), "--resume", f"train.steps={reached}"]) == 0
     assert f"taking over a stale lock of process {first.pid}" in caplog.text
     assert not (out / ".lock").exists()
 
@@ -598,6 +600,477 @@ def test_nag_is_refused_against_a_reference_at_chance():
     assert "no reference leakage" in reference_refusal(S(blind))
     assert reference_refusal(S({"utility": {"value": 0.9, "interval": [0.85, 0.95], "chance": 0.25},
                                 "privacy": {"best": 0.6, "interval": [0.5, 0.7], "chance": 0.2}})) is None
+
+
+# ==================================================================================== round two (issue 23)
+# Every test below failed on the code before issue 23 (2e9f8a4): an input or an output overwritten, a
+# stale cache or chance, a resume that said more than it did, advice that did not work, a traceback.
+def _no_temporaries(folder: Path) -> bool:
+    """No temporary file or folder of privacam's writers is left in ``folder`` (they start with a dot)."""
+    return not [p for p in folder.iterdir() if p.name.startswith(".") and (".tmp" in p.name)]
+
+
+# ------------------------------------------------------------------------------------ the same file, by device and inode
+@pytest.mark.parametrize("case", ["hard_link_image", "hard_linked_frames", "alias_of_the_folder"])
+def test_a_hard_link_or_alias_of_the_input_is_the_input(tiny_run, tmp_path, capsys, case):
+    """Paths that differ but name the input (a hard link, a folder of hard links to its frames, a
+    symlinked alias of the folder) are the input: refused, --overwrite or not, and the input is intact."""
+    import os
+
+    if case == "hard_link_image":
+        inp = write_image(tmp_path / "img.png")
+        out = tmp_path / "hard.png"
+        os.link(inp, out)
+    else:
+        inp = write_frames(tmp_path / "frames", 3)
+        out = tmp_path / "copy"
+        if case == "hard_linked_frames":
+            out.mkdir()
+            for f in inp.iterdir():
+                os.link(f, out / f.name)
+        else:
+            out.symlink_to(inp, target_is_directory=True)
+    before = _digest(inp)
+    for extra in ([], ["--overwrite"]):
+        assert main(["anonymize", str(tiny_run), str(inp), "-o", str(out), *extra]) == 2
+        assert "never writes over its input" in _one_error_line(capsys)
+        assert _digest(inp) == before
+
+
+def test_export_never_writes_over_a_file_of_its_run(tiny_run, tmp_path, capsys):
+    import os
+
+    run = _copy(tiny_run, tmp_path)
+    alias = tmp_path / "weights.onnx"
+    os.link(run / "encoder.pt", alias)  # a hard link to the run's own weights
+    before = _digest(run)
+    for extra in ([], ["--overwrite"]):
+        assert main(["export", str(run), "-o", str(alias), *extra]) == 2
+        assert "is the same file as the input" in _one_error_line(capsys)
+    assert _digest(run) == before
+
+
+# ------------------------------------------------------------------------------------ outputs never clobber
+def _three_outputs(tiny_run, tmp_path, capsys):
+    """Run anonymize, export and report once each into fresh outputs; returns their paths."""
+    run = _copy(tiny_run, tmp_path)
+    assert main(["evaluate", str(run), *EVAL_MIN, "eval.raw_reference=false"]) == 0
+    shot = write_image(tmp_path / "shot.png")
+    outs = {"anonymize": tmp_path / "released.png", "export": tmp_path / "enc.onnx", "report": tmp_path / "page" / "r.html"}
+    cmds = {"anonymize": ["anonymize", str(run), str(shot), "-o", str(outs["anonymize"])],
+            "export": ["export", str(run), "-o", str(outs["export"])],
+            "report": ["report", str(run), "-o", str(outs["report"])]}
+    for name, cmd in cmds.items():
+        assert main(cmd) == 0, name
+    capsys.readouterr()
+    return cmds, outs
+
+
+def test_existing_outputs_are_refused_and_overwrite_moves_them_aside(tiny_run, tmp_path, capsys):
+    """anonymize, export and report refuse an output that exists; --overwrite moves it aside
+    (STEM.replaced-<time>.SUFFIX, bytes intact) and writes a new one."""
+    cmds, outs = _three_outputs(tiny_run, tmp_path, capsys)
+    for name, cmd in cmds.items():
+        out = outs[name]
+        before = out.read_bytes()
+        assert main(cmd) == 2, name
+        line = _one_error_line(capsys)
+        assert f"output {out} already exists" in line and "--overwrite" in line, line
+        assert out.read_bytes() == before
+        assert main(cmd + ["--overwrite"]) == 0, name
+        capsys.readouterr()
+        aside = [p for p in out.parent.iterdir() if p.name.startswith(f"{out.stem}.replaced-") and p.suffix == out.suffix]
+        assert len(aside) == 1 and aside[0].suffix == out.suffix and aside[0].read_bytes() == before, name
+        assert out.exists() and _no_temporaries(out.parent)
+
+
+def test_a_link_in_an_output_folder_is_never_written_through(tiny_run, tmp_path, capsys):
+    """An output folder that holds a symlink to a file outside it: refused; with --overwrite the folder
+    is moved aside and the file the link points to is untouched."""
+    frames = write_frames(tmp_path / "frames", 2)
+    outside = write_image(tmp_path / "elsewhere" / "precious.png", value=7)
+    out = tmp_path / "released"
+    out.mkdir()
+    (out / "0001.png").symlink_to(outside)  # the name the first released frame gets
+    before = outside.read_bytes()
+    assert main(["anonymize", str(tiny_run), str(frames), "-o", str(out)]) == 2
+    assert "already exists (a folder holding files)" in _one_error_line(capsys)
+    assert main(["anonymize", str(tiny_run), str(frames), "-o", str(out), "--overwrite"]) == 0
+    assert outside.read_bytes() == before
+    assert sorted(p.name for p in out.iterdir()) == ["0001.png", "0002.png"] and not (out / "0001.png").is_symlink()
+    (aside,) = [p for p in tmp_path.iterdir() if p.name.startswith("released.replaced-")]
+    assert (aside / "0001.png").is_symlink()
+
+
+def test_a_failed_write_leaves_no_half_written_output(tiny_run, tmp_path, monkeypatch, capsys):
+    """A folder of released frames appears whole or not at all; an ONNX file that fails its check is
+    not left behind; no temporary file stays."""
+    from privacam.deploy import io as deploy_io
+
+    frames = write_frames(tmp_path / "frames", 4)
+    orig, calls = deploy_io.ImageSink.write, {"n": 0}
+
+    def failing(self, frame):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError(28, "No space left on device")
+        return orig(self, frame)
+
+    monkeypatch.setattr(deploy_io.ImageSink, "write", failing)
+    assert main(["anonymize", str(tiny_run), str(frames), "-o", str(tmp_path / "out")]) == 2
+    assert "No space left on device" in _one_error_line(capsys)
+    assert not (tmp_path / "out").exists() and _no_temporaries(tmp_path)
+    from privacam.deploy import export as deploy_export
+
+    monkeypatch.setattr(deploy_export, "onnx_parity", lambda *a, **k: 1.0)  # the file does not match PyTorch
+    assert main(["export", str(tiny_run), "-o", str(tmp_path / "e.onnx")]) == 2
+    assert "nothing was written" in _one_error_line(capsys)
+    assert not (tmp_path / "e.onnx").exists() and _no_temporaries(tmp_path)
+
+
+# ------------------------------------------------------------------------------------ caches notice
+def test_frame_cache_and_fingerprint_notice_a_frame_edited_in_place(tmp_path, monkeypatch):
+    """One frame of 40 is edited in place (same name; the folder's time does not change): the frame
+    cache misses and decodes it again, and the data fingerprint changes."""
+    import os
+
+    from privacam.data.video import FrameStore
+
+    folder = write_frames(tmp_path / "v", 40, h=8, w=8)
+    folder_time = folder.stat().st_mtime_ns
+    store = FrameStore(8, cache_dir=tmp_path / "cache")
+    first = store.frames(str(folder), range(40))
+    assert store.decodes == 1
+    again = FrameStore(8, cache_dir=tmp_path / "cache")
+    again.frames(str(folder), [0])
+    assert again.decodes == 0  # unchanged: a hit
+    rows = []
+    for i, (u, p) in enumerate([(u, p) for u in ("a", "b") for p in ("x", "y")]):
+        for split in ("train", "test"):
+            sub = folder if (i, split) == (0, "train") else write_frames(tmp_path / f"o{i}{split}", 8, h=8, w=8, tint=9 * i)
+            rows.append([str(sub), u, p, split])
+    csv = write_csv(tmp_path / "m.csv", ["path", "utility", "private", "split"], rows)
+    before = make_splits(_data(csv, clip_len=4)).meta["fingerprint"]
+    edited = folder / "0002.png"  # frame 1: not among the frames the old key sampled
+    Image.fromarray(np.full((8, 8, 3), 255, np.uint8)).save(edited)
+    os.utime(folder, ns=(folder_time, folder_time))  # as an editor that rewrites in place leaves it
+    fresh = FrameStore(8, cache_dir=tmp_path / "cache")
+    now = fresh.frames(str(folder), range(40))
+    assert fresh.decodes == 1 and not np.array_equal(now[1], first[1]) and np.array_equal(now[0], first[0])
+    assert make_splits(_data(csv, clip_len=4)).meta["fingerprint"] != before
+
+
+# ------------------------------------------------------------------------------------ chance as the score is weighed
+def test_utility_chance_is_weighed_as_the_score_is(tmp_path):
+    """Test videos of uneven length (the majority action's are short): a constant predictor of the
+    training majority scores exactly the utility chance the audit reports."""
+    import torch.nn as nn
+
+    from privacam.evaluate import protocol
+    from privacam.evaluate.protocol import AuditSpec, FitConfig
+    from privacam.models.encoders import IdentityEncoder
+
+    rows = []
+    for a, persons in (("act0", ("p0", "p1", "p2")), ("act1", ("p0", "p1"))):  # act0: the training majority
+        for p in persons:
+            i = len(rows)
+            for split, n in (("train", 12), ("test", 4 if a == "act0" else 16)):
+                rows.append([str(write_frames(tmp_path / f"{a}_{p}_{split}", n, h=16, w=16, tint=20 * i)), a, p, split])
+    csv = write_csv(tmp_path / "m.csv", ["path", "utility", "private", "split"], rows)
+    splits = make_splits(DataConfig(name="manifest", root=str(csv), size=16, clip_len=4))
+
+    class Constant(nn.Module):  # always the first action
+        def forward(self, z):
+            return torch.tensor([[0.0, -5.0]]).expand(len(z), 2)
+
+    spec = AuditSpec(attackers=["linear_probe"], fit=FitConfig(epochs=1, batch_size=8, min_epochs=1),
+                     utility_fit=FitConfig(epochs=1, batch_size=8), bootstrap=20, trials=5, person_k=[1])
+    s = protocol.audit(IdentityEncoder(), splits, spec, out_dir=tmp_path / "eval", utility_model=Constant())
+    u = s.utility
+    assert u.value == pytest.approx(0.6)  # 3 of the 5 test videos, each weighing the same
+    assert u.chance == pytest.approx(u.value)
+
+
+# ------------------------------------------------------------------------------------ resume is honest
+def test_resume_extends_a_finished_run_or_refuses_in_one_line(tiny_run, tmp_path, monkeypatch, capsys):
+    """A finished run resumed with a larger train.steps trains to it; a smaller one, a change that
+    would train nothing, or a stage length the run has passed are refused in one line and config.yaml
+    keeps what the run used."""
+    from privacam.runs import read_metrics
+
+    run = _copy(tiny_run, tmp_path)
+    assert load_checkpoint(run / "checkpoints/last.pt")["game"]["step_count"] == 2
+    config = (run / "config.yaml").read_text()
+    for override, why in (("train.steps=1", "train.steps=1 is below the 2 game steps"), ("encoder.lr=0.5", "encoder.lr would never be used")):
+        assert main(["train", "--out", str(run), "--resume", override]) == 2
+        assert why in _one_error_line(capsys)
+        assert (run / "config.yaml").read_text() == config
+    assert main(["train", "--out", str(run), "--resume", "train.steps=3"]) == 0
+    assert load_checkpoint(run / "checkpoints/last.pt")["game"]["step_count"] == 3
+    assert load_checkpoint(run / "checkpoints/final.pt")["game"]["step_count"] == 3
+    assert [r["step"] for r in read_metrics(run) if r["stage"] == "game"] == [1, 2, 3]
+    assert load_config(run / "config.yaml").train.steps == 3
+    # mid-run: a stage the run has passed, and a length below the steps already made
+    mid = _interrupted_run(tmp_path / "mid", monkeypatch)
+    config = (mid / "config.yaml").read_text()
+    for override, why in (("train.steps=1", "train.steps=1 is below the 2 steps"), ("init.utility_steps=5", "past that stage")):
+        assert main(["train", "--out", str(mid), "--resume", override]) == 2
+        assert why in _one_error_line(capsys)
+        assert (mid / "config.yaml").read_text() == config
+
+
+def test_a_finished_val_probe_run_is_not_extended_silently(tmp_path, capsys):
+    run = tmp_path / "r"
+    assert main(["train", *TINY, "train.steps=2", "train.select=val_probe", "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["train", "--out", str(run), "--resume", "train.steps=4"]) == 2
+    assert "shipped its best checkpoint" in _one_error_line(capsys)
+    assert load_config(run / "config.yaml").train.steps == 2
+
+
+# ------------------------------------------------------------------------------------ paths resolved before overlap checks
+def test_a_symlinked_alias_folder_does_not_hide_a_leak(tmp_path):
+    rows = _grid(("train", "val", "test"))
+    csv = _images(tmp_path, rows)
+    (tmp_path / "alias").symlink_to(tmp_path / "img", target_is_directory=True)
+    text = csv.read_text() + "alias/cat_ann_train.png,cat,ann,test\n"  # the train image again, in test
+    csv.write_text(text)
+    with pytest.raises(DataError, match=r"in both train and test"):
+        make_splits(_data(csv))
+
+
+# ------------------------------------------------------------------------------------ advice that works when followed
+def test_ctrl_c_advice_works_when_followed(tiny_run, tmp_path, monkeypatch, capsys):
+    """After Ctrl-C, evaluate says to run the same command again (it has no --resume), train says to
+    resume its run and a sweep to run again with --resume: each advised command is accepted."""
+    import shlex
+
+    from privacam.evaluate import runner
+
+    run = _copy(tiny_run, tmp_path)
+    cmd = ["evaluate", str(run), *EVAL_MIN, "eval.raw_reference=false"]
+    orig = runner.audit
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "audit", interrupted)
+    assert main(cmd) == 130
+    line = _one_error_line(capsys)
+    assert "--resume" not in line and "run the same command again" in line
+    monkeypatch.setattr(runner, "audit", orig)
+    assert main(cmd) == 0
+    capsys.readouterr()
+
+    from privacam.game import game as game_mod
+
+    step = game_mod.AdversarialGame.step
+
+    def dying(self, *a, **k):
+        if self.step_count == 3:
+            raise KeyboardInterrupt
+        return step(self, *a, **k)
+
+    monkeypatch.setattr(game_mod.AdversarialGame, "step", dying)
+    assert main(["train", *TINY, "--out", str(tmp_path / "t")]) == 130
+    advice = re.search(r"`privacam (train [^`]*)`", _one_error_line(capsys)).group(1).split()
+    sweep = ["sweep", "default", *TINY, *EVAL_MIN, "eval.raw_reference=false", "--key", "game.gamma", "--values", "1", "--out", str(tmp_path / "s")]
+    assert main(sweep) == 130  # a sweep (like the demo) continues with --resume
+    sweep_advice = re.search(r"`privacam (sweep [^`]*)`", _one_error_line(capsys)).group(1)
+    monkeypatch.setattr(game_mod.AdversarialGame, "step", step)
+    assert advice[-1] == "--resume" and main(advice) == 0
+    assert load_checkpoint(tmp_path / "t/checkpoints/last.pt")["game"]["step_count"] == 4
+    assert sweep_advice.endswith("--resume") and main(shlex.split(sweep_advice)) == 0
+    assert (tmp_path / "s" / "sweep.json").exists()
+
+
+def test_damaged_run_advice_works_when_followed(tiny_run, tmp_path, capsys):
+    """A run without run.json is told a command that trains it again (and that command is accepted);
+    a report of a path without an audit is told how to audit it, and a damaged encoder.pt how to
+    write it again (accepted too)."""
+    import shlex
+
+    run = _copy(tiny_run, tmp_path)
+    (run / "run.json").unlink()
+    assert main(["evaluate", str(run)]) == 2
+    advice = re.search(r"`privacam (train [^`]*)`", _one_error_line(capsys)).group(1)
+    assert main(shlex.split(advice)) == 0 and (run / "run.json").exists()
+    capsys.readouterr()
+    fresh = _copy(tiny_run, tmp_path / "b")
+    assert main(["report", str(fresh), "-o", str(tmp_path / "r.html")]) == 2
+    advice = re.search(r"`privacam (evaluate [^`]*)`", _one_error_line(capsys)).group(1)
+    assert main(shlex.split(advice) + EVAL_MIN + ["eval.raw_reference=false"]) == 0
+    capsys.readouterr()
+    enc = fresh / "encoder.pt"  # a damaged encoder: the advice resumes the finished run, which writes it again
+    enc.write_bytes(enc.read_bytes()[:100])
+    assert main(["anonymize", str(fresh), str(write_image(tmp_path / "a.png")), "-o", str(tmp_path / "o.png")]) == 2
+    advice = re.search(r"`privacam (train [^`]*)`", _one_error_line(capsys)).group(1)
+    assert main(shlex.split(advice)) == 0
+    assert main(["anonymize", str(fresh), str(tmp_path / "a.png"), "-o", str(tmp_path / "o.png")]) == 0
+
+
+def test_disk_errors_are_one_line_leave_no_half_file_and_their_advice_works(tiny_run, tmp_path, monkeypatch, capsys):
+    """A full disk while training (at a checkpoint), auditing (at the summary) and exporting: one line
+    naming the file, the earlier file intact, no temporary left; training's advice resumes the run."""
+    import errno
+    import os
+    import shlex
+
+    real_fsync = os.fsync
+
+    def full_at(name):
+        def fsync(fd):
+            if name in os.readlink(f"/proc/self/fd/{fd}"):
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real_fsync(fd)
+        return fsync
+
+    out = tmp_path / "t"
+    assert main(["train", *TINY, "train.steps=2", "--out", str(out)]) == 0
+    capsys.readouterr()
+    monkeypatch.setattr(os, "fsync", full_at(".last."))
+    assert main(["train", "--out", str(out), "--resume", "train.steps=4"]) == 2
+    line = _one_error_line(capsys)
+    assert "cannot write" in line and "last.pt" in line and "disk is full" in line
+    assert load_checkpoint(out / "checkpoints/last.pt")["game"]["step_count"] == 2  # the earlier one, whole
+    assert _no_temporaries(out / "checkpoints")
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    advice = re.search(r"`privacam (train [^`]*)`", line).group(1)
+    assert main(shlex.split(advice) + ["train.steps=4"]) == 0
+    assert load_checkpoint(out / "checkpoints/last.pt")["game"]["step_count"] == 4
+    capsys.readouterr()
+
+    run = _copy(tiny_run, tmp_path / "e")
+    monkeypatch.setattr(os, "fsync", full_at(".summary."))
+    assert main(["evaluate", str(run), *EVAL_MIN, "eval.raw_reference=false"]) == 2
+    assert "summary.json" in _one_error_line(capsys)
+    assert not (run / "eval" / "summary.json").exists() and _no_temporaries(run / "eval")
+    monkeypatch.setattr(os, "fsync", full_at(".enc."))
+    assert main(["export", str(run), "-o", str(tmp_path / "enc.onnx")]) == 2
+    assert "enc.onnx" in _one_error_line(capsys)
+    assert not (tmp_path / "enc.onnx").exists() and _no_temporaries(tmp_path)
+
+
+def test_a_read_only_run_directory_is_one_line(tiny_run, tmp_path, capsys):
+    import contextlib
+    import os
+    import subprocess
+
+    run = _copy(tiny_run, tmp_path)
+
+    @contextlib.contextmanager
+    def read_only(path):
+        if os.geteuid() == 0:  # root writes through permissions: make the folder immutable instead
+            if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode:
+                pytest.skip("no way to make a folder read-only here (chattr)")
+            try:
+                yield
+            finally:
+                subprocess.run(["chattr", "-i", str(path)], check=True)
+        else:
+            mode = path.stat().st_mode
+            path.chmod(0o555)
+            try:
+                yield
+            finally:
+                path.chmod(mode)
+
+    before = _digest(run)
+    with read_only(run):
+        for cmd in (["train", "--out", str(run), "--resume", "train.steps=3"], ["evaluate", str(run), *EVAL_MIN], ["export", str(run)]):
+            assert main(cmd) == 2, cmd
+            line = _one_error_line(capsys)
+            assert str(run) in line and ("not writable" in line or "permissions" in line), line
+    assert _digest(run) == before
+
+
+# ------------------------------------------------------------------------------------ report and anonymize say what they did
+def test_report_names_a_path_without_an_audit_and_never_writes_the_page_over_the_figure(tiny_run, tmp_path, capsys):
+    audited, bare = _copy(tiny_run, tmp_path / "a"), _copy(tiny_run, tmp_path / "b")
+    assert main(["evaluate", str(audited), *EVAL_MIN, "eval.raw_reference=false"]) == 0
+    capsys.readouterr()
+    assert main(["report", str(bare), str(audited), "-o", str(tmp_path / "r.html")]) == 2
+    line = _one_error_line(capsys)
+    assert f"{bare} holds no audit" in line and not (tmp_path / "r.html").exists()
+    assert main(["report", str(audited), "-o", str(tmp_path / "X.png")]) == 2
+    assert "give -o" in _one_error_line(capsys) and not (tmp_path / "X.png").exists()
+
+
+def test_anonymize_max_frames_0_writes_nothing_and_says_so(tiny_run, tmp_path, capsys):
+    frames = write_frames(tmp_path / "frames", 3)
+    for value in ("0", "-1"):
+        assert main(["anonymize", str(tiny_run), str(frames), "-o", str(tmp_path / "o.mp4"), "--max-frames", value]) == 2
+        assert f"--max-frames is {value}" in _one_error_line(capsys)
+        assert not (tmp_path / "o.mp4").exists()
+
+
+# ------------------------------------------------------------------------------------ tracebacks become one line
+@pytest.mark.parametrize("spec,pattern", [
+    ("downsample:factor=abc", r"'downsample:factor' is 'abc'; it must be an integer >= 1"),
+    ("downsample:factor=0", r"'downsample:factor' is 0; it must be an integer >= 1"),
+    ("downsample:factor=1.5", r"'downsample:factor' is 1.5"),
+    ("blur:sigma=-1", r"'blur:sigma' is -1; it must be >= 0"),
+    ("blur:sigma=abc", r"'blur:sigma' is 'abc'"),
+    ("blur:sigma=1e9", r"'blur:sigma' is 1000000000.0; it must be >= 0 and <= 64"),
+    ("pixelate:block=0", r"'pixelate:block' is 0"),
+    ("pixelate:levels=1", r"'pixelate:levels' is 1"),
+    ("temporal_diff:gain=abc", r"'temporal_diff:gain' is 'abc'"),
+    ("body_crop:fallback=box", r"'body_crop:fallback' is 'box'.*choose one of motion, none"),
+])
+def test_bad_parameters_of_a_named_encoder_are_one_line(spec, pattern, tmp_path, capsys):
+    assert main(["evaluate", "--encoder", spec, "--out", str(tmp_path / "e"), *TINY[5:8], *EVAL_MIN]) == 2
+    assert re.search(pattern, _one_error_line(capsys))
+    assert not (tmp_path / "e").exists()
+
+
+@pytest.mark.parametrize("command,option,pattern", [
+    ("anonymize", ["--batch-size", "0"], r"--batch-size is 0"), ("anonymize", ["--fps", "-5"], r"--fps is -5.0"),
+    ("anonymize", ["--fps", "nan"], r"--fps is nan"), ("anonymize", ["--fps", "0"], r"--fps is 0.0"),
+    ("anonymize", ["--device", "cuda:7"], r"use --device auto"),
+    ("export", ["--opset", "0"], r"--opset is 0"), ("export", ["--opset", "5"], r"onnxruntime cannot run the file exported at opset 5"),
+    ("export", ["--tolerance", "-1"], r"--tolerance is -1.0"),
+])
+def test_bad_anonymize_and_export_options_are_one_line(command, option, pattern, tiny_run, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / ("o.mp4" if command == "anonymize" else "o.onnx")
+    frames = [str(write_frames(tmp_path / "frames", 3))] if command == "anonymize" else []
+    assert main([command, str(tiny_run), *frames, "-o", str(out), *option]) == 2
+    assert re.search(pattern, _one_error_line(capsys))
+    assert not out.exists() and _no_temporaries(tmp_path)
+
+
+def test_every_encoder_parameter_is_checked():
+    """Each parameter of each registered encoder has a value rule or a type the registry checks
+    (int, float, bool, str, maybe None): a wrong value is one line, never a traceback."""
+    import inspect
+
+    from privacam.registry import ENCODERS, _check_type
+
+    for name in ENCODERS.list():
+        rules = ENCODERS.rules(name)
+        for pname, param in inspect.signature(ENCODERS.get(name)).parameters.items():
+            if pname in rules:
+                continue
+            with pytest.raises(ConfigError):  # a checked type refuses a value of no type it takes
+                _check_type(f"{name}:{pname}", object(), param)
+
+
+def test_a_manifest_with_one_identity_is_one_line(tmp_path, capsys):
+    rows = [(f"{u}_solo_{s}", u, "solo", s) for u in ("cat", "dog") for s in ("train", "train", "val", "test")]
+    csv = _images(tmp_path, rows)
+    for family in (["train.select=val_probe"], TINY):  # the default family (its selection probe divided by zero) and the game
+        ov = [o for o in family if not o.startswith("data.params")] + ["data.size=16", "data.clip_len=4"]
+        assert main(["train", *ov, "--data", str(csv), "--out", str(tmp_path / "r")]) == 2
+        assert "every sample has the same private class ('solo')" in _one_error_line(capsys)
+        assert not (tmp_path / "r" / "config.yaml").exists()
+
+
+def test_a_setting_the_default_family_cannot_use_is_one_line(tmp_path, capsys):
+    ov = ["data.size=16", "data.clip_len=4", "train.steps=1", "train.batch_size=4",
+          "data.params={num_actors: 3, clips_per_pair: 3, actions: [wave1, jump, bend]}", "train.final_utility_steps=2"]
+    assert main(["train", *ov, "--out", str(tmp_path / "r")]) == 2
+    assert "train.final_utility_steps=2 trains f_T alone" in _one_error_line(capsys)
+    assert not (tmp_path / "r").exists()
 
 
 # ------------------------------------------------------------------------------------ the page of guarantees

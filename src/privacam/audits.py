@@ -387,20 +387,40 @@ def read_summary_if(path: str | Path) -> AuditSummary | None:
 
 
 def find_summaries(paths: list[str | Path]) -> list[Path]:
-    """Every ``summary.json`` of an audit under ``paths`` (sorted, de-duplicated)."""
+    """Every ``summary.json`` of an audit under ``paths`` (sorted, de-duplicated).
+
+    Raises:
+        PrivacamError: a path that does not exist, or that holds no audit, named (a report never drops
+            a path it was given).
+    """
     found: list[Path] = []
     for p in map(Path, paths):
         if p.is_file() and p.name == SUMMARY:
-            found.append(p)
+            here = [p]
         elif p.is_dir():
-            found += [q for q in p.rglob(SUMMARY) if ATTACKERS not in q.parts and UNITS not in q.parts
-                      and ".cache" not in q.parts]
+            here = [q for q in p.rglob(SUMMARY) if ATTACKERS not in q.parts and UNITS not in q.parts
+                    and ".cache" not in q.parts]
+        elif p.exists():
+            raise PrivacamError(f"{p} is not an audit summary ({SUMMARY}); give run directories, eval directories or "
+                                f"{SUMMARY} files")
         else:
-            raise PrivacamError(f"{p} does not exist; give run directories, eval directories or summary.json files")
-    out = sorted(set(q.resolve() for q in found))
-    if not out:
-        raise PrivacamError(f"no eval/{SUMMARY} under {', '.join(map(str, paths))}; run `privacam evaluate` first")
-    return out
+            raise PrivacamError(f"{p} does not exist; give run directories, eval directories or {SUMMARY} files")
+        if not here:
+            raise PrivacamError(f"{p} holds no audit (no eval/{SUMMARY}); audit it first ({_audit_hint(p)}), or leave "
+                                f"it out of the report")
+        found += here
+    return sorted(set(q.resolve() for q in found))
+
+
+def _audit_hint(p: Path) -> str:
+    """A command that audits ``p``: ``privacam evaluate RUN`` for a run with a trained encoder."""
+    import shlex
+
+    from . import runs
+
+    if (p / runs.ENCODER).is_file() and (p / runs.CONFIG).is_file():
+        return f"`privacam evaluate {shlex.quote(str(p))}`"
+    return "`privacam evaluate RUN`, or `privacam evaluate --encoder NAME --out DIR` for a registered encoder"
 
 
 def write_attacker(eval_dir: str | Path, name: str, record: dict) -> None:
@@ -434,7 +454,7 @@ def read_examples(eval_dir: str | Path) -> dict | None:
     p = examples_path(eval_dir)
     if not p.is_file():
         return None
-    return load_checkpoint(p, what="example file", fix="delete it and run `privacam evaluate` again")
+    return load_checkpoint(p, what="example file", fix="delete it (the report then leaves its examples out)")
 
 
 # ---------------------------------------------------------------------------------------------- units

@@ -27,7 +27,7 @@ from pathlib import Path
 from .audits import AuditSummary, interval_text, level_words, nag_text, pct, read_summary
 from .errors import PrivacamError
 from .report import examples_png, label_of
-from .utils import atomic_write_text, versions, write_json
+from .utils import atomic_write_bytes, atomic_write_text, versions, write_json
 
 log = logging.getLogger(__name__)
 
@@ -255,21 +255,25 @@ Every attacker at the headline level (%): {attackers}.</p>
 """
 
 
+#: the files :func:`write_card` writes into its folder
+CARD_FILES = ("card.html", "card.json", "card_examples.png")
+
+
 def write_card(summary_path: str | Path, out_dir: str | Path, *, command: str | None = None) -> tuple[Path, Path]:
     """Write ``card.json`` and ``card.html`` for one audit into ``out_dir``; returns both paths."""
     summary_path = Path(summary_path)
     if not summary_path.is_file():
-        raise PrivacamError(f"{summary_path}: no such audit summary; run `privacam evaluate` first")
+        raise PrivacamError(f"{summary_path}: no such audit summary; audit the run first (`privacam evaluate RUN`)")
     card = build_card(summary_path, command=command)
     png = examples_png(summary_path.parent, ("raw", "released"), width=1.25, height=2.7, dpi=100)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if png:
-        (out_dir / "card_examples.png").write_bytes(png)
+        atomic_write_bytes(out_dir / "card_examples.png", png)
         card["examples"] = "card_examples.png"
     write_json(out_dir / "card.json", card)
     atomic_write_text(out_dir / "card.html", render_html(card, png))
     return out_dir / "card.html", out_dir / "card.json"
 
 
-__all__ = ["build_card", "render_html", "write_card"]
+__all__ = ["CARD_FILES", "build_card", "render_html", "write_card"]

@@ -18,7 +18,7 @@ from .data import apply_data_spec, make_splits
 from .evaluate.runner import audit_spec, evaluate_named, evaluate_run, raw_reference
 from .report import load_points, markdown_table, write_report
 from .train import train
-from .utils import process_seconds, resolve_device, write_json
+from .utils import atomic_write_text, process_seconds, resolve_device, write_json
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +110,6 @@ def run_demo(out: str | Path, *, quick: bool = False, config: str | None = None,
     timings["total"] = round(time.time() - t0, 1)
     process = process_seconds()
     timings["process"] = round(process, 1) if process is not None else None
-    (out / "summary.md").write_text(table + "\n\n" + timing_line(timings, resume) + "\n")
+    atomic_write_text(out / "summary.md", table + "\n\n" + timing_line(timings, resume) + "\n")
     write_json(out / "demo.json", {"quick": quick, "resumed": resume, "seconds": timings, "report": str(html_path), "figure": str(png)})
     return {"points": points, "report": html_path, "figure": png, "table": table, "seconds": timings}

@@ -24,6 +24,11 @@ class DataError(PrivacamError):
     """A data file, label or split is unusable."""
 
 
+class OutputError(PrivacamError):
+    """An output cannot be written (a full or read-only disk, an output that already exists or that
+    is an input); nothing already there was replaced."""
+
+
 class CheckpointError(PrivacamError):
     """A checkpoint or weights file is missing, damaged, or holds objects that are refused for safety."""
 

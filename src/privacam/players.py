@@ -187,6 +187,10 @@ def check_players(cfg: Config) -> Config:
     if not cfg.eval.utility_model and cfg.utility.name == "decision_readout":
         raise ConfigError("utility decision_readout has no parameters for the audit to retrain; set "
                           "eval.utility_model (e.g. small3d for clips, small_cnn_image for images)")
+    if cfg.utility.name == "decision_readout" and cfg.train.final_utility_steps:
+        raise ConfigError(f"train.final_utility_steps={cfg.train.final_utility_steps} trains f_T alone after the game, and "
+                          "utility decision_readout has no parameters to train; set train.final_utility_steps=0 (or pick a "
+                          "utility model with parameters, e.g. utility.name=small3d)")
     registry = budget_registry(cfg)
     names = list(cfg.budget.names) or [cfg.budget.name]
     used = names[: cfg.budget.m]

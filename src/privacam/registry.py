@@ -15,6 +15,8 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import inspect
+import numbers
+import os
 from typing import Any, Callable
 
 from .errors import ConfigError, RegistryError
@@ -31,9 +33,15 @@ class Registry:
         self.kind = kind
         self._items: dict[str, Callable[..., Any]] = {}
         self._tags: dict[str, set[str]] = {}
+        self._rules: dict[str, dict[str, Any]] = {}
 
-    def register(self, name: str | None = None, *, tags: tuple[str, ...] = ()) -> Callable:
-        """Decorator registering ``fn`` under ``name`` (default: the function's name)."""
+    def register(self, name: str | None = None, *, tags: tuple[str, ...] = (), rules: dict | None = None) -> Callable:
+        """Decorator registering ``fn`` under ``name`` (default: the function's name).
+
+        ``rules``: ``{parameter: rule}``, what values a parameter may take (objects with
+        ``check(key, value)``, e.g. :class:`privacam.config.Range`); a parameter without a rule is
+        checked against the type of its annotation or default (:meth:`check`).
+        """
 
         def deco(fn: Callable) -> Callable:
             key = name or fn.__name__
@@ -41,6 +49,7 @@ class Registry:
                 raise ValueError(f"{self.kind} {key!r} is registered twice")
             self._items[key] = fn
             self._tags[key] = set(tags)
+            self._rules[key] = dict(rules or {})
             return fn
 
         return deco
@@ -62,20 +71,39 @@ class Registry:
             return None
         return [p for p in sig.parameters if p != "self"]
 
-    def check(self, name: str, params: Any, *, key: str = "") -> None:
-        """Raise a one-line :class:`ConfigError` when the factory ``name`` does not take one of ``params``.
+    def rules(self, name: str) -> dict[str, Any]:
+        """The value rules of ``name``'s parameters (``{parameter: rule}``): those it was registered with
+        and a class's own ``param_rules``."""
+        return {**getattr(self.get(name), "param_rules", {}), **self._rules.get(name, {})}
 
-        ``key`` names the config key holding ``params`` (``"schedule.params"``) in the message.
+    def check(self, name: str, params: Any, *, key: str = "") -> None:
+        """Raise a one-line :class:`ConfigError` when the factory ``name`` does not take one of ``params``,
+        or a value is out of its parameter's rule (or not of its annotated type).
+
+        ``key`` names the config key holding ``params`` (``"schedule.params"``) in the message; without
+        it a value is named ``name:parameter`` (as in ``--encoder downsample:factor=4``).
         """
         valid = self.parameters(name)
-        if valid is None:
-            return
-        bad = [k for k in params if k not in valid]
-        if bad:
-            where = f" ({key}.{bad[0]})" if key else ""
-            raise ConfigError(
-                f"{self.kind} {name!r} takes no parameter {bad[0]!r}{where}; its parameters: {', '.join(valid)}"
-            )
+        if valid is not None:
+            bad = [k for k in params if k not in valid]
+            if bad:
+                where = f" ({key}.{bad[0]})" if key else ""
+                raise ConfigError(
+                    f"{self.kind} {name!r} takes no parameter {bad[0]!r}{where}; its parameters: {', '.join(valid)}"
+                )
+        fn = self.get(name)
+        rules = {**getattr(fn, "param_rules", {}), **self._rules.get(name, {})}  # a class may carry its own (schedules)
+        sig = inspect.signature(fn).parameters
+        for k, v in dict(params).items():
+            label = f"{key}.{k}" if key else f"{name}:{k}"
+            try:
+                if k in rules:
+                    rules[k].check(label, v)
+                elif k in sig:
+                    _check_type(label, v, sig[k])
+            except ConfigError as e:
+                msg = str(e) if key else str(e).replace("config key ", f"{self.kind} parameter ", 1)
+                raise ConfigError(msg) from None
 
     def create(self, name: str, /, **kwargs: Any) -> Any:
         """Build ``name`` with ``kwargs``; a keyword the factory does not take is a clear error."""
@@ -99,6 +127,30 @@ class Registry:
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+def _check_type(label: str, value: Any, param: inspect.Parameter) -> None:
+    """A value against the type a factory's parameter is annotated with (or, unannotated, the type of
+    its default): ``int``, ``float``, ``bool``, ``str``, each maybe ``| None``; other types pass."""
+    ann = param.annotation
+    if ann is inspect.Parameter.empty:
+        default = param.default
+        ann = type(default).__name__ if isinstance(default, (bool, int, float, str)) else ""
+    elif not isinstance(ann, str):
+        ann = getattr(ann, "__name__", str(ann))
+    kinds = {t.strip() for t in str(ann).split("|")}
+    if value is None and "None" in kinds:
+        return
+    known = {"int": "a whole number", "float": "a number", "bool": "true or false", "str": "a string"}
+    wanted = [t for t in ("bool", "int", "float", "str") if t in kinds]
+    if not wanted or kinds - set(known) - {"None"}:
+        return
+    fits = {"bool": isinstance(value, bool),
+            "int": isinstance(value, numbers.Integral) and not isinstance(value, bool),
+            "float": isinstance(value, numbers.Real) and not isinstance(value, bool),
+            "str": isinstance(value, (str, os.PathLike))}
+    if not any(fits[t] for t in wanted):
+        raise ConfigError(f"config key {label!r} is {value!r}; it must be {' or '.join(known[t] for t in wanted)}")
 
 
 ENCODERS = Registry("encoder")

@@ -16,7 +16,9 @@ from pathlib import Path
 
 from .audits import AuditSummary, find_summaries, interval_text, level_words, nag_text, pct, read_summary
 from .audits import check_audit
+from .errors import PrivacamError
 from .runs import read_metrics
+from .utils import atomic_write_bytes, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -104,9 +106,10 @@ def tradeoff_figure(points: list[AuditSummary], path: str | Path, title: str = "
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, framealpha=0.9)
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
     plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
     return path
 
 
@@ -292,11 +295,25 @@ def _cost_html(points: list[AuditSummary]) -> str:
             "<th>unit seconds</th><th>slowest units</th></tr>" + "".join(rows) + "</table>")
 
 
+def report_outputs(out: str | Path) -> tuple[Path, Path]:
+    """The files :func:`write_report` writes for ``out``: the page and the trade-off PNG beside it.
+
+    Raises:
+        PrivacamError: ``out`` does not end in ``.html`` (``-o X.png`` would have the page written over
+            the figure).
+    """
+    out = Path(out)
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise PrivacamError(f"-o {out}: the report is an HTML page (the PNG figure goes beside it, with the same name); "
+                            f"give -o {out.with_suffix('.html')}")
+    return out, out.with_suffix(".png")
+
+
 def write_report(paths: list[str | Path], out: str | Path, title: str = "") -> tuple[Path, Path]:
     """Write the HTML report and the trade-off PNG beside it; returns both paths."""
+    out, png_path = report_outputs(out)
     points = load_points(paths)
-    out = Path(out)
-    png = tradeoff_figure(points, out.with_suffix(".png"), title)
+    png = tradeoff_figure(points, png_path, title)
     rows = table_rows(points)
     cols = [("encoder", "encoder"), ("utility", "utility %"), ("utility_retrained", "utility retrained %"),
             ("privacy_best", "best attacker %"), ("privacy_interval", "95 % interval"), ("best_attacker", "best attacker"),
@@ -342,6 +359,5 @@ the gap to the retrained attacker is what an in-loop evaluation would have hidde
 <h2>Training curves</h2>{_curves_html(points) or '<p>(no training runs among the points)</p>'}
 <h2>Where the time went</h2>{_cost_html(points)}
 <h2>Sources</h2><ul>{sources}</ul></body></html>"""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(doc, encoding="utf-8")
+    atomic_write_text(out, doc)
     return out, png

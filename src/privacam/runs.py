@@ -24,6 +24,7 @@ import datetime
 import json
 import logging
 import os
+import shlex
 import socket
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ from .config import Config, dump_config, from_dict
 from .errors import CheckpointError, ConfigError, PrivacamError
 from .models.common import Standardised
 from .players import Shapes, budget_labels, build_budget_models, build_encoder, build_utility, is_reconstruction
-from .utils import atomic_write_text, load_checkpoint, read_json, write_json
+from .utils import append_line, aside_path, atomic_write_text, load_checkpoint, read_json, write_failure, write_json
 
 CONFIG = "config.yaml"
 META = "run.json"
@@ -92,6 +93,12 @@ class RunLock:
 
     def acquire(self) -> "RunLock":
         me = {"pid": os.getpid(), "host": socket.gethostname(), "since": datetime.datetime.now().isoformat(timespec="seconds")}
+        try:
+            return self._acquire(me)
+        except OSError as e:  # a read-only or full disk: nothing was written
+            raise write_failure(self.path, e) from None
+
+    def _acquire(self, me: dict) -> "RunLock":
         self.path.parent.mkdir(parents=True, exist_ok=True)
         for _ in range(3):
             try:
@@ -109,8 +116,12 @@ class RunLock:
                     f"{self.path.parent} is being written by process {pid}{where} (since {owner.get('since', '?')}; "
                     f"{self.path}): one run directory has one writer; wait for it, or use another --out"
                 ) from None
-            with os.fdopen(fd, "w") as f:
-                f.write(json.dumps(me))
+            try:
+                with os.fdopen(fd, "w") as f:
+                    f.write(json.dumps(me))
+            except OSError:
+                self.path.unlink(missing_ok=True)
+                raise
             if self._owner().get("pid") == me["pid"]:  # a racing take-over may have replaced it
                 self.held = True
                 return self
@@ -143,11 +154,7 @@ def move_aside(run_dir: str | Path) -> Path:
     """Move every entry of ``run_dir`` but its lock into a new sibling ``<name>.replaced-<time>``
     (never deleted); returns that directory."""
     run_dir = Path(run_dir)
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    aside, n = run_dir.parent / f"{run_dir.name}.replaced-{stamp}", 1
-    while aside.exists():
-        n += 1
-        aside = run_dir.parent / f"{run_dir.name}.replaced-{stamp}-{n}"
+    aside = aside_path(run_dir)
     aside.mkdir()
     for entry in sorted(run_dir.iterdir()):
         if entry.name != LOCK:
@@ -231,8 +238,7 @@ def record_resume(run_dir: str | Path, cfg: Config, *, step: int, stage: str, ch
     with the config the run now trains with."""
     run_dir = Path(run_dir)
     rec = {"step": int(step), "stage": stage, "time": datetime.datetime.now().isoformat(timespec="seconds"), "changed": changed}
-    with open(run_dir / HISTORY, "a", encoding="utf-8") as f:
-        f.write(json.dumps(rec, default=str) + "\n")
+    append_line(run_dir / HISTORY, json.dumps(rec, default=str))
     write_config(run_dir, cfg, read_history(run_dir))
 
 
@@ -242,9 +248,8 @@ def write_meta(run_dir: str | Path, meta: dict) -> None:
 
 
 def append_metrics(run_dir: str | Path, record: dict) -> None:
-    """Append one logged step to ``metrics.jsonl``."""
-    with open(Path(run_dir) / METRICS, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
+    """Append one logged step to ``metrics.jsonl`` (a failed write leaves no half line)."""
+    append_line(Path(run_dir) / METRICS, json.dumps(record))
 
 
 def truncate_metrics(run_dir: str | Path, lines: int) -> None:
@@ -293,9 +298,22 @@ def write_selection(run_dir: str | Path, record: dict) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- reading
+def retrain_command(run_dir: str | Path) -> str:
+    """A command that trains ``run_dir`` again from the start and is accepted there: with the run's own
+    config and ``--overwrite`` (the damaged run is moved aside, not deleted) when the directory holds
+    one, else a plain ``privacam train --out``."""
+    run_dir = Path(run_dir)
+    q = shlex.quote(str(run_dir))
+    if (run_dir / CONFIG).is_file():
+        return f"privacam train {shlex.quote(str(run_dir / CONFIG))} --out {q} --overwrite"
+    if holds_run(run_dir):
+        return f"privacam train --out {q} --overwrite"
+    return f"privacam train --out {q}"
+
+
 def _require(run_dir: Path) -> None:
     if not (run_dir / CONFIG).exists():
-        raise PrivacamError(f"{run_dir} is not a run directory (no {CONFIG}); train one with `privacam train --out {run_dir}`")
+        raise PrivacamError(f"{run_dir} is not a run directory (no {CONFIG}); train one with `{retrain_command(run_dir)}`")
 
 
 def load_run_config(run_dir: str | Path) -> Config:
@@ -362,13 +380,13 @@ def read_meta(run_dir: str | Path) -> dict:
     p = run_dir / META
     if not p.is_file():
         raise PrivacamError(f"{run_dir} has no {META} (training did not start properly); train it again with "
-                            f"`privacam train --out {run_dir}`")
+                            f"`{retrain_command(run_dir)}`")
     try:
         meta = read_json(p)
     except (ValueError, UnicodeDecodeError) as e:
-        raise PrivacamError(f"{p} is damaged ({type(e).__name__}); train the run again") from None
+        raise PrivacamError(f"{p} is damaged ({type(e).__name__}); train the run again with `{retrain_command(run_dir)}`") from None
     if not isinstance(meta, dict) or "shapes" not in meta:
-        raise PrivacamError(f"{p} is not a privacam {META} (no 'shapes'); train the run again")
+        raise PrivacamError(f"{p} is not a privacam {META} (no 'shapes'); train the run again with `{retrain_command(run_dir)}`")
     return meta
 
 
@@ -400,8 +418,9 @@ def load_encoder(run_dir: str | Path, device: str | torch.device = "cpu") -> tup
     enc = build_encoder(cfg, meta["shapes"]["in_channels"], meta["shapes"])
     if meta.get("encoder_sha1") and file_sha1(weights) != meta["encoder_sha1"]:
         raise CheckpointError(f"encoder {weights} is not the one {run_dir} trained (its {META} stamps another: the file was "
-                              f"replaced, or two runs shared the directory); retrain the run or resume it")
-    state = load_checkpoint(weights, what="encoder", fix=f"resume the run to rewrite it (privacam train --out {run_dir} --resume)")
+                              f"replaced, damaged, or two runs shared the directory); write it again from the run's last checkpoint with "
+                              f"`privacam train --out {shlex.quote(str(run_dir))} --resume`")
+    state = load_checkpoint(weights, what="encoder", fix=f"write it again from the run's last checkpoint with `privacam train --out {shlex.quote(str(run_dir))} --resume`")
     try:
         enc.load_state_dict(state)
     except (RuntimeError, TypeError, AttributeError) as e:
@@ -424,7 +443,7 @@ def load_players(run_dir: str | Path, cfg: Config, meta: dict) -> tuple[nn.Modul
     ck = Path(run_dir) / CHECKPOINTS / FINAL
     if not ck.exists():
         return None, {}
-    state = load_checkpoint(ck, what="checkpoint", fix=f"resume the run to rewrite it (privacam train --out {run_dir} --resume)")["game"]
+    state = load_checkpoint(ck, what="checkpoint", fix=f"write it again from the run's last checkpoint with `privacam train --out {shlex.quote(str(run_dir))} --resume`")["game"]
     shapes, zshape = shapes_of(meta), tuple(meta["encoded_shape"])
     util = build_utility(cfg, shapes, zshape, weights=False)
     util.load_state_dict(state["utility"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shlex
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -20,10 +21,10 @@ from torch.utils.data import DataLoader, Dataset
 from . import runs
 from .builders import build_game
 from .config import Config
-from .data import Splits, collate, data_fingerprint, make_splits
-from .errors import CheckpointError, ConfigError, NonFiniteLossError, PrivacamError
+from .data import Splits, check_identities, collate, data_fingerprint, make_splits
+from .errors import CheckpointError, ConfigError, NonFiniteLossError, OutputError, PrivacamError
 from .game.losses import correct
-from .players import Shapes, encoded_shape
+from .players import Shapes, encoded_shape, is_reconstruction
 from .utils import load_checkpoint, resolve_device, save_checkpoint, seed_everything
 
 log = logging.getLogger(__name__)
@@ -269,6 +270,8 @@ class Trainer:
         if self.splits is None:
             self.splits = make_splits(cfg.data, seed=cfg.train.seed)
         s = self.splits
+        if not is_reconstruction(cfg):  # budget models classify the private labels
+            check_identities(s, cfg.data.root or cfg.data.name)
         self.shapes = shapes_from_splits(s)
         if cfg.train.select == "val_probe" and (self.shapes.multilabel or s.privacy is not None):
             raise ConfigError("train.select=val_probe scores single-label private classes of one dataset; use train.select=last here")
@@ -290,6 +293,7 @@ class Trainer:
         self.stage, self.stage_i = STAGES[0], 0
         self.metric_lines = 0
         self.selection: list[dict] = []
+        self.game_steps = 0  # game steps made (the step count may move back when a best checkpoint is shipped)
 
     def _write_run_files(self):
         if not self.is_main:
@@ -335,6 +339,7 @@ class Trainer:
             "metric_lines": self.metric_lines,
             "torch_rng": torch.get_rng_state(),
             "selection": list(self.selection),
+            "game_steps": self.game_steps,
         }
         if torch.cuda.is_available():
             st["cuda_rng"] = torch.cuda.get_rng_state_all()
@@ -363,6 +368,7 @@ class Trainer:
         self.val_stream.load_state_dict(st["val_stream"])
         self.metric_lines = int(st["metric_lines"])
         self.selection = list(st.get("selection", []))
+        self.game_steps = int(st.get("game_steps", self.game.step_count))
         torch.set_rng_state(st["torch_rng"].cpu())
         if "cuda_rng" in st and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([t.cpu() for t in st["cuda_rng"]])
@@ -419,6 +425,50 @@ class Trainer:
                 f"{meta['shapes']}; a resumed run keeps its input shapes: train a new run (another --out)"
             )
 
+    def _check_progress(self) -> None:
+        """After the checkpoint is loaded: a resume uses every value it records. A stage length may not
+        change for a stage the run has passed, nor fall below the steps made of the current one; a
+        finished run resumed with changes is extended when ``train.steps`` grows past the steps made
+        (with ``train.select=last``: the game goes on from its last step, then ``train.final_utility_steps``
+        run again), and refused otherwise, since nothing more would train. Without changes a finished
+        run only writes its final files again (``encoder.pt``, ``final.pt``)."""
+        changed = self._resume_changes
+        steps, stage = self.game_steps, self.stage
+        old = runs.load_run_config(self.out)
+        where = f"at game step {steps}, stage {stage}"
+        if stage == STAGES[-1] and self.stage_i >= old.train.final_utility_steps:  # finished
+            new = self.cfg.train.steps
+            if new < steps or (new == steps and changed):
+                why = (f"train.steps={new} is below the {steps} game steps it has made" if new < steps
+                       else f"{', '.join(changed)} would never be used")
+                raise PrivacamError(f"{self.out} has finished ({steps} game steps) and a resume trains nothing more, so "
+                                    f"{why}: give train.steps=N above {steps} to extend it, or train a new run (another --out)")
+            if new == steps:
+                return
+            if old.train.select != "last":
+                raise PrivacamError(f"{self.out} has finished with train.select={old.train.select}, which shipped its "
+                                    f"best checkpoint, not its last step: it cannot be extended to train.steps={new}; train "
+                                    f"a new run with train.steps={new} (another --out)")
+            passed = [k for k in changed if k in _STAGE_KEYS.values() and k not in ("train.steps", "train.final_utility_steps")]
+            if passed:
+                raise PrivacamError(f"{passed[0]} cannot change on --resume: {self.out} is past that stage ({where}), so "
+                                    f"{changed[passed[0]]['to']!r} would never be used; leave it out, or train a new run (another --out)")
+            log.warning("%s: extending the finished run from %d to train.steps=%d game steps", self.out, steps, new)
+            self.stage, self.stage_i = "game", steps
+            return
+        at = STAGES.index(stage)
+        for i, st in enumerate(STAGES):
+            key = _STAGE_KEYS[st]
+            if key not in changed:
+                continue
+            new = changed[key]["to"]
+            if i < at:
+                raise PrivacamError(f"{key} cannot change on --resume: {self.out} is past that stage ({where}), so {new!r} "
+                                    f"would never be used; leave it out, or train a new run (another --out)")
+            if i == at and new < self.stage_i:
+                raise PrivacamError(f"{key}={new} is below the {self.stage_i} steps {self.out} has already made of that "
+                                    f"stage ({where}); give {key}={self.stage_i} or more, or train a new run (another --out)")
+
     def _apply_resume_config(self) -> None:
         """A resume trains with the config it is given: learning rates and weight decays go into the
         restored optimizers, and what changed is recorded (``config_history.jsonl``, ``config.yaml``)."""
@@ -454,6 +504,15 @@ class Trainer:
         lock = self._claim(resume, overwrite)
         try:
             return self._run(resume)
+        except OutputError as e:  # a full or read-only disk: every file written so far is whole
+            if not self.is_main:
+                raise
+            if runs.holds_run(self.out):
+                then = f"continue the run with `privacam train --out {shlex.quote(str(self.out))} --resume`"
+            else:
+                then = "run the same command again"
+            kept = " (its last checkpoint kept)" if (self.ckpt_dir / runs.LAST).exists() else ""
+            raise OutputError(f"{e}; the run's files are whole{kept}: once that is fixed, {then}") from None
         finally:
             if lock is not None:
                 lock.release()
@@ -466,6 +525,7 @@ class Trainer:
         if resume and last.exists():
             self._check_resume()
             self._load(last)
+            self._check_progress()
             self._apply_resume_config()
             log.info("resuming %s at stage %s, step %d", self.out, self.stage, self.game.step_count)
         else:
@@ -491,6 +551,8 @@ class Trainer:
                 while self.stage_i < n:
                     rec = self._one(stage)
                     self.stage_i += 1
+                    if stage == "game":
+                        self.game_steps = self.stage_i
                     bar.update(1)
                     step = g.step_count
                     if stage != "game" or step % cfg.train.log_every == 0 or self.stage_i == n:
@@ -615,6 +677,10 @@ class Trainer:
         except NonFiniteLossError as e:
             raise e.at_step(g.step_count + 1) from None
 
+
+#: the config key that sets the length of each stage of :data:`STAGES`
+_STAGE_KEYS = {"init_encoder": "init.encoder_steps", "init_utility": "init.utility_steps", "init_budget": "init.budget_steps",
+               "game": "train.steps", "final_utility": "train.final_utility_steps"}
 
 #: config keys that define the players or the shapes of their data: a resume keeps them
 _FIXED_ON_RESUME = ("encoder.name", "encoder.params.", "encoder.optimizer", "utility.name", "utility.params.",

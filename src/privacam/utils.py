@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import json
+import logging
 import os
 import random
 import re
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
+
+_log = logging.getLogger(__name__)
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -27,21 +32,168 @@ def seed_everything(seed: int) -> torch.Generator:
     return g
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temp file and ``os.replace`` (never half-written)."""
+def write_failure(path: str | Path, e: OSError) -> "OutputError":
+    """The one-line :class:`~privacam.errors.OutputError` of an ``OSError`` met while writing ``path``:
+    what the system said and what to do (free space, or a writable place)."""
+    import errno
+
+    from .errors import OutputError
+
+    why = e.strerror or str(e) or type(e).__name__
+    if e.errno == errno.ENOSPC or e.errno == getattr(errno, "EDQUOT", None):
+        fix = "the disk is full: free space or write elsewhere"
+    elif e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        fix = "the place is not writable: make it writable or write elsewhere"
+    else:
+        fix = "check the path and the disk"
+    return OutputError(f"cannot write {path} ({why}); {fix} (nothing already there was replaced)")
+
+
+def umask() -> int:
+    """This process's umask (the permission bits new files and folders do not get)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary file in ``path``'s folder to write by any means (its name ends in ``path``'s suffix, for
+    writers that pick the format from it); when the block ends without error it is flushed to disk and
+    renamed onto ``path``, so ``path`` is never half-written and an existing link at ``path`` is replaced,
+    never written through. On an error the temporary file is removed; an ``OSError`` (a full or
+    read-only disk) becomes a one-line :class:`~privacam.errors.OutputError` naming ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
+        os.close(fd)
+        tmp = Path(name)
+        os.chmod(tmp, 0o666 & ~umask())  # what a plain write would give (mkstemp makes it private)
+        yield tmp
+        with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        tmp = None
+    except OSError as e:
+        raise write_failure(path, e) from None
+    finally:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temp file and ``os.replace`` (never half-written, never
+    through a link; see :func:`atomic_path`)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+
+
+def append_line(path: str | Path, line: str) -> None:
+    """Append one line to a log file (``metrics.jsonl``, ``config_history.jsonl``); when the write fails
+    (a full disk) the file is cut back to its earlier length: no half line is left behind."""
+    path = Path(path)
+    data = (line.rstrip("\n") + "\n").encode("utf-8")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise write_failure(path, e) from None
+    try:
+        size = os.fstat(fd).st_size
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        except OSError as e:
+            os.ftruncate(fd, size)
+            raise write_failure(path, e) from None
+    finally:
+        os.close(fd)
+
+
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether ``a`` and ``b`` name one file or folder: the same device and inode once links are
+    followed (a hard link, a symlink or another spelling of the path); False when either is missing."""
+    try:
+        return os.path.samestat(os.stat(a), os.stat(b))
+    except (OSError, ValueError):
+        return False
+
+
+def inside(path: str | Path, folder: str | Path) -> bool:
+    """Whether ``path`` (existing or not) is ``folder`` or lies below it, compared by device and inode of
+    each existing ancestor (links followed), so no alias of the folder hides it."""
+    p = Path(os.path.abspath(path))
+    for q in (p, *p.parents):
+        if os.path.lexists(q) and same_file(q, folder):
+            return True
+    return False
+
+
+def aside_path(path: str | Path, stamp: str | None = None) -> Path:
+    """A new sibling name for an output that is being replaced: ``NAME.replaced-<time>`` for a folder,
+    ``STEM.replaced-<time>.SUFFIX`` for a file (it still opens with the same program)."""
+    path = Path(path)
+    stamp = stamp or datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    suffix = "" if path.is_dir() and not path.is_symlink() else path.suffix
+    stem = path.name[: len(path.name) - len(suffix)]
+    aside, n = path.with_name(f"{stem}.replaced-{stamp}{suffix}"), 1
+    while stamp != "<time>" and os.path.lexists(aside):
+        n += 1
+        aside = path.with_name(f"{stem}.replaced-{stamp}-{n}{suffix}")
+    return aside
+
+
+def check_output(path: str | Path, *, overwrite: bool = False, inputs: tuple = (), option: str = "-o") -> bool:
+    """Whether ``path`` is taken (see :func:`claim_output`), refusing what ``overwrite`` cannot allow;
+    nothing is moved or written.
+
+    Raises:
+        OutputError: ``path`` is one of ``inputs``, or is taken and ``overwrite`` is not given.
+    """
+    from .errors import OutputError
+
+    path = Path(path)
+    for inp in inputs:
+        if same_file(path, inp):
+            raise OutputError(f"output {path} is the same file as the input {inp}: privacam never writes over its input; "
+                              f"give another {option}")
+    if not os.path.lexists(path):
+        return False
+    is_dir = path.is_dir() and not path.is_symlink()
+    if is_dir and not any(path.iterdir()):
+        return False
+    if not overwrite:
+        what = "a folder holding files" if is_dir else ("a link" if path.is_symlink() else "a file")
+        raise OutputError(f"output {path} already exists ({what}); give a new {option}, or add --overwrite to move it aside "
+                          f"to {aside_path(path, '<time>').name} (never deleted)")
+    return True
+
+
+def claim_output(path: str | Path, *, overwrite: bool = False, inputs: tuple = (), option: str = "-o") -> Path | None:
+    """Make ``path`` free for an output, before anything is written.
+
+    - the same file or folder as one of ``inputs`` (device and inode: hard links and symlinks count):
+      refused, ``overwrite`` or not;
+    - nothing there, or an empty folder: free;
+    - a file, a link (dangling or not) or a folder holding anything: refused unless ``overwrite``, which
+      renames it to :func:`aside_path` (never deleted, never followed if a link), returned.
+
+    Raises:
+        OutputError: one line naming the path and the way out.
+    """
+    path = Path(path)
+    if not check_output(path, overwrite=overwrite, inputs=inputs, option=option):
+        return None
+    aside = aside_path(path)
+    try:
+        os.rename(path, aside)
+    except OSError as e:
+        raise write_failure(path, e) from None
+    _log.warning("%s: the output that was there is moved to %s (--overwrite)", path, aside)
+    return aside
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -133,11 +285,13 @@ def process_seconds() -> float | None:
         return None
 
 
-def resolve_device(name: str = "auto") -> torch.device:
+def resolve_device(name: str = "auto", option: str = "train.device") -> torch.device:
     """``auto`` -> CUDA when present, else CPU; a named device that this machine lacks is a
-    one-line :class:`~privacam.errors.ConfigError`, not a traceback from deep inside torch."""
+    one-line :class:`~privacam.errors.ConfigError`, not a traceback from deep inside torch. ``option``:
+    how the user set the device (``train.device``, ``--device``), for the fix the message gives."""
     from .errors import ConfigError
 
+    use = f"{option} " if option.startswith("-") else f"{option}="
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -147,11 +301,11 @@ def resolve_device(name: str = "auto") -> torch.device:
     if dev.type == "cuda":
         n = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if n == 0:
-            raise ConfigError(f"device {name!r}: this machine has no CUDA device; use train.device=auto (or cpu)")
+            raise ConfigError(f"device {name!r}: this machine has no CUDA device; use {use}auto (or cpu)")
         if dev.index is not None and dev.index >= n:
-            raise ConfigError(f"device {name!r}: this machine has {n} CUDA device(s) (cuda:0..cuda:{n - 1}); pick one of them or use auto")
+            raise ConfigError(f"device {name!r}: this machine has {n} CUDA device(s) (cuda:0..cuda:{n - 1}); pick one of them or use {use}auto")
     if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ConfigError(f"device {name!r}: MPS is not available on this machine; use train.device=auto (or cpu)")
+        raise ConfigError(f"device {name!r}: MPS is not available on this machine; use {use}auto (or cpu)")
     return dev
 
 

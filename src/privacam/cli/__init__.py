@@ -65,5 +65,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"privacam {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"privacam {args.command}: interrupted; resume with --resume", file=sys.stderr)
+        print(f"privacam {args.command}: {args._cmd.interrupted(args)}", file=sys.stderr)
         return 130
+    except OSError as e:  # a disk or permission problem met outside privacam's own writers
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"privacam {args.command}: error: {e.strerror or e}{where}; check the path, its permissions and the "
+              f"free space, then run the same command again", file=sys.stderr)
+        return 2

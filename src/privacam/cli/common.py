@@ -25,6 +25,20 @@ class Command:
     def run(self, args: argparse.Namespace) -> int:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def interrupted(self, args: argparse.Namespace) -> str:
+        """What the user is told after Ctrl-C: what was kept and a command that works when followed
+        (every file is written under a temporary name and renamed into place, so none is half-written)."""
+        return "interrupted; no file was left half-written: run the same command again"
+
+
+def rerun_with(args: argparse.Namespace, add: tuple = (), drop: tuple = ()) -> str:
+    """The command line the user gave (``args._argv``), without the flags in ``drop`` and with those of
+    ``add`` appended: what a message tells them to run."""
+    import shlex
+
+    argv = [a for a in getattr(args, "_argv", []) if a not in drop]
+    return shlex.join(["privacam", *argv, *(a for a in add if a not in argv)])
+
 
 def add_config_arguments(p: argparse.ArgumentParser, *, config: str = "positional", default: str = "default") -> None:
     """``CONFIG`` (positional, or ``--config`` when ``config="option"``), overrides and ``--data``."""

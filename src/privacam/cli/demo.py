@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from ..demo import run_demo, timing_line
 from ..evaluate.units import UNIT_THREADS
-from .common import Command, add_config_arguments, add_executor_arguments, allow_overlap_override, executor_of
+from .common import (Command, add_config_arguments, add_executor_arguments, allow_overlap_override, executor_of,
+                     rerun_with)
 
 
 class Demo(Command):
@@ -20,6 +21,9 @@ class Demo(Command):
         p.add_argument("--overwrite", action="store_true",
                        help="--out holds an earlier demo: move its anonymizer run aside (not deleted) and train again")
         add_executor_arguments(p)
+
+    def interrupted(self, args):
+        return f"interrupted; continue with `{rerun_with(args, add=('--resume',), drop=('--overwrite',))}` (finished parts are kept)"
 
     def run(self, args):
         with executor_of(args, threads=UNIT_THREADS) as executor:  # the audits' units run there

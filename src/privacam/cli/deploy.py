@@ -26,14 +26,18 @@ class Anonymize(Command):
         p.add_argument("--batch-size", type=int, default=8, help="frames per call for frame-wise encoders")
         p.add_argument("--fps", type=float, help="frame rate of the output for image inputs (default 25)")
         p.add_argument("--onnx", help="ONNX file for --backend onnx (default RUN_DIR/encoder.onnx, exported if needed)")
+        p.add_argument("--overwrite", action="store_true",
+                       help="-o may exist: move it aside (<name>.replaced-<time>, never deleted) and write a new one")
 
     def run(self, args) -> int:
         res = anonymize(args.run_dir, args.input, args.output, backend=args.backend, device=args.device,
                         keep_size=not args.release_size, max_frames=args.max_frames, batch_size=args.batch_size,
-                        fps=args.fps, onnx_path=args.onnx)
+                        fps=args.fps, onnx_path=args.onnx, overwrite=args.overwrite)
         size = "x".join(map(str, res["size"]))
         note = "" if res["size"] == res["release_size"] else f" (release {'x'.join(map(str, res['release_size']))}, nearest-neighbour upsampled)"
         print(f"wrote {res['frames']} frames of {size}{note} to {res['output']}")
+        if res.get("replaced"):
+            print(f"the earlier {res['output']} is kept as {res['replaced']}")
         return 0
 
 
@@ -46,9 +50,13 @@ class Export(Command):
         p.add_argument("-o", "--output", help="ONNX file (default RUN_DIR/encoder.onnx)")
         p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
         p.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed |onnx - torch| (default 1e-4)")
+        p.add_argument("--overwrite", action="store_true",
+                       help="the ONNX file may exist: move it aside (<name>.replaced-<time>.onnx, never deleted)")
 
     def run(self, args) -> int:
-        res = export_run(args.run_dir, args.output, opset=args.opset, tolerance=args.tolerance)
+        res = export_run(args.run_dir, args.output, opset=args.opset, tolerance=args.tolerance, overwrite=args.overwrite)
         draws = " (every op but the release's per-clip random draws, which the file keeps)" if res["randomised"] else ""
         print(f"exported {res['output']}; max |onnx - torch| = {res['diff']:.3g}{draws}")
+        if res.get("replaced"):
+            print(f"the earlier {res['output']} is kept as {res['replaced']}")
         return 0

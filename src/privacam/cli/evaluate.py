@@ -44,6 +44,10 @@ class Evaluate(Command):
         p.add_argument("--device", default="auto")
         add_executor_arguments(p)
 
+    def interrupted(self, args):
+        return ("interrupted; run the same command again: the audit's finished units (eval/units/) are kept and "
+                "not computed again")
+
     def run(self, args):
         with executor_of(args, threads=UNIT_THREADS) as executor:  # a unit computes on its own threads anyway
             return self._run(args, executor)

@@ -7,7 +7,8 @@ import shlex
 from ..errors import ConfigError
 from ..report import load_points, markdown_table
 from ..sweep import run_sweep
-from .common import Command, add_config_arguments, add_executor_arguments, allow_overlap_override, executor_of, resolve_config
+from .common import (Command, add_config_arguments, add_executor_arguments, allow_overlap_override, executor_of,
+                     rerun_with, resolve_config)
 
 
 class Sweep(Command):
@@ -22,6 +23,9 @@ class Sweep(Command):
         p.add_argument("--resume", action="store_true", help="continue unfinished runs; keep finished audits")
         p.add_argument("--overwrite", action="store_true", help="runs already in --out are moved aside (not deleted) and trained again")
         add_executor_arguments(p)
+
+    def interrupted(self, args):
+        return f"interrupted; continue with `{rerun_with(args, add=('--resume',), drop=('--overwrite',))}` (finished parts are kept)"
 
     def run(self, args):
         values = [v.strip() for v in args.values.split(",") if v.strip()]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 
 from .. import runs
@@ -27,9 +28,21 @@ class Train(Command):
         p.add_argument("--overwrite", action="store_true",
                        help="--out may hold a run: move it aside (<out>.replaced-<time>) and train a new one")
 
+    @staticmethod
+    def _out(args) -> Path:
+        config, _ = split_config(args.config, args.overrides)
+        return Path(args.out or f"runs/{Path(config or 'default').stem}")
+
+    def interrupted(self, args) -> str:
+        out = self._out(args)
+        if runs.holds_run(out):
+            return (f"interrupted; {out} keeps its last checkpoint: continue it with "
+                    f"`privacam train --out {shlex.quote(str(out))} --resume`")
+        return "interrupted before the run started; run the same command again"
+
     def run(self, args):
         config, overrides = split_config(args.config, args.overrides)
-        out = Path(args.out or f"runs/{Path(config or 'default').stem}")
+        out = self._out(args)
         if args.resume:
             if not runs.holds_run(out):
                 raise PrivacamError(f"{out} holds no run to resume (no {runs.CONFIG}); check the path, or drop --resume "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from ..errors import DataError
 from ..registry import DATASETS, register_dataset  # noqa: F401
 from .base import Splits, TensorSampleDataset, collate, data_fingerprint, stratified_split  # noqa: F401
 # registering modules: the embedded synthetic data, users' manifests, built-in video and image
@@ -29,6 +30,20 @@ def apply_data_spec(data_cfg, spec: str | None):
     name, _, root = spec.partition(":")
     DATASETS.get(name)  # unknown name -> one-line error listing the valid ones
     return dataclasses.replace(data_cfg, name=name, root=root or None)
+
+
+def check_identities(splits: Splits, where: str) -> None:
+    """Refuse data whose samples all have the same single-label private class: adversaries that name
+    who it is cannot be trained against (nor scored) with one identity.
+
+    Raises:
+        DataError: one line naming the data and the fix.
+    """
+    private = splits.privacy or splits
+    if not private.multilabel and len(private.private_classes) < 2:
+        only = f" ({private.private_classes[0]!r})" if private.private_classes else ""
+        raise DataError(f"{where}: every sample has the same private class{only}; privacy needs at least two "
+                        f"identities (an attacker that names the only one is always right): add rows of other people")
 
 
 def make_splits(data_cfg, seed: int = 0) -> Splits:

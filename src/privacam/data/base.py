@@ -2,8 +2,10 @@
 
 A sample is a dict ``{"input": clip [C,T,H,W] or image [C,H,W] float in [0,1], "utility": int,
 "private": int or multi-hot float vector, "id": str}`` and optionally ``"video": str`` (the recording a
-clip was cut from; the audit pools the clips of one video). A dataset factory returns :class:`Splits`:
-train / val / test datasets plus the class lists, so models can be sized without touching files.
+clip was cut from; the audit pools the clips of one video) and ``"tasks": {name: int}`` (labels of
+further tasks, the ``task:<name>`` columns of a manifest; :data:`UNLABELLED` where a sample has no label
+for a task; only data with tasks carry the key). A dataset factory returns :class:`Splits`: train / val
+/ test datasets plus the class lists, so models can be sized without touching files.
 """
 
 from __future__ import annotations
@@ -17,11 +19,15 @@ from torch.utils.data import Dataset
 
 from ..errors import ConfigError, DataError
 
+#: the task label of a sample that has none for that task (an empty ``task:<name>`` cell)
+UNLABELLED = -1
+
 
 def data_fingerprint(splits: "Splits") -> str:
     """A short hash of what the data says: class lists, every record's path, segment and labels per
-    split, and the bytes of the files the labels were read from (``meta["label_files"]``). A relabelled
-    manifest, a moved row or an edited label file gives another fingerprint; caches keyed on it
+    split, the size and modification time of its files (every frame of a frame folder), and the bytes
+    of the files the labels were read from (``meta["label_files"]``). A relabelled manifest, a moved
+    row, an edited label file or a frame edited in place gives another fingerprint; caches keyed on it
     (the raw reference) are then recomputed, and run files stamped with it can be checked."""
     import hashlib
     import json
@@ -29,17 +35,29 @@ def data_fingerprint(splits: "Splits") -> str:
     h = hashlib.sha1()
     h.update(json.dumps([splits.name, splits.kind, list(splits.utility_classes), list(splits.private_classes),
                          bool(splits.multilabel)], default=str).encode())
+    if splits.tasks:  # data without tasks keeps the fingerprint it had before tasks existed
+        h.update(json.dumps({"tasks": {k: list(v) for k, v in sorted(splits.tasks.items())}}).encode())
     for f in splits.meta.get("label_files", []):
         p = Path(f)
         h.update(p.read_bytes() if p.is_file() else f"missing:{f}".encode())
+    from .video.decoding import content_signature
+
+    signatures: dict[str, list] = {}  # a video carved into several records is read once
     for part in (splits.train, splits.val, splits.test):
         records = getattr(part, "records", None)
         if records is None:
             h.update(f"n={len(part)}".encode())
+            for name, labels in sorted((getattr(part, "tasks", None) or {}).items()):
+                h.update(json.dumps([name, [int(v) for v in labels]]).encode())
             continue
         for r in records:
             private = r.private.tolist() if hasattr(r.private, "tolist") else r.private
-            h.update(json.dumps([r.path, int(r.utility), private, r.start, r.end, r.box], default=str).encode())
+            if r.path not in signatures:
+                signatures[r.path] = content_signature(r.path)
+            row = [r.path, int(r.utility), private, r.start, r.end, r.box, signatures[r.path]]
+            if getattr(r, "tasks", None):
+                row.append(sorted(r.tasks.items()))
+            h.update(json.dumps(row, default=str).encode())
     if splits.privacy is not None:
         h.update(data_fingerprint(splits.privacy).encode())
     return h.hexdigest()[:16]
@@ -58,6 +76,8 @@ class Splits:
         name: dataset name for reports.
         privacy: optional second Splits with the private labels of another dataset (cross-dataset
             training, journal version of Wu et al.); its utility labels are ignored.
+        tasks: further tasks the data labels (tasks a release was never trained for): task name ->
+            class names, index = label (samples carry ``"tasks": {name: label}``); empty: none.
     """
 
     train: Dataset
@@ -70,6 +90,7 @@ class Splits:
     name: str = ""
     privacy: "Splits | None" = None
     meta: dict = field(default_factory=dict)
+    tasks: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def num_utility(self) -> int:
@@ -83,7 +104,8 @@ class Splits:
 class TensorSampleDataset(Dataset):
     """In-memory samples: uint8 inputs ``[N,C,(T,)H,W]`` and integer or multi-hot labels.
 
-    Used by the synthetic data and by the encoded caches of the evaluation.
+    Used by the synthetic data and by the encoded caches of the evaluation. ``tasks`` (task name ->
+    integer labels ``[N]``) adds ``"tasks"`` to every sample.
     """
 
     def __init__(
@@ -93,6 +115,7 @@ class TensorSampleDataset(Dataset):
         private: torch.Tensor,
         ids: Sequence[str] | None = None,
         scale: float | None = None,
+        tasks: dict[str, torch.Tensor] | None = None,
     ):
         assert len(inputs) == len(utility) == len(private), "inputs and labels differ in length"
         self.inputs = inputs
@@ -100,6 +123,8 @@ class TensorSampleDataset(Dataset):
         self.private = private if private.dim() > 1 else private.long()
         self.ids = list(ids) if ids is not None else [str(i) for i in range(len(inputs))]
         self.scale = (1.0 / 255.0 if inputs.dtype == torch.uint8 else 1.0) if scale is None else scale
+        self.tasks = {k: torch.as_tensor(v).long() for k, v in (tasks or {}).items()}
+        assert all(len(v) == len(inputs) for v in self.tasks.values()), "inputs and task labels differ in length"
 
     def __len__(self) -> int:
         return len(self.inputs)
@@ -107,17 +132,22 @@ class TensorSampleDataset(Dataset):
     def __getitem__(self, i: int) -> dict:
         x = self.inputs[i]
         x = x.float() * self.scale if self.scale != 1.0 or x.dtype != torch.float32 else x
-        return {"input": x, "utility": self.utility[i], "private": self.private[i], "id": self.ids[i]}
+        out = {"input": x, "utility": self.utility[i], "private": self.private[i], "id": self.ids[i]}
+        if self.tasks:
+            out["tasks"] = {k: v[i] for k, v in self.tasks.items()}
+        return out
 
     def subset(self, idx: Sequence[int] | torch.Tensor) -> "TensorSampleDataset":
         idx = torch.as_tensor(idx, dtype=torch.long)
         return TensorSampleDataset(
-            self.inputs[idx], self.utility[idx], self.private[idx], [self.ids[i] for i in idx.tolist()], self.scale
+            self.inputs[idx], self.utility[idx], self.private[idx], [self.ids[i] for i in idx.tolist()], self.scale,
+            {k: v[idx] for k, v in self.tasks.items()},
         )
 
 
 def collate(samples: list[dict]) -> dict:
-    """Stack sample dicts into a batch dict (ids stay a list)."""
+    """Stack sample dicts into a batch dict (ids stay a list; a dict-valued field, such as
+    ``"tasks"``, becomes a dict of stacked values)."""
     out = {}
     for k in samples[0]:
         vals = [s[k] for s in samples]
@@ -125,9 +155,37 @@ def collate(samples: list[dict]) -> dict:
             out[k] = torch.stack(vals)
         elif isinstance(vals[0], (int, float)):
             out[k] = torch.tensor(vals)
+        elif isinstance(vals[0], dict):
+            out[k] = collate(vals)
         else:
             out[k] = vals
     return out
+
+
+def item_tasks(dataset, names: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+    """The task labels of every item of ``dataset`` (task name -> ``[len(dataset)]`` long tensor,
+    :data:`UNLABELLED` where an item has none), read without loading any input.
+
+    Works on :class:`TensorSampleDataset` and on the record datasets of :mod:`privacam.data.video`
+    (which carry each record's ``tasks``); other datasets are read sample by sample. ``names``
+    restricts (and orders) the tasks; a name no item has is all :data:`UNLABELLED`.
+    """
+    n = len(dataset)
+    if isinstance(getattr(dataset, "tasks", None), dict):
+        found = dict(dataset.tasks)
+    elif getattr(dataset, "records", None) is not None:
+        recs = dataset.records
+        item_rec = [it[0] for it in dataset.items] if getattr(dataset, "items", None) is not None else range(len(recs))
+        keys = sorted({k for r in recs for k in (getattr(r, "tasks", None) or {})})
+        found = {k: torch.tensor([int((recs[j].tasks or {}).get(k, UNLABELLED)) for j in item_rec], dtype=torch.long)
+                 for k in keys}
+    else:
+        per = [dataset[i].get("tasks", {}) for i in range(n)]
+        keys = sorted({k for t in per for k in t})
+        found = {k: torch.tensor([int(t.get(k, UNLABELLED)) for t in per], dtype=torch.long) for k in keys}
+    if names is None:
+        return found
+    return {k: found[k] if k in found else torch.full((n,), UNLABELLED, dtype=torch.long) for k in names}
 
 
 def stratified_split(keys: Sequence, fractions: Sequence[float], seed: int) -> list[list[int]]:

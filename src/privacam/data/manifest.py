@@ -11,13 +11,19 @@ Columns (see ``docs/datasets.md``):
   train and test rows, validation is carved from train (``params.val_mode``: ``auto`` | ``rows`` |
   ``time``; ``auto`` carves by time — the last part of each train video — when some
   (utility, private) stratum has fewer than two train videos, as for Weizmann);
-- optional ``id``: a sample name (default: the path as written).
+- optional ``id``: a sample name (default: the path as written);
+- optional ``task:<name>`` columns: labels of further tasks (class names, like ``utility``), the
+  tasks a release was never trained for that the audit measures (``docs/tasks.md``). An empty cell
+  means the row has no label for that task (stored as ``-1``, :data:`~privacam.data.base.UNLABELLED`:
+  not trained on and not scored for that task); a column with no label at all is refused. Class
+  lists are sorted by name unless ``params.task_classes`` (``{name: [class, ...]}``) fixes them.
 
 Checks beyond the rows themselves (each names the rows and the fix): a file listed twice with the same
 labels and split is kept once (with a warning); listed with other labels, it is refused; listed in two
 splits (a train/test leak) it is refused, unless ``params.allow_overlap`` (CLI ``--allow-overlap``) keeps
 it with a warning; a class (or a multi-label attribute) used in val or test with no train example is
-refused, since no model could learn it and the attack scores would look more private than they are.
+refused, since no model could learn it and the attack scores would look more private than they are;
+the same holds for the classes of every ``task:<name>`` column.
 
 Class lists are sorted by name unless ``params.utility_classes`` / ``params.private_classes`` fix them
 (then a label outside the list is an error). Row numbers in messages count the header as row 1, as a
@@ -33,7 +39,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, DataError
 from ..registry import register_dataset
-from .base import Splits
+from .base import UNLABELLED, Splits
 from .video import (
     FrameStore,
     Record,
@@ -59,6 +65,7 @@ MANIFEST_PARAMS = {
     "val_mode": "auto | rows | time: how validation is carved from train (default auto)",
     "utility_classes": "fixed list of utility class names (default: sorted names found)",
     "private_classes": "fixed list of private class names (default: sorted names found)",
+    "task_classes": "fixed class lists of task:<name> columns, {name: [class, ...]} (default: sorted names found)",
     "allow_overlap": "true: a file listed in two splits is kept in both, with a warning (default false: refused)",
 }
 
@@ -106,6 +113,13 @@ def read_manifest(csv_path: str | Path, *, on_bad_sample: str = "error", params:
     attributes = [c.split(":", 1)[1].strip() for c in attr_cols]
     if any(not a for a in attributes):
         raise DataError(f"{name}: a private:<attribute> column has no attribute name; name it e.g. private:face")
+    task_cols = [h for h in header if h.startswith("task:")]
+    task_names = [c.split(":", 1)[1].strip() for c in task_cols]
+    if any(not t for t in task_names):
+        raise DataError(f"{name}: a task:<name> column has no task name; name it e.g. task:position")
+    if len(set(task_names)) < len(task_names):
+        dup = next(t for t in task_names if task_names.count(t) > 1)
+        raise DataError(f"{name}: the column task:{dup} appears twice; keep one column per task")
     has_split = "split" in header
     if not rows:
         raise DataError(f"{name}: has no data rows; add one row per sample")
@@ -115,10 +129,17 @@ def read_manifest(csv_path: str | Path, *, on_bad_sample: str = "error", params:
     for key, val in (("utility_classes", fixed_u), ("private_classes", fixed_p)):
         if val is not None and not isinstance(val, list):
             raise ConfigError(f"data.params.{key} must be a list of class names, got {val!r}")
+    fixed_t = params.get("task_classes") or {}
+    if not isinstance(fixed_t, dict) or any(not isinstance(v, list) for v in fixed_t.values()):
+        raise ConfigError(f"data.params.task_classes must map task names to lists of class names, got {fixed_t!r}")
+    unknown = [t for t in fixed_t if t not in task_names]
+    if unknown:
+        raise ConfigError(f"data.params.task_classes names task {unknown[0]!r}, but {name} has no column task:{unknown[0]}; "
+                          f"its task columns: {', '.join(task_cols) or 'none'}")
 
     base = csv_path.parent
     bad: list[str] = []
-    parsed = []  # (line, path, kind, utility, private, split, id)
+    parsed = []  # (line, path, kind, utility, private, split, id, tasks)
     for line, row in rows:
         where = f"{name} row {line}"
         rel = row.get("path", "")
@@ -164,6 +185,16 @@ def read_manifest(csv_path: str | Path, *, on_bad_sample: str = "error", params:
             if fixed_p is not None and priv not in fixed_p:
                 bad.append(f"{where}: private label {priv!r} is not in data.params.private_classes; fix the label or the class list")
                 continue
+        tasks, ok = {}, True
+        for col, t in zip(task_cols, task_names):
+            v = row.get(col, "")
+            if v and t in fixed_t and v not in fixed_t[t]:
+                bad.append(f"{where}: {col} label {v!r} is not in data.params.task_classes.{t}; fix the label or the class list")
+                ok = False
+                break
+            tasks[t] = v  # "" = no label for this task
+        if not ok:
+            continue
         split = None
         if has_split:
             split = row.get("split", "").lower()
@@ -172,7 +203,7 @@ def read_manifest(csv_path: str | Path, *, on_bad_sample: str = "error", params:
             if split not in SPLITS:
                 bad.append(f"{where}: split is {row.get('split', '')!r}; use train, val or test (or drop the split column for an automatic split)")
                 continue
-        parsed.append((line, str(p), kind, u, priv, split, row.get("id") or rel))
+        parsed.append((line, str(p), kind, u, priv, split, row.get("id") or rel, tasks))
 
     skipped = list(bad)
     check_skip(name, [], bad, len(rows), on_bad_sample)
@@ -228,16 +259,27 @@ def read_manifest(csv_path: str | Path, *, on_bad_sample: str = "error", params:
     private_classes = attributes if multilabel else (list(fixed_p) if fixed_p is not None else sorted({r[4] for r in parsed}))
     u_index = {c: i for i, c in enumerate(utility_classes)}
     p_index = {c: i for i, c in enumerate(private_classes)}
+    task_classes = {}
+    for col, t in zip(task_cols, task_names):
+        found = sorted({r[7][t] for r in parsed if r[7][t]})
+        if not found:
+            raise DataError(f"{name}: column {col} has no label in any usable row; fill it or remove the column")
+        task_classes[t] = list(fixed_t[t]) if t in fixed_t else found
+        if len(found) < 2:
+            logger.warning("%s: column %s has a single class (%s): the task is answered by chance alone", name, col, found[0])
+    t_index = {t: {c: i for i, c in enumerate(cs)} for t, cs in task_classes.items()}
     by_split: dict[str, list[Record]] = {s: [] for s in SPLITS}
     by_split["all"] = []
-    for line, path, _, u, priv, split, sid in parsed:
-        rec = Record(path=path, utility=u_index[u], private=priv if multilabel else p_index[priv], id=sid, source=f"{name} row {line}")
+    for line, path, _, u, priv, split, sid, tasks in parsed:
+        rec = Record(path=path, utility=u_index[u], private=priv if multilabel else p_index[priv], id=sid, source=f"{name} row {line}",
+                     tasks={t: t_index[t][v] if v else UNLABELLED for t, v in tasks.items()} or None)
         by_split[split or "all"].append(rec)
     return {
         "records": by_split,
         "has_split": has_split,
         "utility_classes": utility_classes,
         "private_classes": private_classes,
+        "tasks": task_classes,
         "multilabel": multilabel,
         "kind": kind,
         "store": store,
@@ -251,20 +293,32 @@ def _rows_text(lines: list[int], limit: int = 6) -> str:
     return f"rows {shown}" + (f" and {len(lines) - limit} more" if len(lines) > limit else "") if len(lines) > 1 else f"row {shown}"
 
 
+def file_identity(path: str) -> tuple:
+    """What makes two rows the same file: the device and inode once links are followed (a symlinked
+    alias folder, a hard link or another spelling of the path is the same file), or the resolved
+    path when it cannot be read (a file pattern, a missing file)."""
+    try:
+        st = os.stat(path)
+        return ("inode", st.st_dev, st.st_ino)
+    except OSError:
+        return ("path", os.path.normcase(os.path.realpath(path)))
+
+
 def _check_repeated_paths(name: str, parsed: list[tuple], allow_overlap: bool) -> list[tuple]:
     """Drop repeats of a row (same file, labels and split), refuse a file with two labellings, and
-    refuse (or, with ``allow_overlap``, warn about) a file in two splits. Returns the kept rows."""
-    groups: dict[str, list[tuple]] = {}
+    refuse (or, with ``allow_overlap``, warn about) a file in two splits. Files are compared by
+    :func:`file_identity`, so an alias of a file is that file. Returns the kept rows."""
+    groups: dict = {}
     for r in parsed:
-        groups.setdefault(os.path.normcase(os.path.abspath(r[1])), []).append(r)
+        groups.setdefault(file_identity(r[1]), []).append(r)
     drop: set[int] = set()
     overlaps = []
     for rs in groups.values():
         if len(rs) < 2:
             continue
         first: dict = {}
-        for r in rs:  # (line, path, kind, utility, private, split, id)
-            key = (r[3], tuple(r[4]) if isinstance(r[4], list) else r[4], r[5])
+        for r in rs:  # (line, path, kind, utility, private, split, id, tasks)
+            key = (r[3], tuple(r[4]) if isinstance(r[4], list) else r[4], r[5], tuple(sorted(r[7].items())))
             if key in first:
                 drop.add(r[0])
                 logger.warning("%s: row %d repeats row %d (same file, labels and split); keeping one (remove the repeat)", name, r[0], first[key][0])
@@ -294,10 +348,10 @@ def _check_repeated_paths(name: str, parsed: list[tuple], allow_overlap: bool) -
 
 
 def check_train_covers(name: str, train: list[Record], others: dict[str, list[Record]], utility_classes: list[str],
-                       private_classes: list[str], multilabel: bool) -> None:
-    """Refuse a utility or private class (a positive attribute when ``multilabel``) that appears in
-    val/test but has no train example: no model can learn it, so an attacker's score on it would make
-    the release look more private than it is.
+                       private_classes: list[str], multilabel: bool, tasks: dict[str, list[str]] | None = None) -> None:
+    """Refuse a utility, private or task class (a positive attribute when ``multilabel``) that appears
+    in val/test but has no train example: no model can learn it, so an attacker's score on it would
+    make the release look more private than it is (and a task look harder than it is).
 
     Raises:
         DataError: naming the class, the split and its rows.
@@ -306,11 +360,16 @@ def check_train_covers(name: str, train: list[Record], others: dict[str, list[Re
     def classes(rec: Record, which: str) -> list[int]:
         if which == "utility":
             return [int(rec.utility)]
+        if which.startswith("task:"):
+            v = int((rec.tasks or {}).get(which[5:], UNLABELLED))
+            return [v] if v != UNLABELLED else []
         if multilabel:
             return [i for i, v in enumerate(rec.private) if float(v) > 0.5]
         return [int(rec.private)]
 
-    for which, names in (("utility", utility_classes), ("private", private_classes)):
+    checks = [("utility", utility_classes), ("private", private_classes)]
+    checks += [(f"task:{t}", cs) for t, cs in (tasks or {}).items()]
+    for which, names in checks:
         seen = {c for rec in train for c in classes(rec, which)}
         for split, recs in others.items():
             missing: dict[int, list[str]] = {}
@@ -355,10 +414,12 @@ def manifest(data_cfg, seed: int = 0) -> Splits:
         if not val and vf > 0:
             mode = str(params.get("val_mode", "auto"))
             train, val, val_mode = carve_val(train, vf, mode=mode, seed=split_seed, video=video, store=m["store"], dataset=csv_path.name)
-    check_train_covers(csv_path.name, train, {"val": val, "test": test}, m["utility_classes"], m["private_classes"], m["multilabel"])
+    check_train_covers(csv_path.name, train, {"val": val, "test": test}, m["utility_classes"], m["private_classes"], m["multilabel"],
+                       m["tasks"])
     meta = {"manifest": str(csv_path), "val_mode": val_mode, "rows": m["rows"], "skipped": list(m["skipped"]),
             "label_files": [str(csv_path)]}
-    common = dict(utility_classes=m["utility_classes"], private_classes=m["private_classes"], multilabel=m["multilabel"], data_cfg=data_cfg, meta=meta)
+    common = dict(utility_classes=m["utility_classes"], private_classes=m["private_classes"], multilabel=m["multilabel"], data_cfg=data_cfg, meta=meta,
+                  tasks=m["tasks"])
     if video:
         store = m["store"]
         opts = video_options(data_cfg)

@@ -7,6 +7,11 @@ Rows are paired by the ``id`` column when both manifests have one, else by the f
 extension (``frames/actor0_bend_test`` and ``released/actor0_bend_test.mp4`` pair), else by row order.
 A video release keeps every frame: its frame count is the raw one's.
 
+Task columns (``task:<name>``) are labels of the raw clips: the audit reads them from the raw
+manifest, so the released one may leave them out. Where it has a task column of the raw manifest it
+must agree row by row (a release keeps the raw labels); a task column the raw manifest lacks is
+ignored, with a warning.
+
 :func:`released_splits` gives the raw :class:`~privacam.data.base.Splits` and the released ones: the
 same datasets (same clips, same split, same validation carve-out), reading the released files. The
 audit (``privacam evaluate --released``) trains its attackers on the latter and takes the raw
@@ -21,6 +26,7 @@ import logging
 from pathlib import Path
 
 from ..errors import DataError
+from ..utils import same_file
 from .base import Splits
 from .manifest import _read_rows
 from .video import FrameStore, kind_of_path
@@ -61,7 +67,7 @@ def pair_manifests(raw_csv: str | Path, released_csv: str | Path) -> dict:
     """
     raw_csv, released_csv = Path(raw_csv).expanduser(), Path(released_csv).expanduser()
     rname, lname = raw_csv.name, released_csv.name
-    if raw_csv.resolve() == released_csv.resolve():
+    if same_file(raw_csv, released_csv) or raw_csv.resolve() == released_csv.resolve():  # a link to it is it
         raise DataError(f"{lname} is the raw manifest itself; give the manifest of the released files (--released)")
     rh, rrows = _read_rows(raw_csv)
     lh, lrows = _read_rows(released_csv)
@@ -70,6 +76,11 @@ def pair_manifests(raw_csv: str | Path, released_csv: str | Path) -> dict:
     if missing_cols:
         raise DataError(f"{lname}: missing column(s) {', '.join(missing_cols)} of {rname} (header is {','.join(lh)}); "
                         f"a released manifest has the raw manifest's columns, with path pointing at the released files")
+    label_cols += [c for c in rh if c.startswith("task:") and c in lh]  # task labels: optional, but if given, the raw ones
+    extra = [c for c in lh if c.startswith("task:") and c not in rh]
+    if extra:
+        log.warning("%s: column(s) %s are not in %s and are ignored: task labels are read from the raw manifest "
+                    "(add the column there to audit the task)", lname, ", ".join(extra), rname)
     rkeys, how = _keys(raw_csv, rh, rrows)
     lkeys, lhow = _keys(released_csv, lh, lrows)
     if how != lhow:

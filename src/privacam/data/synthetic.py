@@ -26,6 +26,23 @@ the generated page):
 
 The image variant (``synthetic_image``) renders single frames: utility = the posture (each action at
 its characteristic phase), private = the actor.
+
+**Tasks** (labels of tasks a release was never trained for, ``docs/tasks.md``): the generator draws
+each clip's horizontal place, tempo and zoom itself, so it labels them exactly (:data:`TASKS`):
+``position`` (``left`` / ``right``: the figure's centre left or right of the frame's centre),
+``speed`` (``slow`` / ``fast``: the tempo factor below or above 1.025) and ``size`` (``small`` /
+``large``: the per-clip zoom below or above 1). Each threshold is the median of the distribution the
+value is drawn from (uniform on [-0.15, 0.15], [0.8, 1.25] and [0.88, 1.12]), so the classes are
+balanced in expectation; the values are drawn per clip, independent of the actor and the action, so
+in ``synthetic`` the tasks carry no identity. ``size`` is the zoom alone: the actor's own height
+(±6 %) is an identity cue and is left out of the label. Images have no ``speed``.
+
+**``synthetic_cues``**: the same figures and actions, but every actor wears the same clothes in the
+same two rooms, and actors differ by build (height and girth), by a personal tempo, a preferred place
+in the frame and a preferred distance to the camera: identity lives in what the tasks measure. Each
+clip's place, tempo and zoom are the actor's own plus a per-clip jitter (0.35 times the spread of
+``synthetic``); the actors' preferences are evenly spaced over ``synthetic``'s ranges (centred on the
+task thresholds, so the classes stay balanced) and dealt to the actors at random.
 """
 
 from __future__ import annotations
@@ -40,6 +57,18 @@ from ..registry import register_dataset
 from .base import Splits, TensorSampleDataset, stratified_split
 
 ACTIONS = ["wave1", "wave2", "jump", "bend", "walk", "jack"]
+
+#: task name -> (the clip parameter it bins, the threshold, [class below, class at or above]); the
+#: thresholds are the medians of the distributions the parameters are drawn from (module docstring)
+TASKS = {
+    "position": ("offset", 0.0, ["left", "right"]),
+    "speed": ("tempo", 1.025, ["slow", "fast"]),
+    "size": ("zoom", 1.0, ["small", "large"]),
+}
+#: the tasks of single frames (a frame shows no tempo)
+IMAGE_TASKS = ("position", "size")
+#: synthetic_cues: a clip's place, tempo and zoom vary around the actor's own by this share of synthetic's spread
+CUES_JITTER = 0.35
 
 SKIN_TONES = np.array(
     [[0.96, 0.80, 0.69], [0.89, 0.67, 0.52], [0.78, 0.57, 0.42], [0.62, 0.43, 0.30], [0.45, 0.30, 0.20], [0.30, 0.20, 0.13]]
@@ -82,6 +111,49 @@ def _actor_params(rng: np.random.Generator, num_actors: int) -> list[dict]:
             }
         )
     return actors
+
+
+def _cue_actors(rng: np.random.Generator, num_actors: int) -> list[dict]:
+    """Actors of ``synthetic_cues``: one shared appearance (clothes, skin, stripes) and two shared
+    rooms; each actor has its own build, tempo, place in the frame and distance to the camera."""
+    sessions = [
+        {
+            "top": _hsv_to_rgb(rng.uniform(0, 1), rng.uniform(0.1, 0.5), rng.uniform(0.35, 0.95)),
+            "bottom": _hsv_to_rgb(rng.uniform(0, 1), rng.uniform(0.1, 0.5), rng.uniform(0.2, 0.8)),
+            "blocks": [
+                (rng.uniform(0, 0.8), rng.uniform(0.05, 0.6), rng.uniform(0.1, 0.3), rng.uniform(0.1, 0.4),
+                 _hsv_to_rgb(rng.uniform(0, 1), rng.uniform(0.2, 0.8), rng.uniform(0.2, 0.9)))
+                for _ in range(2)
+            ],
+        }
+        for _ in range(2)
+    ]
+    look = {
+        "shirt": _hsv_to_rgb(rng.uniform(0, 1), 0.6, 0.5),
+        "pants": _hsv_to_rgb(rng.uniform(0, 1), 0.4, 0.3),
+        "skin": SKIN_TONES[1],
+        "stripe_freq": 0.5,
+        "stripe_angle": 0.0,
+        "stripe_contrast": 0.15,
+    }
+    place = rng.permutation(np.linspace(-0.12, 0.12, num_actors))
+    tempo = rng.permutation(np.linspace(0.85, 1.2, num_actors))
+    zoom = rng.permutation(np.linspace(0.9, 1.1, num_actors))
+    height = rng.permutation(np.linspace(0.9, 1.1, num_actors))
+    girth = rng.permutation(np.linspace(0.8, 1.35, num_actors))
+    return [
+        {**look, "sessions": sessions, "height": float(height[a]), "girth": float(girth[a]), "amplitude": 1.0,
+         "place": float(place[a]), "tempo": float(tempo[a]), "zoom": float(zoom[a]), "jitter": CUES_JITTER}
+        for a in range(num_actors)
+    ]
+
+
+def _own(actor: dict, key: str, drawn: float, median: float) -> float:
+    """A clip parameter: as drawn, or (``synthetic_cues``) the actor's own value plus the draw's
+    deviation from its median shrunk by the actor's ``jitter``."""
+    if key not in actor:
+        return drawn
+    return actor[key] + actor["jitter"] * (drawn - median)
 
 
 def _hsv_to_rgb(h: float, s: float, v: float) -> np.ndarray:
@@ -157,8 +229,14 @@ def _direction(angle):
     return np.sin(angle), np.cos(angle)
 
 
-def render_clip(actor: dict, action: str, *, size: int, frames: int, rng: np.random.Generator, phase=None) -> np.ndarray:
-    """Render one clip as float32 ``[T, H, W, 3]`` in [0, 1]."""
+def render_clip(actor: dict, action: str, *, size: int, frames: int, rng: np.random.Generator, phase=None,
+                info: dict | None = None) -> np.ndarray:
+    """Render one clip as float32 ``[T, H, W, 3]`` in [0, 1].
+
+    ``info``, when given, receives the clip's drawn parameters: ``offset`` (the figure's horizontal
+    place, a share of the frame width from its centre), ``tempo`` (the speed factor; 1.6 cycles per
+    clip times it) and ``zoom`` (the per-clip scale). Passing it changes nothing that is drawn.
+    """
     S = size
     sess = actor["sessions"][int(rng.integers(0, len(actor["sessions"])))]
     # ------------------------------------------------------------- background
@@ -169,13 +247,17 @@ def render_clip(actor: dict, action: str, *, size: int, frames: int, rng: np.ran
         m = (xx / S >= bx) & (xx / S < bx + bw) & (yy / S >= by) & (yy / S < by + bh)
         bg[m] = col
     # ------------------------------------------------------------- motion
-    speed = rng.uniform(0.8, 1.25) * (1.0 / frames) * 1.6  # about 1.6 cycles per clip
+    tempo = _own(actor, "tempo", rng.uniform(0.8, 1.25), 1.025)
+    speed = tempo * (1.0 / frames) * 1.6  # about 1.6 cycles per clip
     ph0 = rng.uniform(0, 1) if phase is None else phase
     ph = ph0 + speed * np.arange(frames) if phase is None else np.full(frames, phase)
     pose = _pose(action, ph, actor["amplitude"])
-    scale = rng.uniform(0.88, 1.12)  # per-clip scale jitter exceeds the actors' height spread
+    scale = _own(actor, "zoom", rng.uniform(0.88, 1.12), 1.0)  # per-clip scale jitter exceeds the actors' height spread
     H = 0.62 * S * actor["height"] * scale
-    cx = S * (0.5 + rng.uniform(-0.15, 0.15)) + pose["dx"] * S
+    offset = _own(actor, "place", rng.uniform(-0.15, 0.15), 0.0)
+    cx = S * (0.5 + offset) + pose["dx"] * S
+    if info is not None:
+        info.update(offset=float(offset), tempo=float(tempo), zoom=float(scale))
     hip_y = S * 0.5 + 0.12 * H + rng.uniform(-0.05, 0.05) * S + pose["dy"] * H
     T = frames
     r = lambda v: np.asarray(v, dtype=np.float32).reshape(T, 1, 1)  # noqa: E731
@@ -242,33 +324,46 @@ def generate(
     actions: list[str] | None = None,
     seed: int = 0,
     image: bool = False,
+    cues: bool = False,
 ) -> dict:
     """Generate the whole dataset in memory.
 
+    ``cues``: the actors of ``synthetic_cues`` (shared clothes and rooms; identity in build, tempo,
+    place and distance; module docstring).
+
     Returns a dict with ``inputs`` uint8 ``[N,3,T,H,W]`` (``[N,3,H,W]`` when ``image``), ``utility``,
-    ``private``, ``ids``, ``actions``, ``actors``.
+    ``private``, ``ids``, ``actions``, ``actors``, ``params`` (each clip's drawn ``offset``, ``tempo``
+    and ``zoom``, float ``[N]``), ``tasks`` (task name -> labels ``[N]``, :data:`TASKS`) and
+    ``task_classes`` (task name -> class names).
     """
     actions = list(actions or ACTIONS)
     if num_actors < 2 or clips_per_pair < 1 or size < 8 or frames < 1:
         raise ConfigError("synthetic data needs num_actors >= 2, clips_per_pair >= 1, size >= 8, clip_len >= 1")
     rng = np.random.default_rng(seed)
-    actors = _actor_params(rng, num_actors)
+    actors = _cue_actors(rng, num_actors) if cues else _actor_params(rng, num_actors)
     xs, u, p, ids = [], [], [], []
+    params: dict[str, list[float]] = {"offset": [], "tempo": [], "zoom": []}
     for a, actor in enumerate(actors):
         for c, action in enumerate(actions):
             for k in range(clips_per_pair):
                 crng = np.random.default_rng([seed, a, c, k])
+                info: dict = {}
                 if image:
                     peak = {"wave1": 0.25, "wave2": 0.25, "jump": 0.25, "bend": 0.5, "walk": 0.25, "jack": 0.5}[action]
-                    clip = render_clip(actor, action, size=size, frames=1, rng=crng, phase=peak + crng.uniform(-0.04, 0.04))[0]
+                    clip = render_clip(actor, action, size=size, frames=1, rng=crng, phase=peak + crng.uniform(-0.04, 0.04),
+                                       info=info)[0]
                     xs.append(np.transpose(clip, (2, 0, 1)))
                 else:
-                    clip = render_clip(actor, action, size=size, frames=frames, rng=crng)
+                    clip = render_clip(actor, action, size=size, frames=frames, rng=crng, info=info)
                     xs.append(np.transpose(clip, (3, 0, 1, 2)))
+                for key in params:
+                    params[key].append(info[key])
                 u.append(c)
                 p.append(a)
                 ids.append(f"actor{a}_{action}_{k}")
     inputs = torch.from_numpy((np.stack(xs) * 255 + 0.5).astype(np.uint8))
+    values = {k: torch.tensor(v, dtype=torch.float64) for k, v in params.items()}
+    names = IMAGE_TASKS if image else tuple(TASKS)
     return {
         "inputs": inputs,
         "utility": torch.tensor(u),
@@ -276,20 +371,23 @@ def generate(
         "ids": ids,
         "actions": actions,
         "actors": [f"actor{a}" for a in range(num_actors)],
+        "params": values,
+        "tasks": {t: (values[TASKS[t][0]] >= TASKS[t][1]).long() for t in names},
+        "task_classes": {t: list(TASKS[t][2]) for t in names},
     }
 
 
-def _make(data_cfg, seed: int, image: bool) -> Splits:
+def _make(data_cfg, seed: int, image: bool, cues: bool = False) -> Splits:
     params = dict(data_cfg.params or {})
     data_seed = params.pop("seed", 0)
     test_fraction = params.pop("test_fraction", 0.3)
     try:
-        d = generate(size=data_cfg.size, frames=data_cfg.clip_len, seed=data_seed, image=image, **params)
+        d = generate(size=data_cfg.size, frames=data_cfg.clip_len, seed=data_seed, image=image, cues=cues, **params)
     except TypeError as e:
         raise ConfigError(
             f"data.params: {e}; valid keys: num_actors, clips_per_pair, actions, seed, test_fraction"
         ) from None
-    full = TensorSampleDataset(d["inputs"], d["utility"], d["private"], d["ids"])
+    full = TensorSampleDataset(d["inputs"], d["utility"], d["private"], d["ids"], tasks=d["tasks"])
     keys = list(zip(d["utility"].tolist(), d["private"].tolist()))
     vf = data_cfg.val_fraction
     train_idx, val_idx, test_idx = stratified_split(keys, [1 - test_fraction - vf, vf, test_fraction], seed=data_seed)
@@ -300,17 +398,24 @@ def _make(data_cfg, seed: int, image: bool) -> Splits:
         utility_classes=d["actions"] if not image else [f"pose_{a}" for a in d["actions"]],
         private_classes=d["actors"],
         kind="image" if image else "video",
-        name="synthetic_image" if image else "synthetic",
+        name="synthetic_image" if image else ("synthetic_cues" if cues else "synthetic"),
+        tasks=d["task_classes"],
     )
 
 
 @register_dataset("synthetic")
 def synthetic(data_cfg, seed: int = 0) -> Splits:
-    """Embedded "actors and actions" clips (see module docstring)."""
+    """Embedded "actors and actions" clips; tasks: position, speed, size (see module docstring)."""
     return _make(data_cfg, seed, image=False)
 
 
 @register_dataset("synthetic_image")
 def synthetic_image(data_cfg, seed: int = 0) -> Splits:
-    """Single frames of the embedded data: utility = posture, private = actor."""
+    """Single frames of the embedded data: utility = posture, private = actor; tasks: position, size."""
     return _make(data_cfg, seed, image=True)
+
+
+@register_dataset("synthetic_cues")
+def synthetic_cues(data_cfg, seed: int = 0) -> Splits:
+    """Embedded clips whose actors share clothes and rooms and differ by build, tempo, place and distance; tasks as synthetic."""
+    return _make(data_cfg, seed, image=False, cues=True)

@@ -15,7 +15,7 @@ from ..errors import PrivacamError
 from ..models.baselines import FixedEncoder
 from ..models.common import Encoder
 from ..models.encoders import IdentityEncoder
-from ..utils import onnx_session
+from ..utils import atomic_path, onnx_session
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +57,10 @@ def export_onnx(encoder: nn.Module, path: str | Path, *, in_channels: int, size:
         The largest absolute difference between onnxruntime and PyTorch outputs.
 
     Raises:
-        PrivacamError: the export does not match PyTorch within ``tolerance``.
+        PrivacamError: the export does not match PyTorch within ``tolerance`` (nothing is written: the
+            file is checked under a temporary name and renamed into place once it matches).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     encoder = encoder.eval().cpu()
     clip = clip_len > 0 and is_clip_level(encoder)
     x = _example_input(in_channels, size, clip_len, clip)
@@ -72,36 +72,53 @@ def export_onnx(encoder: nn.Module, path: str | Path, *, in_channels: int, size:
         out_axes = dict(axes)
     elif z.dim() == x.dim():
         out_axes.update({z.dim() - 2: "out_height", z.dim() - 1: "out_width"})
-    tmp = path.with_name(f".{path.name}.tmp")
-    _export(encoder, x, tmp, {"input": axes, "output": out_axes}, opset)
-    tmp.replace(path)
     inputs = [x, _example_input(in_channels, size + 8 if size % 8 == 0 else size, clip_len + 2 if clip else 0, clip, batch=3)]
     randomised = getattr(encoder, "randomised", False)
-    if randomised:
-        # the release draws per-clip randomness (RandomUniformLike ops in the graph), which no
-        # parity check can match: check every other op on the same encoder without its draws
-        det = encoder.deterministic()
-        _export(det, x, tmp, {"input": axes, "output": out_axes}, opset)
-        try:
-            diff = onnx_parity(det, tmp, inputs)
-        finally:
-            tmp.unlink(missing_ok=True)
-    else:
-        diff = onnx_parity(encoder, path, inputs)
-    log.info("exported %s: max |onnx - torch| = %.3g%s", path, diff,
-             " (without the per-clip random draws)" if randomised else "")
-    if not diff <= tolerance:
-        raise PrivacamError(f"{path}: onnxruntime differs from PyTorch by {diff:.3g} (> {tolerance:g}); "
-                            f"report the encoder and use --backend torch meanwhile")
+    with atomic_path(path) as tmp:  # renamed onto path only once it matches PyTorch
+        _export(encoder, x, tmp, {"input": axes, "output": out_axes}, opset)
+        if randomised:
+            # the release draws per-clip randomness (RandomUniformLike ops in the graph), which no
+            # parity check can match: check every other op on the same encoder without its draws
+            det = encoder.deterministic()
+            scratch = tmp.with_name(f"{tmp.name}.deterministic.onnx")
+            try:
+                _export(det, x, scratch, {"input": axes, "output": out_axes}, opset)
+                diff = _checked_parity(det, scratch, inputs, opset)
+            finally:
+                scratch.unlink(missing_ok=True)
+        else:
+            diff = _checked_parity(encoder, tmp, inputs, opset)
+        log.info("exported %s: max |onnx - torch| = %.3g%s", path, diff,
+                 " (without the per-clip random draws)" if randomised else "")
+        if not diff <= tolerance:
+            raise PrivacamError(f"{path}: onnxruntime differs from PyTorch by {diff:.3g} (> {tolerance:g}); "
+                                f"report the encoder and use --backend torch meanwhile (nothing was written)")
     return diff
+
+
+def _checked_parity(encoder: nn.Module, path: Path, inputs: list[torch.Tensor], opset: int) -> float:
+    """:func:`onnx_parity`, with onnxruntime's refusal of the file (an opset it cannot run) as one line."""
+    try:
+        return onnx_parity(encoder, path, inputs)
+    except Exception as e:  # noqa: BLE001 - onnxruntime's errors derive from Exception only
+        if not type(e).__module__.startswith("onnxruntime"):
+            raise
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise PrivacamError(f"onnxruntime cannot run the file exported at opset {opset} ({first}); use the default "
+                            f"--opset 17 (nothing was written)") from None
 
 
 def _export(encoder: nn.Module, x: torch.Tensor, path: Path, axes: dict, opset: int) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         # the TorchScript exporter: the dynamo one needs onnxscript, which a camera build may lack
-        torch.onnx.export(encoder, (x,), str(path), dynamo=False, input_names=["input"], output_names=["output"],
-                          dynamic_axes=axes, opset_version=opset)
+        try:
+            torch.onnx.export(encoder, (x,), str(path), dynamo=False, input_names=["input"], output_names=["output"],
+                              dynamic_axes=axes, opset_version=opset)
+        except (RuntimeError, ValueError) as e:
+            if "opset" not in str(e).lower():
+                raise
+            raise PrivacamError(f"--opset {opset}: {str(e).strip().splitlines()[0]}; use the default 17") from None
 
 
 def onnx_parity(encoder: nn.Module, path: str | Path, inputs: list[torch.Tensor]) -> float:

@@ -4,7 +4,10 @@ or a camera) and the sinks (:class:`VideoSink` through PyAV, :class:`ImageSink`)
 from __future__ import annotations
 
 import logging
+import os
 import re
+import shutil
+import tempfile
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterator
@@ -13,6 +16,7 @@ import numpy as np
 
 from ..data.video import IMAGE_EXTS, VIDEO_EXTS, list_frame_files, load_frame
 from ..errors import PrivacamError
+from ..utils import atomic_path, atomic_write_bytes, inside, same_file, umask, write_failure
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +122,9 @@ class VideoSink:
     """Write uint8 frames (``[H, W, 3]`` RGB or ``[H, W]`` grey) to a video through PyAV.
 
     The codec is the first available of ``libx264``, ``h264``, ``mpeg4``; a grey release is written
-    as grey video (neutral chroma). Odd sizes are padded by one pixel (4:2:0 needs even sizes).
+    as grey video (neutral chroma). Odd sizes are padded by one pixel (4:2:0 needs even sizes). The
+    video is written to a temporary file beside ``path`` and renamed onto it by :meth:`close`
+    (:func:`~privacam.utils.atomic_path`); :meth:`abort` removes it.
     """
 
     CODECS = ("libx264", "h264", "mpeg4")
@@ -128,12 +134,18 @@ class VideoSink:
         self.container = self.stream = None
         self.count = 0
         self.codec = None
+        self._staged = None
 
     def _open(self, h: int, w: int) -> None:
         import av
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.container = av.open(str(self.path), "w")
+        self._staged = atomic_path(self.path)
+        tmp = self._staged.__enter__()
+        try:
+            self.container = av.open(str(tmp), "w")  # the temporary name ends in the same suffix
+        except OSError as e:
+            self.abort()
+            raise write_failure(self.path, e) from None
         rate = Fraction(self.fps).limit_denominator(1001)
         for codec in self.CODECS:
             try:
@@ -144,6 +156,7 @@ class VideoSink:
             self.codec = codec
             break
         if self.stream is None:
+            self.abort()
             raise PrivacamError(f"{self.path}: this FFmpeg build has none of the encoders {', '.join(self.CODECS)}; write images instead (-o FOLDER)")
         self.stream.width, self.stream.height = w + w % 2, h + h % 2
         self.stream.pix_fmt = "yuv420p"
@@ -163,61 +176,132 @@ class VideoSink:
             frame = np.pad(frame, pad, mode="edge")
         vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="gray" if frame.ndim == 2 else "rgb24")
         vf.pts = self.count
-        for packet in self.stream.encode(vf):
-            self.container.mux(packet)
+        try:
+            for packet in self.stream.encode(vf):
+                self.container.mux(packet)
+        except OSError as e:
+            raise write_failure(self.path, e) from None
         self.count += 1
 
     def close(self) -> None:
+        """Finish the video and rename it onto ``path``."""
         if self.container is None:
             return
-        for packet in self.stream.encode():
-            self.container.mux(packet)
-        self.container.close()
+        try:
+            for packet in self.stream.encode():
+                self.container.mux(packet)
+            self.container.close()
+        except OSError as e:
+            self.abort()
+            raise write_failure(self.path, e) from None
         self.container = None
+        staged, self._staged = self._staged, None
+        staged.__exit__(None, None, None)
+
+    def abort(self) -> None:
+        """Drop what was written: ``path`` is left as it was."""
+        if self.container is not None:
+            try:
+                self.container.close()
+            except Exception:  # noqa: BLE001 - the file is dropped anyway
+                pass
+            self.container = None
+        if self._staged is not None:
+            staged, self._staged = self._staged, None
+            staged.__exit__(_Aborted, _Aborted(), None)
+
+
+class _Aborted(Exception):
+    """Thrown into a staged write to drop it."""
 
 
 class ImageSink:
-    """Write frames as images: ``path`` itself for a single image, else ``path/<name>.png``."""
+    """Write frames as images: ``path`` itself for a single image, else ``path/<name>.png``.
+
+    A single image goes through a temporary file renamed onto ``path``; a folder is filled as a
+    temporary folder beside it and renamed onto ``path`` by :meth:`close` (which must then be new or an
+    empty folder), so it appears whole or not at all; :meth:`abort` removes what was written.
+    """
 
     def __init__(self, path: str | Path, names: list[str] | None, single: bool):
         self.path, self.names, self.single = Path(path), names, single
         self.count = 0
+        self._stage: Path | None = None
 
     def write(self, frame: np.ndarray) -> None:
         import cv2
 
-        if self.single:
-            target = self.path
-        else:
-            name = self.names[self.count] if self.names and self.count < len(self.names) else f"frame_{self.count:06d}"
-            target = self.path / f"{name}.png"
-        target.parent.mkdir(parents=True, exist_ok=True)
         img = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
-        if not cv2.imwrite(str(target), img):
-            raise PrivacamError(f"{target}: cannot write the image; check the folder and the file extension")
+        target = self.path if self.single else Path(
+            f"{self.names[self.count] if self.names and self.count < len(self.names) else f'frame_{self.count:06d}'}.png")
+        try:
+            ok, buf = cv2.imencode(target.suffix.lower() or ".png", img)
+        except cv2.error:
+            ok = False
+        if not ok:
+            shown = target if self.single else self.path / target
+            raise PrivacamError(f"{shown}: cannot encode the image; check the file extension (png, jpg, ...)")
+        if self.single:
+            atomic_write_bytes(target, buf.tobytes())
+        else:
+            if self._stage is None:
+                try:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                    self._stage = Path(tempfile.mkdtemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp"))
+                    os.chmod(self._stage, 0o777 & ~umask())  # what a plain mkdir would give
+                except OSError as e:
+                    raise write_failure(self.path, e) from None
+            try:
+                (self._stage / target).write_bytes(buf.tobytes())
+            except OSError as e:
+                self.abort()
+                raise write_failure(self.path / target, e) from None
         self.count += 1
 
     def close(self) -> None:
-        pass
+        """Rename the filled temporary folder onto ``path``."""
+        if self._stage is None:
+            return
+        try:
+            if self.path.is_dir() and not self.path.is_symlink() and not any(self.path.iterdir()):
+                self.path.rmdir()
+            os.rename(self._stage, self.path)
+        except OSError as e:
+            self.abort()
+            raise write_failure(self.path, e) from None
+        self._stage = None
+
+    def abort(self) -> None:
+        if self._stage is not None:
+            shutil.rmtree(self._stage, ignore_errors=True)
+            self._stage = None
 
 
 def check_output_spares_input(output: str | Path, source: FrameSource) -> None:
     """Refuse an ``output`` that would write over the input: the input file itself, a path inside the
     input folder (or the folder itself), or a folder whose written image would replace the input image.
+    Paths are compared by device and inode once links are followed (:func:`~privacam.utils.same_file`),
+    so a hard link, a symlink or another spelling of the input is the input.
 
     Raises:
         PrivacamError: one line naming both paths and the fix; nothing has been written.
     """
     if source.kind == "camera":
         return
-    inp, out = Path(source.spec).resolve(), Path(output).resolve()
-    clash = out == inp or (source.kind == "folder" and inp in out.parents)
-    if not clash and source.kind in ("image", "folder") and out.suffix.lower() not in VIDEO_EXTS | IMAGE_EXTS:
-        files = {f.resolve() for f in getattr(source, "_files", [])}
-        clash = any((out / f"{n}.png").resolve() in files for n in source.names or [])
-    if clash:
-        where = "is the input" if out == inp else ("lies inside the input folder" if source.kind == "folder" and inp in out.parents
-                                                    else "would write over the input image")
+    inp, out = Path(source.spec), Path(output)
+    where = None
+    if same_file(out, inp):
+        where = "is the input"
+    elif source.kind == "folder" and inside(out, inp):
+        where = "lies inside the input folder"
+    elif source.kind in ("image", "folder"):
+        files = list(getattr(source, "_files", []))
+        if any(same_file(out, f) for f in files):
+            where = "is an input image"
+        elif out.suffix.lower() not in VIDEO_EXTS | IMAGE_EXTS and any(
+                same_file(out / f"{n}.png", f) for n in source.names or [] for f in files):
+            where = "would write over the input image"
+    if where:
         raise PrivacamError(f"output {output} {where} {source.spec}: privacam never writes over its input; "
                             f"give another -o (a new file or folder)")
 

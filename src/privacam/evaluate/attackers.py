@@ -10,6 +10,14 @@ Three levels, given by the registry tag and by the module's ``level`` attribute:
 - ``probe``: linear / MLP classifiers on cheap clip summaries (mean frame, motion-energy image).
   The motion probe was the strongest attacker on frame-difference releases (FINDINGS.md).
 
+Most models pool over space and time, which is enough to name a person or an action but keeps
+little of *where* and *when* things happen, or how fast. Models for tasks of that kind (the task
+pool, :mod:`privacam.evaluate.tasks`): ``c3d_grid`` (a 3D CNN that pools to a 4x4x4 grid, not to one
+cell), ``grid_probe`` (a linear model on the clip pooled to 4 time steps of 8x8), ``energy_probe``
+(motion energy over time: where and when the clip moves, how much, and its lag profile, which gives
+the tempo whatever the phase); the classical ``tempo_*`` and ``shape_*`` attackers
+(:mod:`privacam.evaluate.classical`) add the tempo alone and the figure's place and size.
+
 Every factory has the signature ``fn(in_channels, num_classes, size=32, clip_len=16, ...,
 weights=None)``; inputs may have any channel count (released feature maps included) and any
 spatial size (``size`` only picks the stem: small inputs keep their resolution longer so that the
@@ -19,6 +27,7 @@ networks do not collapse to 1x1 early). ``weights`` loads a user-supplied state 
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Callable
 
 import torch
@@ -27,6 +36,7 @@ from torch import nn
 
 from ..models.common import FrameClassifier, load_weights
 from ..registry import register_attacker
+from .classical import lag_profile, motion_level
 
 log = logging.getLogger(__name__)
 
@@ -282,6 +292,33 @@ class ClipAttacker(nn.Module):
         return self.fc(self.drop(torch.flatten(F.adaptive_avg_pool3d(self.features(_to_clip(x)), 1), 1)))
 
 
+class _C3DGrid(ClipAttacker):
+    """A 3D CNN without global pooling: conv-BN-ReLU layers, then an average pool to a fixed
+    ``grid`` (time x height x width) whose cells keep their place in the linear head."""
+
+    def __init__(self, in_channels: int, num_classes: int, width: int, size: int, dropout: float,
+                 grid: tuple[int, int, int]):
+        super().__init__()
+        w = width
+        s = 2 if size >= 32 else 1
+        self.c1 = nn.Sequential(nn.Conv3d(in_channels, w, 3, (1, s, s), 1, bias=False), nn.BatchNorm3d(w),
+                                nn.ReLU(inplace=True))
+        self.c2 = nn.Sequential(nn.Conv3d(w, 2 * w, 3, 1, 1, bias=False), nn.BatchNorm3d(2 * w), nn.ReLU(inplace=True))
+        self.c3 = nn.Sequential(nn.Conv3d(2 * w, 2 * w, 3, 1, 1, bias=False), nn.BatchNorm3d(2 * w),
+                                nn.ReLU(inplace=True))
+        self.grid = tuple(int(g) for g in grid)
+        self.drop = nn.Dropout(dropout)
+        self.fc = nn.Linear(2 * w * self.grid[0] * self.grid[1] * self.grid[2], num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        x = _pool3d(self.c1(x), time=False)
+        x = _pool3d(self.c2(x), time=False)
+        return self.c3(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.drop(torch.flatten(F.adaptive_avg_pool3d(self.features(_to_clip(x)), self.grid), 1)))
+
+
 class _C3DTiny(ClipAttacker):
     def __init__(self, in_channels: int, num_classes: int, width: int, size: int, dropout: float):
         super().__init__()
@@ -334,6 +371,17 @@ def r3d_tiny(in_channels: int, num_classes: int, size: int = 32, clip_len: int =
     """3D ResNet: a 3x5x5 stem and three residual stages of one 3D basic block (16-32-64),
     the last two with stride 2 in time and space."""
     return _finish(_R3DTiny(in_channels, num_classes, width, size, dropout), "clip", weights)
+
+
+@register_attacker("c3d_grid", tags=("clip",))
+def c3d_grid(in_channels: int, num_classes: int, size: int = 32, clip_len: int = 16,
+             width: int = 16, dropout: float = 0.2, grid: tuple[int, int, int] = (4, 4, 4),
+             weights: str | None = None) -> nn.Module:
+    """3D CNN without global pooling: three 3x3x3 conv-BN-ReLU layers (widths 16-32-32, space halved
+    twice, time kept), average-pooled to a 4x4x4 grid (time x height x width) read by a linear
+    layer, so it keeps where and when things happen (a globally pooled network cannot tell left
+    from right)."""
+    return _finish(_C3DGrid(in_channels, num_classes, width, size, dropout, grid), "clip", weights)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -398,6 +446,62 @@ def motion_probe(in_channels: int, num_classes: int, size: int = 32, clip_len: i
     return _finish(Probe((motion_energy,), in_channels, num_classes, probe_size), "probe", weights)
 
 
+class FeatureProbe(nn.Module):
+    """Linear classifier on a fixed-length feature vector of the clip (``featurize``: ``[B,...] ->
+    [B,D]``), standardised by a non-affine batch norm as in :class:`Probe`."""
+
+    level = "probe"
+
+    def __init__(self, featurize: Callable[[torch.Tensor], torch.Tensor], dim: int, num_classes: int):
+        super().__init__()
+        self.featurize = featurize
+        self.norm = nn.BatchNorm1d(dim, affine=False)
+        self.head = nn.Linear(dim, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.norm(self.featurize(x)))
+
+
+def clip_grid(x: torch.Tensor, steps: int = 4, cells: int = 8) -> torch.Tensor:
+    """The clip average-pooled to ``steps`` time steps of ``cells x cells`` (images: one step,
+    repeated), flattened: ``[B, C * steps * cells^2]``."""
+    x = _to_clip(x)
+    return F.adaptive_avg_pool3d(x, (steps, cells, cells)).flatten(1)
+
+
+def energy_over_time(x: torch.Tensor, steps: int = 4, cells: int = 4, bands: int = 16) -> torch.Tensor:
+    """Where and when a clip moves, how much and at what tempo: the absolute temporal differences
+    ``|x_{t+1} - x_t|`` pooled to ``steps x cells x cells`` per channel, their level
+    (:func:`motion_level`) and the :func:`lag_profile`. Images have no motion (zeros).
+    Returns ``[B, C * (steps * cells^2 + 1 + bands)]``."""
+    x = _to_clip(x)
+    b, c = x.shape[:2]
+    if x.shape[2] < 2:
+        grid = x.new_zeros(b, c * steps * cells * cells)
+    else:
+        grid = F.adaptive_avg_pool3d((x[:, :, 1:] - x[:, :, :-1]).abs(), (steps, cells, cells)).flatten(1)
+    return torch.cat([grid, motion_level(x), lag_profile(x, bands)], 1)
+
+
+@register_attacker("grid_probe", tags=("probe",))
+def grid_probe(in_channels: int, num_classes: int, size: int = 32, clip_len: int = 16,
+               steps: int = 4, cells: int = 8, weights: str | None = None) -> nn.Module:
+    """Linear classifier on the clip average-pooled to ``steps`` time steps of ``cells`` squared
+    pixels: where and when the release shows what."""
+    probe = FeatureProbe(partial(clip_grid, steps=steps, cells=cells), in_channels * steps * cells * cells, num_classes)
+    return _finish(probe, "probe", weights)
+
+
+@register_attacker("energy_probe", tags=("probe",))
+def energy_probe(in_channels: int, num_classes: int, size: int = 32, clip_len: int = 16,
+                 steps: int = 4, cells: int = 4, bands: int = 16, weights: str | None = None) -> nn.Module:
+    """Linear classifier on motion energy over time (:func:`energy_over_time`): where and when the
+    clip moves, how much, and its tempo."""
+    dim = in_channels * (steps * cells * cells + 1 + bands)
+    probe = FeatureProbe(partial(energy_over_time, steps=steps, cells=cells, bands=bands), dim, num_classes)
+    return _finish(probe, "probe", weights)
+
+
 @register_attacker("mlp_probe", tags=("probe",))
 def mlp_probe(in_channels: int, num_classes: int, size: int = 32, clip_len: int = 16,
               probe_size: int = 8, hidden: int = 256, dropout: float = 0.3,
@@ -412,7 +516,10 @@ __all__ = [
     "DEFAULT_POOL",
     "FrameAttacker",
     "ClipAttacker",
+    "FeatureProbe",
     "Probe",
+    "clip_grid",
+    "energy_over_time",
     "mean_frame",
     "motion_energy",
 ]

@@ -2,7 +2,7 @@
 
 On Weizmann, a logistic regression on the time-averaged motion-energy image, per-frame amount
 statistics and row/column profiles of a binary motion release beat every CNN attacker of the pool
-(FINDINGS.md). Such attackers are cheap, so every audit runs them. Three feature families, each
+(FINDINGS.md). Such attackers are cheap, so every audit runs them. Feature families, each
 with two models:
 
 - ``mhi``: the mean frame, the motion-energy image (mean absolute temporal difference) and the
@@ -13,7 +13,14 @@ with two models:
   amount (the rhythm of the motion, whatever the clip's offset);
 - ``hog``: a histogram of oriented gradients of the mean frame (9 unsigned orientations, 4x4
   cells, 2x2-cell blocks, L2-Hys);
-- ``combo``: all three together.
+- ``combo``: all three together;
+- ``tempo``: how much and how fast the release moves, nothing of where: the level of its motion and
+  its lag profile (how it differs from itself 1, 2, ... frames later; a periodic motion dips at its
+  period, whatever the phase);
+- ``shape``: where the figure is and how tall and wide: row and column profiles (with centroid and
+  spread) of the mean frame's distance from its row medians and of the motion-energy image.
+  ``tempo`` and ``shape`` serve the task pool (:mod:`privacam.evaluate.tasks`): tasks such as the
+  speed or the size of a person, which the other families keep poorly.
 
 Models: ``logistic`` (standardised features, multinomial logistic regression; the inverse
 regularisation C is selected on validation) and ``boosted`` (histogram gradient boosting on the
@@ -161,6 +168,62 @@ def hog_features(x: torch.Tensor, channels: int = 3, orientations: int = 9, cell
     return torch.cat(blocks, 1)
 
 
+def lag_profile(x: torch.Tensor, bands: int = 16) -> torch.Tensor:
+    """How a clip differs from itself ``l`` frames later, for every lag ``l = 1 .. T-1``: the mean
+    absolute difference ``|x_{t+l} - x_t|`` per channel, divided by its mean over the lags, pooled to
+    ``bands`` values ``[B, C * bands]``. A periodic motion comes back to itself one period later, so
+    the profile dips at the period: the tempo, whatever the phase and the amount of motion. Images and
+    one-frame clips give zeros."""
+    x = _clips(x)
+    b, c, t = x.shape[:3]
+    if t < 2:
+        return x.new_zeros(b, c * bands)
+    prof = torch.stack([(x[:, :, lag:] - x[:, :, :-lag]).abs().mean((2, 3, 4)) for lag in range(1, t)], 2)
+    prof = prof / (prof.mean(2, keepdim=True) + 1e-6)
+    return F.adaptive_avg_pool1d(prof, bands).flatten(1)
+
+
+def motion_level(x: torch.Tensor) -> torch.Tensor:
+    """The log of the mean absolute temporal difference per channel ``[B, C]`` (how much the clip
+    moves; images: log of a small constant)."""
+    x = _clips(x)
+    if x.shape[2] < 2:
+        return torch.full(x.shape[:2], float(np.log(1e-4)), dtype=x.dtype, device=x.device)
+    return torch.log((x[:, :, 1:] - x[:, :, :-1]).abs().mean((2, 3, 4)) + 1e-4)
+
+
+def silhouette_profiles(x: torch.Tensor, bins: int = 32) -> torch.Tensor:
+    """Where the figure is and how tall and wide it is, from two maps of the clip: its mean frame's
+    distance from each row's median colour (a background even along rows drops out) and its
+    motion-energy image. For each map, its row and column profiles (each summing to 1, pooled to
+    ``bins``) and the centroid and spread of each. Returns ``[B, 2 * (2 * bins + 4)]``."""
+    x = _clips(x)
+    mean = x.mean(2)
+    still = (mean - mean.median(3, keepdim=True).values).abs().sum(1)  # [B,H,W]
+    moving = (x[:, :, 1:] - x[:, :, :-1]).abs().mean(2).sum(1) if x.shape[2] >= 2 else torch.zeros_like(still)
+    out = []
+    for m in (still, moving):
+        for prof in (m.mean(2), m.mean(1)):  # rows (over height), columns (over width)
+            prof = prof / (prof.sum(1, keepdim=True) + 1e-6)
+            pos = torch.linspace(0, 1, prof.shape[1], dtype=prof.dtype, device=prof.device)
+            centre = (prof * pos).sum(1, keepdim=True)
+            spread = ((prof * (pos - centre) ** 2).sum(1, keepdim=True) + 1e-8).sqrt()
+            out += [F.adaptive_avg_pool1d(prof.unsqueeze(1), bins).flatten(1), centre, spread]
+    return torch.cat(out, 1)
+
+
+def tempo_features(x: torch.Tensor, channels: int = 3, bands: int = 16) -> torch.Tensor:
+    """How much and how fast the release moves, nothing of where: :func:`motion_level` and
+    :func:`lag_profile` of its channels, ``[B, c * (1 + bands)]``."""
+    m = _maps(_clips(x), channels)
+    return torch.cat([motion_level(m), lag_profile(m, bands)], 1)
+
+
+def shape_features(x: torch.Tensor, channels: int = 3, bins: int = 32) -> torch.Tensor:
+    """Where the figure is and how tall and wide: :func:`silhouette_profiles` of the release."""
+    return silhouette_profiles(_maps(_clips(x), channels), bins)
+
+
 def combo_features(x: torch.Tensor, channels: int = 3) -> torch.Tensor:
     """The three families side by side."""
     return torch.cat([mhi_features(x, channels), profile_features(x, channels), hog_features(x, channels)], 1)
@@ -168,6 +231,7 @@ def combo_features(x: torch.Tensor, channels: int = 3) -> torch.Tensor:
 
 FEATURES: dict[str, Callable[..., torch.Tensor]] = {
     "mhi": mhi_features, "profile": profile_features, "hog": hog_features, "combo": combo_features,
+    "tempo": tempo_features, "shape": shape_features,
 }
 
 
@@ -336,7 +400,9 @@ def _factory(features: str, model: str):
 
     what = {"mhi": "mean-frame, motion-energy and motion-history images",
             "profile": "silhouette amount and shape profiles over time", "hog": "HOG of the mean frame",
-            "combo": "motion images, silhouette profiles and HOG together"}[features]
+            "combo": "motion images, silhouette profiles and HOG together",
+            "tempo": "the amount and the lag profile of the motion (its tempo)",
+            "shape": "row and column profiles of the figure and of its motion"}[features]
     how = ("standardised multinomial logistic regression, C selected on validation" if model == "logistic"
            else "histogram gradient boosting, rounds selected on validation")
     make.__doc__ = f"Classical attacker: {what}; {how}."
@@ -348,5 +414,5 @@ for _f in FEATURES:
     for _m in ("logistic", "boosted"):
         register_attacker(f"{_f}_{_m}", tags=("classical",))(_factory(_f, _m))
 
-__all__ = ["ClassicalAttacker", "FEATURES", "combo_features", "hog_features", "mhi_features",
-           "profile_features"]
+__all__ = ["ClassicalAttacker", "FEATURES", "combo_features", "hog_features", "lag_profile", "mhi_features",
+           "motion_level", "profile_features", "shape_features", "silhouette_profiles", "tempo_features"]

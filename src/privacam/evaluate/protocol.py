@@ -33,7 +33,7 @@ from torch import nn
 from ..audits import AuditSummary, write_examples, write_summary
 from ..executors import Executor
 from .cache import ReleaseCache, release
-from .encoded import Encoded, Sealed, cap_test_clips, concat_encoded, encode_split  # noqa: F401  (the audit's names)
+from .encoded import Encoded, Sealed, cap_test_clips, channel_stats, concat_encoded, encode_split  # noqa: F401
 from .fitting import FitConfig, attacker_scores, fit_attacker, fit_classifier, predict  # noqa: F401
 from .scoring import add_raw, add_reference, assemble, reference_refusal  # noqa: F401
 from .units import plan_units, run_units
@@ -206,5 +206,5 @@ def middle_frame(t: torch.Tensor) -> torch.Tensor:
 
 
 __all__ = ["AuditSpec", "Encoded", "FitConfig", "Sealed", "add_raw", "add_reference", "attacker_scores", "audit",
-           "cap_test_clips", "check_headline", "concat_encoded", "encode_split", "fit_attacker", "fit_classifier",
+           "cap_test_clips", "channel_stats", "check_headline", "concat_encoded", "encode_split", "fit_attacker", "fit_classifier",
            "middle_frame", "predict", "reconstruction_pairs", "reference_refusal", "save_examples"]

@@ -15,12 +15,10 @@ import logging
 import os
 from pathlib import Path
 
-import yaml
-
 from .. import runs
 from ..audits import (AuditSummary, audit_identity, claim_audit_dir, read_examples, read_summary, save_summary,
                       write_examples, write_identity, write_summary)
-from ..config import Config, apply_overrides, dump_config, to_dict
+from ..config import Config, apply_overrides, dump_config, to_dict, yaml_load
 from ..data import apply_data_spec, data_fingerprint, make_splits
 from ..errors import ConfigError, PrivacamError
 from ..executors import Executor
@@ -41,7 +39,7 @@ def parse_encoder_spec(spec: str) -> tuple[str, dict]:
         if "=" not in item:
             raise ConfigError(f"encoder spec {spec!r}: {item!r} is not key=value (e.g. downsample:factor=4)")
         k, v = item.split("=", 1)
-        params[k.strip()] = yaml.safe_load(v)
+        params[k.strip()] = yaml_load(v)  # numbers as YAML 1.2 reads them: 1e-4 is a float
     return name.strip(), params
 
 
@@ -275,4 +273,4 @@ def _raw_examples(raw_splits, eval_dir: Path) -> None:
         return
     items = ex["items"].tolist()
     x = collate([raw_splits.test[i] for i in items])["input"]
-    write_examples(eval_dir, middle_frame(x).half(), ex["released"], items)
+    write_examples(eval_dir, middle_frame(x).half(), ex["released"], items)  # atomic, as every audit file

@@ -108,7 +108,7 @@ def assemble(cache: ReleaseCache, spec, results: dict[str, dict], units: list, *
     if util_unit is not None:
         uindex = pooling.TestIndex.build(tu.utility.numpy(), tu.videos)
         uplan = pooling.make_plan(uindex, [pooling.CLIP], bootstrap=spec.bootstrap, seed=seed)
-        utility["chance"] = metrics.chance_accuracy(cache.split("utility", "train").view_rows(0).utility, tu.utility)
+        utility["chance"] = pooling.chance(uplan, cache.split("utility", "train").view_rows(0).utility, pooling.CLIP)  # weighed as the score is
         r = pooling.score(np.asarray(results[util_unit.name]["scores"], dtype=np.float64), uplan)[pooling.CLIP]
         utility["retrained"], utility["retrained_interval"] = r["value"], r["interval"]
         if utility_model is not None:

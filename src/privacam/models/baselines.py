@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import OneOf, Range
 from ..registry import register_encoder
 from .common import Encoder, fold_frames, frame_difference, luminance, unfold_frames
 
@@ -536,31 +537,38 @@ def _maybe_load(enc: Encoder, weights: str | None) -> Encoder:
     return enc
 
 
-@register_encoder("downsample")
+#: what the fixed baselines' parameters may be (checked by the registry before one is built: one line,
+#: never a traceback or a blur kernel that fills the memory); sigma above 64 pixels blurs any frame flat
+_BLUR_RULES = {"sigma": Range(0, 64)}
+_DETECT_SIZE = Range(16, 4096, integer=True)
+_FACE_RULES = {"detect_size": _DETECT_SIZE, "detect_every": Range(1, integer=True), "margin": Range(0, 1)}
+
+
+@register_encoder("downsample", rules={"factor": Range(1, integer=True)})
 def downsample(in_channels: int = 3, grey: bool = False, factor: int = 4, upsample: bool = True) -> Encoder:
     """Area downsampling by ``factor``, nearest-upsampled back to the input size."""
     return Downsample(in_channels, grey, factor, upsample)
 
 
-@register_encoder("pixelate")
+@register_encoder("pixelate", rules={"block": Range(1, integer=True), "levels": Range(2, integer=True)})
 def pixelate(in_channels: int = 3, grey: bool = False, block: int = 8, levels: int | None = None) -> Encoder:
     """Mosaic of ``block x block`` tiles (optionally ``levels`` colour levels)."""
     return Pixelate(in_channels, grey, block, levels)
 
 
-@register_encoder("blur")
+@register_encoder("blur", rules=_BLUR_RULES)
 def blur(in_channels: int = 3, grey: bool = False, sigma: float = 2.0) -> Encoder:
     """Gaussian blur, standard deviation ``sigma`` pixels."""
     return GaussianBlur(in_channels, grey, sigma)
 
 
-@register_encoder("blur_weak")
+@register_encoder("blur_weak", rules=_BLUR_RULES)
 def blur_weak(in_channels: int = 3, grey: bool = False, sigma: float = 1.0) -> Encoder:
     """Gaussian blur with sigma 1."""
     return GaussianBlur(in_channels, grey, sigma)
 
 
-@register_encoder("blur_strong")
+@register_encoder("blur_strong", rules=_BLUR_RULES)
 def blur_strong(in_channels: int = 3, grey: bool = False, sigma: float = 3.0) -> Encoder:
     """Gaussian blur with sigma 3."""
     return GaussianBlur(in_channels, grey, sigma)
@@ -572,41 +580,41 @@ def greyscale(in_channels: int = 3, grey: bool = False) -> Encoder:
     return Greyscale(in_channels, grey)
 
 
-@register_encoder("temporal_diff")
+@register_encoder("temporal_diff", rules={"gain": Range(0)})
 def temporal_diff(in_channels: int = 3, grey: bool = False, gain: float = 1.0, normalize: bool = False) -> Encoder:
     """Absolute difference of consecutive grey frames (zeros for images)."""
     return TemporalDiff(in_channels, grey, gain, normalize)
 
 
-@register_encoder("blacken")
+@register_encoder("blacken", rules={"threshold": Range(0, 1), "dilate": Range(0, integer=True), "fill": Range(0, 1), "detect_size": _DETECT_SIZE})
 def blacken(in_channels: int = 3, grey: bool = False, threshold: float = 0.1, dilate: int = 3,
             fill: float = 0.0, detect_size: int = 128) -> Encoder:
     """Black out the moving person (temporal-median background subtraction; images: HOG / centre box)."""
     return Blacken(in_channels, grey, threshold, dilate, fill, detect_size)
 
 
-@register_encoder("face_crop")
+@register_encoder("face_crop", rules=_FACE_RULES)
 def face_crop(in_channels: int = 3, grey: bool = False, detect_size: int = 128, detect_every: int = 1,
               margin: float = 0.1) -> Encoder:
     """Blacken the faces found by OpenCV's frontal-face Haar cascade."""
     return FaceObfuscation(in_channels, grey, "crop", detect_size, detect_every, margin)
 
 
-@register_encoder("face_blur")
+@register_encoder("face_blur", rules=_FACE_RULES)
 def face_blur(in_channels: int = 3, grey: bool = False, detect_size: int = 128, detect_every: int = 1,
               margin: float = 0.1) -> Encoder:
     """Blur the faces found by OpenCV's frontal-face Haar cascade."""
     return FaceObfuscation(in_channels, grey, "blur", detect_size, detect_every, margin)
 
 
-@register_encoder("body_crop")
+@register_encoder("body_crop", rules={"detect_size": _DETECT_SIZE, "detect_every": Range(1, integer=True), "fallback": OneOf(("motion", "none")), "threshold": Range(0, 1), "dilate": Range(0, integer=True)})
 def body_crop(in_channels: int = 3, grey: bool = False, detect_size: int = 256, detect_every: int = 1,
               fallback: str = "motion", threshold: float = 0.1, dilate: int = 3) -> Encoder:
     """Blacken the people found by OpenCV's HOG detector (fallback: motion mask / centre box)."""
     return BodyCrop(in_channels, grey, detect_size, detect_every, fallback, threshold, dilate)
 
 
-@register_encoder("bdq")
+@register_encoder("bdq", rules={"sigma_init": Range(0, lo_open=True), "kernel_size": Range(1, integer=True), "levels": Range(2, integer=True), "temperature": Range(0, lo_open=True)})
 def bdq(in_channels: int = 3, grey: bool = False, sigma_init: float = 1.0, kernel_size: int = 5,
         levels: int = 16, temperature: float = 0.02, hard: bool = False, weights: str | None = None) -> Encoder:
     """Learnable Blur-Difference-Quantisation encoder (BDQ)."""

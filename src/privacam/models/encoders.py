@@ -25,6 +25,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..config import OneOf, Range
 from ..errors import ConfigError
 from ..registry import register_encoder
 from .common import Encoder, fold_frames, frame_difference, luminance, unfold_frames
@@ -328,39 +329,44 @@ def _bound(name: str) -> nn.Module:
     raise ValueError(f"unknown code bound {name!r}; valid: none, tanh, sigmoid")
 
 
-@register_encoder("cpgan_mlp")
+#: what the learned encoders' parameters may be (checked by the registry before one is built)
+_POS, _COUNT = Range(1, integer=True), Range(0, integer=True)
+_BOUNDS = OneOf(("none", "tanh", "sigmoid"))
+
+
+@register_encoder("cpgan_mlp", rules={"code_dim": _POS, "hidden": _POS, "depth": _COUNT, "bound": _BOUNDS})
 def cpgan_mlp(in_channels: int = 3, grey: bool = False, code_dim: int = 16, hidden: int = 128, depth: int = 1,
               bound: str = "none") -> Encoder:
     """CPGAN privatizer f_d: flatten -> MLP -> code ``[B, code_dim, 1, 1]``."""
     return CpganMLP(in_channels, grey, code_dim, hidden, depth, bound)
 
 
-@register_encoder("cpgan_conv")
+@register_encoder("cpgan_conv", rules={"width": _POS, "depth": _COUNT, "code_channels": _POS, "bound": _BOUNDS})
 def cpgan_conv(in_channels: int = 3, grey: bool = False, width: int = 16, depth: int = 2, code_channels: int = 4,
                bound: str = "none") -> Encoder:
     """CPGAN privatizer f_d: strided convolutions -> code ``[B, code_channels, H/2^depth, W/2^depth]``."""
     return CpganConv(in_channels, grey, width, depth, code_channels, bound)
 
 
-@register_encoder("transform_net")
+@register_encoder("transform_net", rules={"width": _POS, "blocks": _COUNT})
 def transform_net(in_channels: int = 3, width: int = 32, blocks: int = 5, grey: bool = False) -> Encoder:
     """Wu et al.'s f_d: the Johnson-style image transformation network, frame by frame (output in [0, 1])."""
     return TransformNet(in_channels, width, blocks, grey)
 
 
-@register_encoder("small_conv")
+@register_encoder("small_conv", rules={"width": _POS, "depth": _POS})
 def small_conv(in_channels: int = 3, width: int = 16, depth: int = 3, grey: bool = False) -> Encoder:
     """A small frame-wise residual conv f_d for CPUs and cameras (output in [0, 1])."""
     return SmallConvEncoder(in_channels, width, depth, grey)
 
 
-@register_encoder("st_conv")
+@register_encoder("st_conv", rules={"width": _POS, "depth": _POS, "out_channels": _POS})
 def st_conv(in_channels: int = 3, width: int = 16, depth: int = 3, out_channels: int = 3, grey: bool = False) -> Encoder:
     """A spatio-temporal f_d: temporal-difference stem plus 3D convolutions over neighbouring frames."""
     return SpatioTemporalEncoder(in_channels, width, depth, out_channels, grey)
 
 
-@register_encoder("motion")
+@register_encoder("motion", rules={"width": _POS, "depth": _POS, "levels": _COUNT, "threshold": Range(0, 1), "sharpness": Range(0, lo_open=True), "out_channels": _POS, "cell": _POS, "jitter": Range(0, 1, hi_open=True), "dilate": _COUNT})
 def motion(in_channels: int = 3, width: int = 8, depth: int = 3, levels: int = 2, threshold: float = 0.12,
            sharpness: float = 40.0, out_channels: int = 3, grey: bool = False, colour: bool = False,
            cell: int = 1, jitter: float = 0.0, dilate: int = 0, seed: int = 0) -> Encoder:
@@ -446,7 +452,7 @@ class DecisionEncoder(Encoder):
         return z.reshape(*z.shape, *([1] * (3 if x.dim() == 5 else 2)))
 
 
-@register_encoder("decision")
+@register_encoder("decision", rules={"clip_len": _COUNT, "width": _POS})  # clip_len 0: images
 def decision(in_channels: int = 3, num_classes: int = 2, clip_len: int = 16, width: int = 16,
              grey: bool = False) -> Encoder:
     """f_d that releases only the one-hot task decision of a camera-sized classifier (see :class:`DecisionEncoder`)."""

@@ -41,6 +41,7 @@ import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock
 
+from ..config import Range
 from ..errors import ConfigError
 from ..registry import register_adversary, register_encoder, register_utility
 from .common import Encoder, FrameClassifier, fold_frames, unfold_frames
@@ -347,7 +348,7 @@ class FeatureProbe(nn.Module):
         return self.head(self.norm(self.pool(z).flatten(1)))
 
 
-@register_encoder("tap")
+@register_encoder("tap", rules={"input_size": Range(8, integer=True), "width": Range(1, integer=True)})
 def tap(in_channels: int = 3, grey: bool = False, backbone: str = "resnet18", layer: str = "layer3",
         input_size: int = 32, width: int | None = None) -> Encoder:
     """The network up to ``layer`` (f_d releasing features); see :class:`TapEncoder`."""

@@ -30,6 +30,8 @@ class Record:
     where the record came from ("manifest.csv row 7") for error messages. ``video`` names the
     recording the segment was cut from (default: ``id``); samples carry it as ``"video"``, so the
     audit can pool the clips of one video and keep its selection split off the training videos.
+    ``tasks`` (task name -> label, ``-1`` = unlabelled) are labels of further tasks; samples carry
+    them as ``"tasks"`` when there are any.
     """
 
     path: str
@@ -41,6 +43,7 @@ class Record:
     source: str = ""
     box: tuple | None = None
     video: str | None = None
+    tasks: dict | None = None
 
     @classmethod
     def of(cls, r: Any) -> "Record":
@@ -68,6 +71,13 @@ def _label(private: Any):
     if isinstance(private, torch.Tensor):
         return private.float() if private.dim() else private.long()
     return torch.tensor(int(private))
+
+
+def _with_tasks(sample: dict, rec: Record) -> dict:
+    """Add the record's task labels (``"tasks": {name: 0-dim long tensor}``) when it has any."""
+    if rec.tasks:
+        sample["tasks"] = {k: torch.tensor(int(v)) for k, v in rec.tasks.items()}
+    return sample
 
 
 class _SkipMixin:
@@ -184,8 +194,9 @@ class VideoClipDataset(_SkipMixin, Dataset):
             msg = str(e)
             raise DataError(msg if rec.source == "" or rec.source in msg else f"{rec.source}: {msg}") from None
         x = _to_float(frames, (3, 0, 1, 2))
-        return {"input": x, "utility": torch.tensor(int(rec.utility)), "private": _label(rec.private),
-                "id": f"{rec.id}#{self.items[i][1]}" if self.items[i][2] > 1 else rec.id, "video": rec.video or rec.id}
+        out = {"input": x, "utility": torch.tensor(int(rec.utility)), "private": _label(rec.private),
+               "id": f"{rec.id}#{self.items[i][1]}" if self.items[i][2] > 1 else rec.id, "video": rec.video or rec.id}
+        return _with_tasks(out, rec)
 
     def __getitem__(self, i: int) -> dict:
         return self._guarded(i, self._load)
@@ -242,7 +253,7 @@ class ImageDataset(_SkipMixin, Dataset):
         rec = self.records[i]
         img = self.memory[i] if self.memory is not None else self._read(rec)
         x = _to_float(img, (2, 0, 1))
-        return {"input": x, "utility": torch.tensor(int(rec.utility)), "private": _label(rec.private), "id": rec.id}
+        return _with_tasks({"input": x, "utility": torch.tensor(int(rec.utility)), "private": _label(rec.private), "id": rec.id}, rec)
 
     def __getitem__(self, i: int) -> dict:
         return self._guarded(i, self._load)

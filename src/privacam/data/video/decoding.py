@@ -66,6 +66,25 @@ def list_frame_files(folder: str | Path) -> list[Path]:
     return [folder / n for n in sorted(names, key=_natural_key)]
 
 
+def content_signature(path: str | Path) -> list:
+    """What changes when the content of ``path`` changes, without reading it: the size and modification
+    time (ns) of the file, or of every frame of a frame folder (or file pattern), by name. A frame
+    edited, added, removed or replaced in place changes it; a missing path gives ``["missing"]``.
+    One ``stat`` per file (docs/performance.md: the cost on Weizmann)."""
+    p = Path(path)
+    try:
+        if p.is_dir() or _is_glob(p):
+            return [(f.name, *_size_mtime(f)) for f in list_frame_files(p)]
+        return [list(_size_mtime(p))]
+    except (OSError, DataError):
+        return ["missing"]
+
+
+def _size_mtime(f: Path) -> tuple[int, int]:
+    st = f.stat()
+    return st.st_size, st.st_mtime_ns
+
+
 def load_image(path: str | Path, box: tuple | None = None) -> np.ndarray:
     """An image file as uint8 RGB ``[H,W,3]`` (grey, palette, RGBA, 16-bit all converted)."""
     from PIL import Image, ImageOps

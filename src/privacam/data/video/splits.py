@@ -196,11 +196,12 @@ def build_video_splits(
     defaults: dict | None = None,
     store: FrameStore | None = None,
     meta: dict | None = None,
+    tasks: dict[str, list[str]] | None = None,
 ) -> Splits:
     """Wrap record lists into :class:`VideoClipDataset` splits sharing one :class:`FrameStore`.
 
     ``defaults`` overrides the defaults of :func:`video_options` (a dataset's own conventions);
-    ``data_cfg.params`` overrides both.
+    ``data_cfg.params`` overrides both. ``tasks``: the class names of the records' task labels.
     """
     _check_nonempty(name, {"train": train, "val": val, "test": test}, data_cfg.val_fraction)
     o = video_options(data_cfg, **(defaults or {}))
@@ -241,6 +242,7 @@ def build_video_splits(
         kind="video",
         name=name,
         meta={"options": o, "videos": {"train": len(train), "val": len(val), "test": len(test)}, **(meta or {}), "skipped": skipped},
+        tasks=dict(tasks or {}),
     )
 
 
@@ -255,6 +257,7 @@ def build_image_splits(
     multilabel: bool,
     data_cfg,
     meta: dict | None = None,
+    tasks: dict[str, list[str]] | None = None,
 ) -> Splits:
     """Wrap record lists into :class:`ImageDataset` splits (``params.preload``: auto below 20,000 images
     of at most 64x64, else off)."""
@@ -281,6 +284,7 @@ def build_image_splits(
         kind="image",
         name=name,
         meta={"images": {k: len(ds) for k, ds in parts.items()}, **(meta or {}), "skipped": skipped},
+        tasks=dict(tasks or {}),
     )
 
 

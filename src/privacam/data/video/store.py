@@ -16,7 +16,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ...errors import ConfigError, DataError
-from .decoding import RESIZE_MODES, _is_glob, count_frames, decode_frames, list_frame_files, resize_frames
+from .decoding import RESIZE_MODES, content_signature, count_frames, decode_frames, resize_frames
 
 logger = logging.getLogger(__name__)
 
@@ -26,15 +26,10 @@ def default_cache_dir() -> Path:
 
 
 def cache_key(path: str | Path, settings: dict) -> str:
-    """Hash of the absolute path, its mtime and size (a folder: of its files) and the settings."""
+    """Hash of the absolute path, the size and modification time of the file (a frame folder: of every
+    one of its frames, :func:`content_signature`) and the settings: a frame edited in place is a miss."""
     p = Path(path).resolve()
-    st = (p.parent if _is_glob(p) else p).stat()
-    if p.is_dir() or _is_glob(p):
-        files = list_frame_files(p)
-        sig = [len(files), st.st_mtime_ns] + [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files[:: max(1, len(files) // 16)]]
-    else:
-        sig = [st.st_size, st.st_mtime_ns]
-    blob = json.dumps([str(p), sig, settings], sort_keys=True, default=str)
+    blob = json.dumps([str(p), content_signature(p), settings], sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()
 
 
@@ -62,7 +57,7 @@ class FrameStore:
 
     @property
     def settings(self) -> dict:
-        return {"size": self.size, "resize": self.resize, "v": 1}
+        return {"size": self.size, "resize": self.resize, "v": 2}  # v2: keys cover every frame
 
     def num_frames(self, path: str) -> int:
         path = str(path)
