@@ -30,6 +30,7 @@ NEURAL = ["linear_probe", "motion_probe", "mlp_probe", "small_cnn_a", "resnet_ti
 
 def run(config: str = "demo", run_dir: str | None = None, baselines: list[str] | None = None,
         attackers: list[str] | None = None, overrides: list[str] | None = None) -> dict:
+    from privacam.audits import read_attacker
     from privacam.config import load_config
     from privacam.data import make_splits
     from privacam.evaluate.classical import FEATURES
@@ -63,10 +64,10 @@ def run(config: str = "demo", run_dir: str | None = None, baselines: list[str] |
             t = time.perf_counter()
             s = audit(encoder, splits, spec, out_dir=tmp, encoder_info={"name": label, "params": {}})
             secs = time.perf_counter() - t
-            recs = {a: json.loads((Path(tmp) / "attackers" / f"{a}.json").read_text()) for a in names}
-        per_release[label] = {"seconds": secs, "best": s["privacy"]["best"], "level": s["privacy"]["level"],
-                              "best_attacker": s["privacy"]["best_attacker"], "views": s["privacy"]["views"],
-                              "selection": s["privacy"]["selection"]}
+            recs = {a: read_attacker(tmp, a) for a in names}
+        q = s.privacy
+        per_release[label] = {"seconds": secs, "best": q.best, "level": q.level, "best_attacker": q.best_attacker,
+                              "views": q.views, "selection": q.selection}
         for a, r in recs.items():
             sel = r["selection"]
             fit_s = sel["seconds"] + (sel.get("refit") or {}).get("seconds", 0.0)
@@ -74,7 +75,7 @@ def run(config: str = "demo", run_dir: str | None = None, baselines: list[str] |
             for lv in ("clip", "video", "person@5"):
                 if lv in r["levels"]:
                     rows[a][f"{label}_{lv}"] = r["levels"][lv]["value"]
-        logging.info("%s: %.0f s, best %s", label, secs, s["privacy"]["best"])
+        logging.info("%s: %.0f s, best %s", label, secs, q.best)
     return {"config": config, "attackers": names, "releases": per_release, "rows": list(rows.values()),
             "views": cfg.eval.views, "epochs": cfg.eval.epochs, "min_epochs": cfg.eval.min_epochs}
 

@@ -57,6 +57,9 @@ class _Reencoded:
     def __len__(self) -> int:
         return len(self.dataset)
 
+    def label(self, name: str) -> torch.Tensor:
+        return getattr(self, name)
+
     def epoch_order(self, g: torch.Generator) -> torch.Tensor:
         return torch.randperm(len(self), generator=g)  # what the cache does with one release per clip
 
@@ -81,7 +84,7 @@ def run(config: str = "demo", clips: int = 96, val_clips: int = 32, attackers: l
     from privacam.players import build_encoder
     from privacam.config import load_config
     from privacam.data import make_splits
-    from privacam.evaluate.protocol import _shape_args, channel_stats, encode_split, fit_classifier
+    from privacam.evaluate.protocol import channel_stats, encode_split, fit_classifier
     from privacam.evaluate.runner import audit_spec
     from privacam.registry import create_attacker
 
@@ -120,7 +123,7 @@ def run(config: str = "demo", clips: int = 96, val_clips: int = 32, attackers: l
     enc_va = encode_split(f_d, val, batch_size=spec.fit.batch_size, device=device, desc="encode val")
     enc_tr.norm = enc_va.norm = channel_stats(enc_tr)
     t_encode = time.perf_counter() - t
-    shape = _shape_args(enc_tr)
+    shape = enc_tr.shape_args()
     sel_cached = fit_all(enc_tr, enc_va)
     t_cached = time.perf_counter() - t
 
@@ -185,14 +188,14 @@ def run_audit(config: str = "demo", overrides: list[str] | None = None) -> dict:
                 t = time.perf_counter()
                 s = audit(encoder, splits, audit_spec(cfg), out_dir=tmp, encoder_info={"name": label, "params": {}})
                 row[f"{mode}_s"] = time.perf_counter() - t
-            p = s["privacy"]
-            row[f"{mode}_attackers"] = len(p["attackers"])
-            row[f"{mode}_best"] = p["best"]
-            row[f"{mode}_level"] = p.get("level", "clip")
+            p = s.privacy
+            row[f"{mode}_attackers"] = len(p.attackers)
+            row[f"{mode}_best"] = p.best
+            row[f"{mode}_level"] = p.headline
             if mode == "new":
-                row["new_clip_best"] = p["levels"]["clip"]["best"]
-                row["views"] = p["views"]
-                row["cache_kib"] = sum(s.get("cache_bytes", {}).values()) / 1024
+                row["new_clip_best"] = p.levels["clip"].best
+                row["views"] = p.views
+                row["cache_kib"] = sum((s.cache_bytes or {}).values()) / 1024
             logging.info("%s %s: %.1f s", label, mode, row[f"{mode}_s"])
         row["ratio"] = row["new_s"] / row["old_s"]
         rows.append(row)

@@ -34,10 +34,9 @@ from privacam.data import make_splits
 from privacam.data.base import item_tasks
 from privacam.evaluate import pooling
 from privacam.evaluate.floor import task_floor
-from privacam.evaluate.protocol import FitConfig, cap_test_clips, channel_stats, encode_split, fit_attacker
+from privacam.evaluate.protocol import FitConfig, cap_test_clips, channel_stats, encode_split
 from privacam.evaluate.selection import carve
-from privacam.evaluate.tasks import (TASK_POOL, entry_labels, fit_task_pool, make_task_model, release_shape,
-                                     score_task_pool, task_view)
+from privacam.evaluate.tasks import TASK_POOL, entry_labels, fit_pool_member, fit_task_pool, score_task_pool, task_view
 from privacam.models.encoders import IdentityEncoder
 from privacam.utils import write_json
 
@@ -96,9 +95,8 @@ def run_dataset(name: str, args) -> dict:
         split = carve(tv["train"], tv["val"], fraction=0.25, seed=args.seed, refit=True)
         fitted = fit_task_pool(args.models, split, len(classes[task]), cfg=fit, desc=f"{name}/{task}")
         # small3d as the audit's utility fit runs it today: horizontal flips on
-        make = lambda: make_task_model("small3d", len(classes[task]), release_shape(split.train))  # noqa: E731
-        fitted[FLIPPED] = fit_attacker(make, split, multilabel=False, cfg=dataclasses.replace(fit, flip=True), device="cpu",
-                                       desc=f"{name}/{task} small3d flips")
+        fitted[FLIPPED] = fit_pool_member("small3d", split, len(classes[task]), cfg=dataclasses.replace(fit, flip=True),
+                                          device="cpu", desc=f"{name}/{task} small3d flips")
         test, _ = cap_test_clips(tv["test"], 4)
         res = score_task_pool(fitted, test, split.train.view_rows(0).private, levels=("clip", "video"), seed=args.seed)
         res["seconds"] = round(time.time() - t1, 1)

@@ -13,14 +13,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from privacam.audits import AuditSummary, interval_text, pct
 from privacam.report import find_summaries, load_points
 
 
-def _rows(p: dict) -> dict:
-    u, q = p["utility"], p["privacy"]
-    rows = {"utility (retrained)": (u.get("retrained"), u.get("retrained_interval"))}
-    for lv, b in (q.get("levels") or {"clip": {"best": q["best"], "interval": q.get("interval")}}).items():
-        rows[f"privacy {lv}"] = (b.get("best"), b.get("interval"))
+def _rows(p: AuditSummary) -> dict:
+    u, q = p.utility, p.privacy
+    rows = {"utility (retrained)": (u.retrained, u.retrained_interval)}
+    for lv, b in q.level_blocks().items():
+        rows[f"privacy {lv}"] = (b.best, b.interval)
     return rows
 
 
@@ -31,8 +32,8 @@ def main(argv=None) -> int:
         return 1
     a, b = (load_points([find_summaries([d])[0]])[0] for d in argv)
     ra, rb = _rows(a), _rows(b)
-    fmt = lambda v, iv: ("–" if v is None else f"{100 * v:.1f}") + (f" [{100 * iv[0]:.1f}, {100 * iv[1]:.1f}]" if iv else " (no interval)")  # noqa: E731
-    print(f"| measure | {a['_label']} | {b['_label']} | intervals overlap |")
+    fmt = lambda v, iv: pct(v) + " " + interval_text(iv, missing="(no interval)")  # noqa: E731
+    print(f"| measure | {a.label} | {b.label} | intervals overlap |")
     print("|---|---:|---:|---|")
     ok = True
     for k in ra:
@@ -42,7 +43,7 @@ def main(argv=None) -> int:
         same = "no interval" if not (ia and ib) else ("yes" if ia[0] <= ib[1] and ib[0] <= ia[1] else "NO")
         ok &= same != "NO"
         print(f"| {k} | {fmt(va, ia)} | {fmt(vb, ib)} | {same} |")
-    print(f"\nA: {Path(a['_path'])}\nB: {Path(b['_path'])}")
+    print(f"\nA: {Path(a.path)}\nB: {Path(b.path)}")
     return 0 if ok else 3
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from privacam.audits import read_summary
 from privacam.data import make_splits
 from privacam.runs import load_run_config
 
@@ -78,12 +79,12 @@ def _points(sweep_dir: Path, res: dict) -> list[dict]:
     """One row per run: gamma, utility and the audit's reconstruction numbers, from its summary."""
     rows = []
     for p in res["points"]:
-        s = json.loads((sweep_dir / p["summary"]).read_text())
-        rec = s["reconstruction"]
-        rows.append({"gamma": float(s["encoder"]["gamma"]), "utility": s["utility"]["value"],
-                     "chance": s["utility"]["chance"], "mse": rec["mse"], "psnr": rec.get("psnr"),
-                     "ssim": rec.get("ssim"), "best_attacker": rec["best_attacker"],
-                     "attackers": {a: v["mse"] for a, v in rec["attackers"].items()}})
+        s = read_summary(sweep_dir / p["summary"])
+        rec = s.reconstruction
+        rows.append({"gamma": float(s.encoder.gamma), "utility": s.utility.value,
+                     "chance": s.utility.chance, "mse": rec.mse, "psnr": rec.psnr,
+                     "ssim": rec.ssim, "best_attacker": rec.best_attacker,
+                     "attackers": {a: v["mse"] for a, v in rec.attackers.items()}})
     return sorted(rows, key=lambda r: -r["gamma"])  # increasing lambda = 1 / gamma
 
 

@@ -14,20 +14,21 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from privacam.audits import AuditSummary, is_audit_dir
 from privacam.report import load_points
 
 
-def external_rows(root: Path, like: dict | None = None) -> tuple[list[dict], str]:
+def external_rows(root: Path, like: AuditSummary | None = None) -> tuple[list[AuditSummary], str]:
     """Audit summaries under ``root/*/audit`` and one line per tool; ``like``: a summary of the page
     whose attacker set the external audits must share (else they are left out, and said so)."""
     root = Path(root)
-    folders = sorted(p for p in root.glob("*/audit") if (p / "eval" / "summary.json").is_file()) if root.is_dir() else []
+    folders = sorted(p for p in root.glob("*/audit") if is_audit_dir(p / "eval")) if root.is_dir() else []
     if not folders:
         return [], ""
     points, lines, skipped = [], [], []
     for folder in folders:
         p = load_points([folder])[0]
-        if like is not None and sorted(p["privacy"]["attackers"]) != sorted(like["privacy"]["attackers"]):
+        if like is not None and sorted(p.privacy.attackers) != sorted(like.privacy.attackers):
             skipped.append(folder.parent.name)
             continue
         points.append(p)
@@ -38,9 +39,9 @@ def external_rows(root: Path, like: dict | None = None) -> tuple[list[dict], str
         args = " ".join(tool.get("args") or []) or "its defaults"
         changed = f"it changed {tool.get('frames_changed')} of {tool.get('frames')} frames" if tool.get("frames") else ""
         card = folder / "card.html"
-        lines.append(f"- **{p['_label']}**: {what} run as its command line is used, with {args}, once per video; "
+        lines.append(f"- **{p.label}**: {what} run as its command line is used, with {args}, once per video; "
                      f"{changed}; released in `{folder.parent}`, audited with `privacam evaluate --released` "
-                     f"({p['seconds']:.0f} s){f'; privacy card `{card}`' if card.exists() else ''}.")
+                     f"({p.seconds:.0f} s){f'; privacy card `{card}`' if card.exists() else ''}.")
     text = ""
     if lines:
         text = ("Rows released by other tools (`python scripts/release_external.py TOOL --out "

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from privacam.audits import pct
 from privacam.config import load_config
 from privacam.evaluate import metrics
 from privacam.evaluate.runner import evaluate_run
@@ -94,19 +95,19 @@ def main(argv: list[str] | None = None) -> int:
             raw = summaries.get("unprotected", False)  # the reference of NAG: the unprotected features
             summaries[kind] = evaluate_run(run_dir, raw=raw, device="cpu")
             info[kind]["audit_seconds"] = round(time.time() - t0, 1)
-        ref = summaries["unprotected"]["privacy"]["best"]
+        ref = summaries["unprotected"].privacy.best
         for kind in runs:
             s = summaries[kind]
-            pr = s["privacy"]
+            pr = s.privacy
             rows.append({
                 "dataset": label, "config": config, "network": kind, "gamma": runs[kind],
                 "run": str(out / f"{label}_{kind}{suffix}"),
-                "utility": s["utility"].get("value"), "utility_retrained": s["utility"].get("retrained"),
-                "utility_chance": s["utility"].get("chance"),
-                "attackers": pr["attackers"], "best": pr["best"], "best_attacker": pr["best_attacker"],
-                "chance": pr["chance"], "nag": metrics.nag(pr["best"], ref, pr["chance"]),
-                "training_adversaries": pr.get("training_adversaries", {}),
-                "encoded_shape": s.get("encoded_shape"), "seed": load_run_config(out / f"{label}_{kind}{suffix}").train.seed,
+                "utility": s.utility.value, "utility_retrained": s.utility.retrained,
+                "utility_chance": s.utility.chance,
+                "attackers": pr.attackers, "best": pr.best, "best_attacker": pr.best_attacker,
+                "chance": pr.chance, "nag": metrics.nag(pr.best, ref, pr.chance),
+                "training_adversaries": pr.training_adversaries or {},
+                "encoded_shape": s.encoded_shape, "seed": load_run_config(out / f"{label}_{kind}{suffix}").train.seed,
                 **info[kind],
             })
     write_json(out / "feature_table.json", {"rows": rows})
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _pct(v) -> str:
-    return "—" if v is None else f"{100 * v:.1f}"
+    return pct(v, missing="—")
 
 
 def write_doc(table_json: Path, doc: Path, args) -> None:

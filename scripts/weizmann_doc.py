@@ -25,11 +25,12 @@ from pathlib import Path
 
 from external_rows import external_rows
 from privacam import runs
+from privacam.audits import AuditSummary, Level, nag_text, pct, read_summary_if
 from privacam.config import load_config, to_dict
-from privacam.data import apply_data_spec, make_splits
-from privacam.evaluate.runner import audit_spec, evaluate_named, evaluate_run, raw_reference
+from privacam.data import apply_data_spec
+from privacam.executors import Job, make_executor
 from privacam.report import level_words, write_report
-from privacam.train import train
+from privacam.sweep import add_references, named_audit_job, raw_reference_job, run_jobs, train_and_audit_job
 from privacam.utils import resolve_device
 
 BASELINES = ["downsample:factor=4", "downsample:factor=8"]
@@ -40,22 +41,22 @@ TARGETS = {"clip": 0.2, "video": 0.25, "person@5": 0.25}
 PARTS = ("raw", "untrained", "baselines", "decisions", "dcurve", "curve", "doc")
 
 
-def _summary(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.exists() else None
+def _summary(path: Path) -> AuditSummary | None:
+    return read_summary_if(path)
 
 
-def _row(label: str, s: dict) -> dict:
-    q, u = s["privacy"], s["utility"]
-    lv = q.get("levels", {})
-    row = {"label": label, "action": u.get("value", u.get("retrained")), "retrained": u.get("retrained"),
-           "headline": q.get("level", "clip"), "best": q["best"], "attacker": q["best_attacker"], "nag": q.get("nag")}
+def _row(label: str, s: AuditSummary) -> dict:
+    q, u = s.privacy, s.utility
+    lv = q.levels or {}
+    row = {"label": label, "action": u.value if u.has("value") else u.retrained, "retrained": u.retrained,
+           "headline": q.headline, "best": q.best, "attacker": q.best_attacker, "nag": q.nag}
     for level in LEVELS:
-        b = lv.get(level, {})
-        row[level] = b.get("best")
-        row[f"{level}_nag"] = b.get("nag")
-        row[f"{level}_attacker"] = b.get("best_attacker")
-        best, chance = b.get("best"), b.get("chance")
-        if b.get("nag") is None and best is not None and best == best and chance is not None and chance < 1:
+        b = lv.get(level) or Level()
+        row[level] = b.best
+        row[f"{level}_nag"] = b.nag
+        row[f"{level}_attacker"] = b.best_attacker
+        best, chance = b.best, b.chance
+        if b.nag is None and best is not None and best == best and chance is not None and chance < 1:
             # no raw reference in this audit: NAG with raw taken as 100 % (the issue's definition)
             row[f"{level}_nag"] = max(0.0, (best - chance) / (1 - chance))
             row["raw_assumed"] = True
@@ -63,12 +64,7 @@ def _row(label: str, s: dict) -> dict:
     return row
 
 
-def _pct(v) -> str:
-    return "–" if v is None or v != v else f"{100 * v:.1f}"
-
-
-def _nag(v) -> str:
-    return "–" if v is None or v != v else f"{v:.2f}"
+_pct, _nag = pct, nag_text
 
 
 def _table(rows: list[dict]) -> str:
@@ -131,15 +127,19 @@ def main():
                     help="privacy weights > 0 of the decision family's curve (0 is the default's seed-0 run)")
     ap.add_argument("--baselines", nargs="*", default=BASELINES)
     ap.add_argument("--resume", action="store_true", help="reuse finished runs and audits in --out")
-    ap.add_argument("--wait", action="store_true", help="train nothing: wait for each run's encoder.pt (trained by "
-                    "another process with the same settings) and audit it")
     ap.add_argument("--no-raw", action="store_true",
                     help="no raw-data audit: NAG is computed with raw taken as 100 %% (the issue's definition)")
     ap.add_argument("--only-existing", action="store_true",
                     help="write the page from the audits that exist and list the rest as not computed")
     ap.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS,
-                    help="compute only these parts (several processes can share the work; 'doc' writes the page "
-                         "from what exists, the others wait for the raw reference when they do not compute it)")
+                    help="compute only these parts ('doc' writes the page, computing the rows it lacks unless "
+                         "--only-existing)")
+    where = ap.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, metavar="N",
+                       help="run the independent parts (the raw audit, each run's training and audit, each baseline's "
+                            "audit) in N local worker processes")
+    where.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                       help="run them as Ray tasks (on the cluster at ADDRESS, or a local one)")
     ap.add_argument("--external", default="runs/weizmann_external",
                     help="audits of other tools' releases to add as rows (scripts/release_external.py --audit)")
     a = ap.parse_args()
@@ -150,50 +150,10 @@ def main():
     cfg.data = apply_data_spec(cfg.data, a.data)
     # the same audit for every row: the weizmann config's eval section
     eval_ov = [f"eval={json.dumps(to_dict(cfg)['eval'])}"]
-    device = resolve_device(cfg.train.device)
-    splits = make_splits(cfg.data, seed=cfg.train.seed)
-    spec = audit_spec(cfg)
 
-    def timed(name, fn):
-        t = time.time()
-        r = fn()
-        seconds[name] = round(time.time() - t, 1)
-        return r
+    def named_dir(spec_: str) -> Path:
+        return out / spec_.replace(":", "_").replace(",", "_").replace("=", "")
 
-    raw_path = out / "raw" / "eval" / "summary.json"
-    raw = _summary(raw_path) if a.resume else None
-    if raw is None and "raw" in a.parts:
-        raw = timed("raw audit", lambda: raw_reference(cfg, splits, spec, device=device, out_dir=out / "raw" / "eval", use_cache=False))
-    while raw is None and not a.no_raw:  # computed by another process (--parts)
-        time.sleep(30)
-        raw = _summary(raw_path)
-
-    def learned(name: str, config: str, overrides: list[str]) -> dict:
-        run_cfg = load_config(config, overrides)
-        run_cfg.data = apply_data_spec(run_cfg.data, a.data)
-        run = out / name
-        if a.wait:
-            while not (run / "encoder.pt").exists():
-                time.sleep(30)
-        elif not (a.resume and (run / "encoder.pt").exists()):
-            timed(f"{name} train", lambda: train(run_cfg, run, resume=a.resume and runs.holds_run(run)))
-        s = _summary(run / "eval" / "summary.json") if a.resume else None
-        if s is None:
-            s = timed(f"{name} audit", lambda: evaluate_run(run, overrides=eval_ov, raw=raw, device=str(device)))
-        return s
-
-    def named(spec_: str) -> dict:
-        d = out / spec_.replace(":", "_").replace(",", "_").replace("=", "")
-        s = _summary(d / "eval" / "summary.json") if a.resume else None
-        if s is None:
-            s = timed(f"{spec_} audit", lambda: evaluate_named(spec_, cfg, d, raw=raw, device=str(device), splits=splits))
-        return s
-
-    if "untrained" in a.parts:
-        named(UNTRAINED_MASK)
-    if "baselines" in a.parts:
-        for b in a.baselines:
-            named(b)
     # the trained runs of each part: (row label, run folder, config, overrides)
     trained = {
         "decisions": [(f"decision, seed {s}", f"decision_s{s}", "weizmann", [f"train.seed={s}"]) for s in a.seeds],
@@ -202,11 +162,35 @@ def main():
         "curve": [(f"motion mask, game γ={g:g}, pooled k=4", f"motion_pool4_g{g:g}", "weizmann_motion",
                    ["game.pool_k=4", f"game.gamma={g}"]) for g in a.gammas],
     }
-    for part, specs in trained.items():
-        if part in a.parts:
-            for _, name, config, ov in specs:
-                learned(name, config, ov)
+    # every part's independent jobs, run by one executor (no process waits for another's files); with
+    # 'doc' (and not --only-existing) the rows the page lacks are computed too
+    wanted = set(a.parts) if "doc" not in a.parts or a.only_existing else set(PARTS)
+    jobs: list[Job] = []
+    raw_dir = out / "raw" / runs.EVAL
+    if "raw" in wanted and not a.no_raw and not (a.resume and _summary(raw_dir)):
+        jobs.append(Job("raw", raw_reference_job, {"cfg": cfg, "out": str(raw_dir)}, gpu=True, cost=3))
+    for part, specs_ in (("untrained", [UNTRAINED_MASK]), ("baselines", a.baselines)):
+        for spec_ in specs_ if part in wanted else []:
+            if not (a.resume and _summary(named_dir(spec_) / runs.EVAL)):
+                jobs.append(Job(spec_, named_audit_job, {"spec": spec_, "cfg": cfg, "out": str(named_dir(spec_))},
+                                gpu=True, cost=2))
+    for part, specs_ in trained.items():
+        for _, name, config, ov in specs_ if part in wanted else []:
+            run_cfg = load_config(config, ov)
+            run_cfg.data = apply_data_spec(run_cfg.data, a.data)
+            if not (a.resume and _summary(out / name / runs.EVAL)):
+                jobs.append(Job(name, train_and_audit_job, {"cfg": run_cfg, "run": str(out / name), "resume": a.resume,
+                                                            "skip_train": a.resume, "overrides": eval_ov}, gpu=True, cost=3))
+    with make_executor(a.workers, a.ray, device=resolve_device(cfg.train.device)) as executor:
+        done = run_jobs(jobs, executor)
+    for name, r in done.items():  # the times of every part, as the page records them
+        for what, s in r["seconds"].items():
+            seconds[f"{name} {what}"] = s
+    raw = _summary(raw_dir)
+    if raw is not None:  # the raw reference beside every audit this run wrote (NAG)
+        add_references([Path(r.get("out") or Path(r["run"]) / runs.EVAL) for n, r in done.items() if n != "raw"], raw=raw)
     if seconds:  # what this process computed, for the page's record of times
+        out.mkdir(parents=True, exist_ok=True)
         with open(out / "parts_seconds.jsonl", "a") as f:
             f.write(json.dumps({"parts": a.parts, "seconds": seconds}) + "\n")
     if "doc" not in a.parts:
@@ -215,23 +199,24 @@ def main():
     # the page: rows whose audit exists (with --only-existing, missing rows are listed as not computed)
     missing: list[str] = []
 
-    def have(label: str, path: Path, compute) -> dict | None:
-        if a.only_existing and not path.exists():
+    def have(label: str, path: Path) -> dict | None:
+        s = _summary(path)
+        if s is None:
             missing.append(label)
             return None
-        return _row(label, compute())
+        return _row(label, s)
 
     def run_path(name: str) -> Path:
-        return out / name / "eval" / "summary.json"
+        return out / name / runs.EVAL
 
     def named_path(spec_: str) -> Path:
-        return out / spec_.replace(":", "_").replace(",", "_").replace("=", "") / "eval" / "summary.json"
+        return named_dir(spec_) / runs.EVAL
 
-    untrained = have("motion mask, untrained (randomised)", named_path(UNTRAINED_MASK), lambda: named(UNTRAINED_MASK))
-    base = [r for b in a.baselines if (r := have(b.replace(":factor=", " x"), named_path(b), lambda b=b: named(b)))]
+    untrained = have("motion mask, untrained (randomised)", named_path(UNTRAINED_MASK))
+    base = [r for b in a.baselines if (r := have(b.replace(":factor=", " x"), named_path(b)))]
+
     def rows(part: str) -> list[dict]:
-        return [r for label, name, config, ov in trained[part]
-                if (r := have(label, run_path(name), lambda name=name, config=config, ov=ov: learned(name, config, ov)))]
+        return [r for label, name, config, ov in trained[part] if (r := have(label, run_path(name)))]
 
     dec, dcurve, curve = rows("decisions"), rows("dcurve"), rows("curve")
     if not dec:
@@ -254,7 +239,7 @@ def main():
                     if r["action"] is not None and r["action"] > med["action"] and r["video"] is not None and r["video"] < med["video"]]
     richer_meets = [r["label"] for r in curve + refs[:1 if untrained else 0] if all(_meets(r).values())]
     yes = lambda ok: "**met**" if ok else "**not met**"  # noqa: E731
-    q0 = (raw or dec[0]["summary"])["privacy"]
+    q0 = (raw or dec[0]["summary"]).privacy
     raw_note = ("" if raw else "\n**The raw data were not audited for this version of the page** (no CPU time left): NAG is "
                 "computed with raw identity accuracy taken as 100 %, its highest possible value. Were raw lower, every NAG "
                 "here would be higher.\n")
@@ -297,10 +282,10 @@ def main():
     text = f"""# Weizmann: the trade-off on real video
 
 Generated by `{cmd}` ({when}; the time of every part is in `{a.out}/weizmann_doc.json`; the runs and audits
-can be computed by several processes sharing the work, `--parts`, each recording its times there).
+are independent jobs that `--workers N` or `--ray` spread over processes or machines).
 Data: `../shared/data/weizmann` — 9 actors x 4 actions, 64x64 frames resized to 32x32, 16-frame clips (the issue-4 split).
-Privacy = the audit of docs/audit.md, the `weizmann` config's, the same for every row: {len(q0['attackers'])} attackers
-retrained on {q0.get('views', 1)} release(s) of the training split (8 where releases differ), selected on held-out training data,
+Privacy = the audit of docs/audit.md, the `weizmann` config's, the same for every row: {len(q0.attackers)} attackers
+retrained on {q0.views or 1} release(s) of the training split (8 where releases differ), selected on held-out training data,
 scored per clip, per video (log-probabilities summed over a test video's clips) and per person from 5 random test
 clips; headline {head_level}. Chance is the majority class; NAG = normalised leakage between chance (0) and raw (1).
 Action = the run's own f_T (for the decision: the released decision itself), retrained for the fixed releases.

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import privacam.evaluate.attackers as attackers  # fills the registry without privacam.models' players
+from privacam.errors import CheckpointError
 from privacam.registry import ATTACKERS
 
 ALL = ATTACKERS.list()
@@ -78,10 +79,10 @@ def test_weights_skip_head_but_otherwise_strict(tmp_path, caplog):
     src = ATTACKERS.create("resnet_tiny", in_channels=3, num_classes=7)
     path = tmp_path / "w.pt"
     torch.save(src.state_dict(), path)
-    with caplog.at_level("INFO", logger="privacam.evaluate.attackers"):
+    with caplog.at_level("INFO", logger="privacam.models.common"):
         dst = ATTACKERS.create("resnet_tiny", in_channels=3, num_classes=K, weights=str(path))
     assert "net.fc.weight" in caplog.text
     torch.testing.assert_close(dst.net.stem[0].weight, src.net.stem[0].weight)
     torch.save({"state_dict": {"bogus": torch.zeros(1)}}, path)
-    with pytest.raises(ValueError, match="do not fit"):
+    with pytest.raises(CheckpointError, match="do not fit"):
         ATTACKERS.create("resnet_tiny", in_channels=3, num_classes=K, weights=str(path))

@@ -14,7 +14,8 @@ from privacam.config import DataConfig, load_config
 from privacam.data import TensorSampleDataset, make_splits
 from privacam.errors import ConfigError
 from privacam.evaluate import metrics, pooling, protocol
-from privacam.evaluate.protocol import AuditSpec, FitConfig, attacker_scores, encode_split, fit_attacker
+from privacam.evaluate.fitting import Attacker, FitConfig, fit_attacker, make_attacker
+from privacam.evaluate.protocol import AuditSpec, encode_split
 from privacam.evaluate.releases import ReleaseStore
 from privacam.evaluate.selection import carve
 from privacam.models.encoders import IdentityEncoder, MotionEncoder
@@ -213,10 +214,11 @@ def test_classical_attacker_identifies_people_from_shape_and_motion(people, name
     va = encode_split(enc, people.val, seed=1)
     te = encode_split(enc, people.test, seed=2)
     split = carve(tr, va, fraction=0.25, seed=0)
-    make = lambda: create_attacker(name, in_channels=3, num_classes=people.num_private, size=16, clip_len=8)  # noqa: E731
-    model, sel = fit_attacker(make, split, multilabel=False, cfg=FitConfig(), device=CPU)
+    model = make_attacker(name, num_classes=people.num_private, shape=tr.shape_args(), cfg=FitConfig(), device=CPU)
+    assert isinstance(model, Attacker) and model.level == "classical"
+    sel = fit_attacker(model, split, multilabel=False)
     assert "refit" in sel and sel["curve"]
-    scores = attacker_scores(model, te, CPU, False)
+    scores = model.scores(te, multilabel=False)
     assert scores.shape == (len(te), people.num_private)
     assert metrics.accuracy(scores, te.private) >= bar
 
@@ -238,7 +240,7 @@ def test_audit_reports_every_level_with_intervals(people, tmp_path):
                      fit=FitConfig(epochs=3, patience=2, batch_size=16, min_epochs=2),
                      utility_fit=FitConfig(epochs=2, batch_size=16), bootstrap=200, trials=50)
     with one_thread():
-        s = protocol.audit(IdentityEncoder(), people, spec, out_dir=tmp_path / "eval")
+        s = protocol.audit(IdentityEncoder(), people, spec, out_dir=tmp_path / "eval").to_dict()
     p = s["privacy"]
     assert p["level"] == "video" and p["views"] == 3 and p["selection"]["mode"] == "videos"
     assert set(p["levels"]) == {"clip", "video", "person@1", "person@3", "person@50", "person@all"}
@@ -264,7 +266,7 @@ def test_views_below_one_is_a_one_line_error(tmp_path, capsys):
     cfg.eval.views = 0  # set past the load-time check: the audit's own check holds too
     from privacam.evaluate.runner import audit_spec
 
-    with pytest.raises(ConfigError, match="eval.views must be at least 1"):
+    with pytest.raises(ConfigError, match="'eval.views' is 0; it must be >= 1"):  # the same rule, one place
         audit_spec(cfg)
     rc = main(["evaluate", "--encoder", "identity", "--data", "synthetic", "--out", str(tmp_path / "o"), "eval.views=0"])
     err = capsys.readouterr().err.strip()
@@ -272,7 +274,7 @@ def test_views_below_one_is_a_one_line_error(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("pool,match", [("video", "needs video ids"), ("person@7", "not among eval.person_k"),
-                                        ("frame", "is not a level")])
+                                        ("frame", "'eval.pool' is 'frame'; use auto, clip, video, person@K")])
 def test_pool_levels_the_data_cannot_give_are_one_line_errors(pool, match):
     with pytest.raises(ConfigError, match=match) as e:
         if pool == "frame":
@@ -361,6 +363,6 @@ def test_per_clip_score_weighs_every_test_video_the_same():
 
 
 def test_test_clips_below_one_is_a_one_line_error():
-    with pytest.raises(ConfigError, match="eval.test_clips must be at least 1") as e:
+    with pytest.raises(ConfigError, match="'eval.test_clips' is 0; it must be >= 1") as e:
         AuditSpec(attackers=[], test_clips=0)
     assert "\n" not in str(e.value)

@@ -169,3 +169,30 @@ def test_cpgan_configs_play_neg_mse_against_the_strongest_reconstructor():
         check_config(load_config("cpgan_digits", ["game.privacy_loss=neg_entropy"]))
     with pytest.raises(ConfigError, match="mixes reconstructors"):
         check_config(load_config("cpgan_digits", ["budget.names=[decoder, small_cnn, ridge]"]))
+
+
+def test_each_setting_is_checked_in_one_place_whether_it_comes_from_a_config_or_from_code():
+    """game.pool_k and the audit's settings have one rule each (privacam.config.RULES): a config file or
+    override, a config built in code (check_config) and the audit's own spec (AuditSpec) all say the same."""
+    from privacam.config import RULES, PoolK
+    from privacam.evaluate.protocol import AuditSpec
+
+    assert isinstance(RULES["game.pool_k"], PoolK)
+    msg = "'game.pool_k' is 3: pooled adversaries need k >= 2 and train.batch_size (now 32) a multiple of k"
+    with pytest.raises(ConfigError, match=msg.replace("(", r"\(").replace(")", r"\)")):
+        load_config("default", ["game.pool_k=3"])
+    cfg = load_config("default")
+    cfg.game.pool_k = 3  # past the load-time check: the same rule when the game is built
+    with pytest.raises(ConfigError, match=msg.replace("(", r"\(").replace(")", r"\)")):
+        check_config(cfg)
+    with pytest.raises(ConfigError, match="'game.pool_k' is 1"):
+        load_config("default", ["game.pool_k=1", "train.batch_size=4"])
+    with pytest.raises(ConfigError, match="pooled adversaries work with one dataset"):
+        load_config("default", ["game.pool_k=2", "data.privacy_source={name: synthetic_image}"])
+    assert load_config("default", ["game.pool_k=4", "train.batch_size=8"]).game.pool_k == 4
+    for key, value in (("views", 0), ("test_clips", 0), ("val_fraction", 1.5), ("pool", "frame")):
+        with pytest.raises(ConfigError) as from_config:
+            load_config("default", [f"eval.{key}={value}"])
+        with pytest.raises(ConfigError) as from_code:
+            AuditSpec(attackers=[], **{key: value})
+        assert str(from_config.value) == str(from_code.value)

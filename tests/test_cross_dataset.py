@@ -77,7 +77,7 @@ def test_utility_on_utility_source_privacy_on_privacy_source(runs):
     assert game and all("loss/privacy" in r and "acc/budget_train_min" in r for r in game)
 
     with one_thread():
-        s = evaluate_run(run, raw=False, device="cpu")
+        s = evaluate_run(run, raw=False, device="cpu").to_dict()
     splits = make_splits(load_config(run / "config.yaml").data, seed=0)
     assert splits.privacy is not None and splits.privacy.multilabel and splits.privacy.kind == "image"
     # utility: f_T scored on the encoded synthetic clips (the privacy source has a single dummy class,

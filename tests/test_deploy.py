@@ -282,3 +282,25 @@ def test_randomised_motion_encoder_keeps_its_draws_on_the_camera(tmp_path):
     a, b = sess.run(None, {"input": x})[0], sess.run(None, {"input": x})[0]
     assert set(np.unique(a)) <= {0.0, 1.0} and a.shape == x.shape
     assert not np.array_equal(a, b)  # a fresh draw per call, as in PyTorch
+
+
+def test_one_onnx_session_builder_with_the_thread_budget(tmp_path):
+    """`privacam anonymize --backend onnx`, the export check and the audit of an ONNX file build their
+    session in one place, which keeps this process's thread budget instead of taking every core."""
+    import privacam.utils
+    from privacam.deploy import export as export_mod
+    from privacam.deploy import stream
+    from privacam.evaluate import external
+
+    assert stream.onnx_session is export_mod.onnx_session is external.onnx_session is privacam.utils.onnx_session
+    path = tmp_path / "sc.onnx"
+    export_onnx(SmallConvEncoder(3, width=4, depth=2).eval(), path, in_channels=3, size=16)
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            opts = privacam.utils.onnx_session(path).get_session_options()
+            assert opts.intra_op_num_threads == n
+        assert privacam.utils.onnx_session(path, threads=3).get_session_options().intra_op_num_threads == 3
+    finally:
+        torch.set_num_threads(threads)

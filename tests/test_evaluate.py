@@ -37,7 +37,8 @@ def tiny(tiny_overrides, tmp_path, monkeypatch):
 
 def test_constant_encoder_gives_chance_and_zero_nag(tiny, tmp_path):
     cfg, splits = tiny
-    s = evaluate_encoder(Constant(), cfg, splits, tmp_path / "const", encoder_info={"name": "constant", "params": {}})
+    s = evaluate_encoder(Constant(), cfg, splits, tmp_path / "const", encoder_info={"name": "constant", "params": {}}).to_dict()
+    assert s == json.loads((tmp_path / "const" / "summary.json").read_text())  # what it returns is what it wrote
     p = s["privacy"]
     assert set(p["attackers"]) == {"linear_probe", "small_cnn_a", "c3d_tiny"}
     for v in p["attackers"].values():
@@ -54,29 +55,36 @@ def test_identity_encoder_nag_is_one_by_definition(tiny, tmp_path):
     cfg, splits = tiny
     raw = evaluate_encoder(IdentityEncoder(), cfg, splits, tmp_path / "raw", encoder_info={"name": "identity", "params": {}}, raw=False)
     again = evaluate_encoder(IdentityEncoder(), cfg, splits, tmp_path / "raw2", encoder_info={"name": "identity", "params": {}}, raw=raw)
-    assert again["privacy"]["raw"] == raw["privacy"]["best"]
-    assert raw["privacy"]["best"] > raw["privacy"]["chance"]  # the tiny data identifies its actors
-    assert again["privacy"]["nag"] == pytest.approx(1.0)
+    assert again.privacy.raw == raw.privacy.best
+    assert raw.privacy.best > raw.privacy.chance  # the tiny data identifies its actors
+    assert again.privacy.nag == pytest.approx(1.0)
 
 
 def test_selection_never_reads_test(tiny, tmp_path, monkeypatch):
-    cfg, splits = tiny
-    events = []
-    orig_fit, orig_open = protocol.fit_classifier, Sealed.open
+    """Every model is fitted and selected on training-side data only; each unit opens the test split
+    only once its own model is selected."""
+    from privacam.evaluate import fitting
 
-    def fit(*a, **k):
+    cfg, splits = tiny
+    events, seen = [], []
+    orig_fit, orig_open = fitting.fit_classifier, Sealed.open
+
+    def fit(model, train, val, *a, **k):
         events.append("fit")
-        return orig_fit(*a, **k)
+        seen.extend(train.ids + (val.ids if val is not None else []))
+        return orig_fit(model, train, val, *a, **k)
 
     def open_(self):
         events.append("open")
         return orig_open(self)
 
-    monkeypatch.setattr(protocol, "fit_classifier", fit)
+    monkeypatch.setattr(fitting, "fit_classifier", fit)
     monkeypatch.setattr(Sealed, "open", open_)
     audit(IdentityEncoder(), splits, audit_spec(cfg), out_dir=tmp_path / "e")
-    assert events.count("fit") == 4  # utility + 3 attackers
-    assert "open" in events and events.index("open") > max(i for i, e in enumerate(events) if e == "fit")
+    assert events.count("fit") == 4  # utility + 3 attackers (selected on the data's validation: no refit)
+    assert events[0] == "fit" and events.index("open") > 0  # the test split is opened after the first selection
+    test_ids = {splits.test[i]["id"] for i in range(len(splits.test))}
+    assert seen and not test_ids & set(seen)  # no fit ever got a test clip
     sealed = Sealed(object())
     with pytest.raises(PrivacamError, match="sealed"):
         sealed.x
@@ -108,8 +116,8 @@ def test_evaluate_run_reports_training_adversaries_and_report_renders(tiny, tmp_
     cfg, splits = tiny
     run = train(cfg, tmp_path / "run", splits=splits)
     s = evaluate_run(run)
-    assert set(s["privacy"]["training_adversaries"]) == {"small_cnn_0", "small_cnn_1"}
-    assert "value" in s["utility"] and s["encoder"]["run"] == str(run)
+    assert set(s.privacy.training_adversaries) == {"small_cnn_0", "small_cnn_1"}
+    assert s.utility.has("value") and s.encoder.run == str(run)
     html, png = write_report([run], tmp_path / "rep" / "report.html")
     text = html.read_text()
     assert png.exists() and png.stat().st_size > 1000
@@ -156,6 +164,6 @@ def test_low_contrast_release_is_not_mistaken_for_privacy(tiny, tmp_path):
     cfg, splits = tiny
     raw = evaluate_encoder(IdentityEncoder(), cfg, splits, tmp_path / "raw", encoder_info={"name": "identity", "params": {}}, raw=False)
     low = evaluate_encoder(LowContrast(), cfg, splits, tmp_path / "low", encoder_info={"name": "low", "params": {}}, raw=raw)
-    assert raw["privacy"]["best"] > raw["privacy"]["chance"] + 0.2
-    assert low["privacy"]["best"] >= raw["privacy"]["best"] - 0.1
-    assert low["privacy"]["nag"] >= 0.85
+    assert raw.privacy.best > raw.privacy.chance + 0.2
+    assert low.privacy.best >= raw.privacy.best - 0.1
+    assert low.privacy.nag >= 0.85

@@ -151,7 +151,9 @@ def test_evaluate_released_cli_writes_summary(released_audit):
     assert ex["input"][:, 0].abs().max() > 0 and ex["released"][:, 0].abs().max() == 0  # raw beside released
     from privacam.evaluate.tables import summary_lines
 
-    printed = "\n".join(summary_lines(s))  # what `privacam evaluate` prints
+    from privacam.audits import AuditSummary
+
+    printed = "\n".join(summary_lines(AuditSummary.from_dict(s)))  # what `privacam evaluate` prints
     assert printed.startswith("encoder red removed {} on RAW\n  probing off: the tool that made the release")
     assert "probing view" not in printed and "set(s) of clip offsets of the one release" in printed
 
@@ -366,11 +368,51 @@ def test_external_rows_for_the_weizmann_page(released_audit, tmp_path):
     shutil.copytree(out, root / "redcut" / "audit")
     (root / "redcut" / "tool.json").write_text(json.dumps({"tool": "redcut", "version": "0.0", "args": ["--red"],
                                                           "frames": 108, "frames_changed": 54}))
-    s = json.loads((out / "eval" / "summary.json").read_text())
+    from privacam.audits import read_summary
+
+    s = read_summary(out / "eval")
     points, text = external_rows(root, like=s)
-    assert [p["_label"] for p in points] == ["red removed"]
+    assert [p.label for p in points] == ["red removed"]
     assert "**red removed**: `redcut` (0.0) run as its command line is used, with --red" in text and "changed 54 of 108 frames" in text
-    other = {**s, "privacy": {**s["privacy"], "attackers": {"mlp_probe": 1.0}}}
-    points, text = external_rows(root, like=other)
+    s.privacy.attackers = {"mlp_probe": 1.0}
+    points, text = external_rows(root, like=s)
     assert points == [] and "Left out (audited with another attacker set than this page): redcut." in text
     assert external_rows(tmp_path / "none") == ([], "")
+
+
+def test_card_examples_show_each_release_beside_its_own_raw_clip(tmp_path, monkeypatch):
+    """The card's example strip: the raw frame above every release is the same clip's. With
+    eval.test_clips capping the clips of test videos of different lengths, the clips shown are not
+    the first clips of the test split: raw frames of other clips must not stand beside the releases.
+    The release here is a copy of the raw frames, so every column must show the same frame twice."""
+    monkeypatch.setenv("PRIVACAM_CACHE", str(tmp_path / "cache"))
+    rows, rel_rows = [], []
+    for actor in range(3):
+        for action in range(2):
+            for split, n in (("train", 10), ("test", 5 + 2 * actor + action)):  # test videos of 5 to 10 frames
+                name = f"a{actor}_{action}_{split}"
+                for kind, rows_ in (("raw", rows), ("copy", rel_rows)):
+                    folder = tmp_path / kind / name
+                    folder.mkdir(parents=True)
+                    for i in range(n):  # every frame of every video differs from all others
+                        a = np.full((8, 8, 3), 10 * (6 * actor + 2 * action) % 250, np.uint8)
+                        a[..., 1] = 20 * i
+                        a[0, :, 2] = 40 * actor + 5 * action
+                        Image.fromarray(a).save(folder / f"{i:04d}.png")
+                    rows_.append([f"{kind}/{name}", f"act{action}", f"actor{actor}", split])
+    header = ["path", "utility", "private", "split"]
+    write_csv(tmp_path / "RAW.csv", header, rows)
+    write_csv(tmp_path / "COPY.csv", header, rel_rows)
+    out = tmp_path / "audit"
+    ov = [*TINY_M, *EVAL, "data.size=8", "eval.test_clips=2", "eval.attackers=[linear_probe]"]
+    assert main(["evaluate", "--released", str(tmp_path / "COPY.csv"), "--data", str(tmp_path / "RAW.csv"),
+                 "--out", str(out), "--no-raw", *ov]) == 0
+    s = json.loads((out / "eval" / "summary.json").read_text())
+    assert s["privacy"]["test_clips"]["dropped_clips"] > 0  # the cap dropped clips: shown clips are not the first ones
+    ex = torch.load(out / "eval" / "examples.pt", weights_only=True)
+    raw, rel = ex["input"].float(), ex["released"].float()
+    assert len(raw) == len(rel) >= 4 and len(set(ex["items"].tolist())) == len(raw)
+    for i in range(len(raw)):
+        assert torch.allclose(raw[i], rel[i], atol=1 / 255 + 1e-3), f"column {i}: a raw frame of another clip"
+    assert main(["report", str(out)]) == 0  # the card draws them
+    assert (out / "card_examples.png").stat().st_size > 500

@@ -489,9 +489,11 @@ def test_relabelled_manifest_invalidates_the_raw_reference_cache(tmp_path, monke
     monkeypatch.setenv("PRIVACAM_CACHE", str(tmp_path / "cache"))
     audits = []
 
+    from privacam.audits import AuditSummary
+
     def fake_audit(encoder, splits, spec, **kw):  # the raw reference's audit, counted
         audits.append(splits.meta["fingerprint"])
-        return {"utility": {}, "privacy": {}}
+        return AuditSummary.from_dict({"utility": {}, "privacy": {}})
 
     monkeypatch.setattr(runner, "audit", fake_audit)
     rows = _grid(("train", "val", "test"))
@@ -567,7 +569,9 @@ def test_feature_run_is_compared_with_its_unprotected_network(tmp_path, monkeypa
     assert s["utility"]["raw"] == ref["utility"]["retrained"]
     out = capsys.readouterr().out
     assert "reference: the unprotected network" in out
-    why = reference_refusal({**ref, "reference": s["privacy"]["reference"]})
+    from privacam.audits import AuditSummary
+
+    why = reference_refusal(AuditSummary.from_dict({**ref, "reference": s["privacy"]["reference"]}))
     if why:  # two training steps may leave it at chance: then NAG is refused, and the audit says why
         assert s["privacy"]["nag"] is None and s["privacy"]["nag_refused"] == why and why in out
     else:
@@ -578,21 +582,24 @@ def test_feature_run_is_compared_with_its_unprotected_network(tmp_path, monkeypa
 
 
 def test_nag_is_refused_against_a_reference_at_chance():
+    from privacam.audits import AuditSummary, Privacy
     from privacam.evaluate.protocol import add_raw, reference_refusal
 
+    S = AuditSummary.from_dict
     # the issue's case: 26.7 % on a small test set, chance 25 %: within the noise of chance
     never_learned = {"reference": "the unprotected network", "utility": {"value": 0.267, "interval": [0.2, 0.33], "chance": 0.25},
                      "privacy": {"best": 0.9, "chance": 0.2, "levels": {}}}
-    why = reference_refusal(never_learned)
+    why = reference_refusal(S(never_learned))
     assert why and "26.7 % (95 % interval 20.0-33.0 %) on its own task, no better than chance 25.0 %" in why
-    privacy = {"best": 0.5, "chance": 0.2, "levels": {"clip": {"best": 0.5, "chance": 0.2}}}
-    add_raw(privacy, {"best": 0.9, "levels": {"clip": {"best": 0.9}}}, why)
+    privacy = Privacy.from_dict({"best": 0.5, "chance": 0.2, "levels": {"clip": {"best": 0.5, "chance": 0.2}}})
+    add_raw(privacy, Privacy.from_dict({"best": 0.9, "levels": {"clip": {"best": 0.9}}}), why)
+    privacy = privacy.to_dict()
     assert privacy["nag"] is None and privacy["levels"]["clip"]["nag"] is None and privacy["nag_refused"] == why
-    assert reference_refusal({**never_learned, "reference": None}) is None  # raw data: its attackers' task counts
+    assert reference_refusal(S({**never_learned, "reference": None})) is None  # raw data: its attackers' task counts
     blind = {"utility": {"value": 0.9, "chance": 0.25}, "privacy": {"best": 0.2, "chance": 0.2}}
-    assert "no reference leakage" in reference_refusal(blind)
-    assert reference_refusal({"utility": {"value": 0.9, "interval": [0.85, 0.95], "chance": 0.25},
-                              "privacy": {"best": 0.6, "interval": [0.5, 0.7], "chance": 0.2}}) is None
+    assert "no reference leakage" in reference_refusal(S(blind))
+    assert reference_refusal(S({"utility": {"value": 0.9, "interval": [0.85, 0.95], "chance": 0.25},
+                                "privacy": {"best": 0.6, "interval": [0.5, 0.7], "chance": 0.2}})) is None
 
 
 # ==================================================================================== round two (issue 23)
@@ -779,9 +786,9 @@ def test_utility_chance_is_weighed_as_the_score_is(tmp_path):
     spec = AuditSpec(attackers=["linear_probe"], fit=FitConfig(epochs=1, batch_size=8, min_epochs=1),
                      utility_fit=FitConfig(epochs=1, batch_size=8), bootstrap=20, trials=5, person_k=[1])
     s = protocol.audit(IdentityEncoder(), splits, spec, out_dir=tmp_path / "eval", utility_model=Constant())
-    u = s["utility"]
-    assert u["value"] == pytest.approx(0.6)  # 3 of the 5 test videos, each weighing the same
-    assert u["chance"] == pytest.approx(u["value"])
+    u = s.utility
+    assert u.value == pytest.approx(0.6)  # 3 of the 5 test videos, each weighing the same
+    assert u.chance == pytest.approx(u.value)
 
 
 # ------------------------------------------------------------------------------------ resume is honest

@@ -11,6 +11,7 @@ import torch
 from conftest import one_thread
 from privacam.data.base import UNLABELLED
 from privacam.errors import RegistryError
+from privacam.evaluate.fitting import Attacker
 from privacam.evaluate.protocol import Encoded, FitConfig, channel_stats
 from privacam.evaluate.releases import ReleaseStore
 from privacam.evaluate.selection import carve
@@ -103,9 +104,9 @@ def test_task_pool_is_registered_and_fitted_without_flips(monkeypatch):
     assert all(n in ATTACKERS for n in TASK_POOL)
     seen = []
 
-    def record(make, split, *, multilabel, cfg, device, desc):
-        seen.append(cfg.flip)
-        return make(), {"val": 0.5}
+    def record(attacker, split, labels="private", *, multilabel):
+        seen.append(attacker.cfg.flip)  # both pool members here are networks (NetworkAttacker)
+        return {"val": 0.5}
 
     import privacam.evaluate.tasks as tasks
 
@@ -136,15 +137,15 @@ def test_entry_labels_task_view_and_model_factory():
         make_task_model("nope", 2, shape)
 
 
-class _Fixed:
-    """A fitted pool member whose test scores are given (non-gradient interface)."""
+class _Fixed(Attacker):
+    """A fitted pool member whose test scores are given."""
 
     level = "classical"
 
     def __init__(self, correct: np.ndarray):
         self.correct = correct
 
-    def predict_scores(self, data, *, multilabel=False):
+    def scores(self, data, *, multilabel=False):
         y = data.private.numpy()
         pred = np.where(self.correct, y, 1 - y)
         return np.log(np.eye(2)[pred] * 0.98 + 0.01)

@@ -14,7 +14,7 @@ from torch import nn
 
 from dataclasses import asdict
 
-from .config import Config, DataConfig, PlayerConfig, SubstituteConfig
+from .config import Config, DataConfig, PlayerConfig, SubstituteConfig, check_values
 from .errors import ConfigError
 from .game import AdversarialGame, BudgetEnsemble, Restarter
 from .game.game import check_objective
@@ -26,20 +26,16 @@ log = logging.getLogger(__name__)
 
 
 def check_config(cfg: Config) -> Config:
-    """Every check a config gets before training: the players and the schedule
+    """Every check a config gets before training: every value against its rule
+    (:data:`privacam.config.RULES`, also for a config built in code), the players and the schedule
     (:func:`~privacam.players.check_players`) and the encoder objective
     (:func:`~privacam.game.game.check_objective`). Returns ``cfg``.
 
     Raises:
         ConfigError: one line naming the key that is unknown or would have no effect.
     """
+    check_values(cfg)
     check_players(cfg)
-    if cfg.train.select not in ("last", "val_probe"):
-        raise ConfigError(f"train.select {cfg.train.select!r} is unknown; valid: last, val_probe")
-    k = cfg.game.pool_k
-    if k and (k < 2 or cfg.train.batch_size % k or cfg.train.batch_size < 2 * k):
-        raise ConfigError(f"game.pool_k={k} needs k >= 2 and train.batch_size (now {cfg.train.batch_size}) a multiple "
-                          f"of k holding at least 2 groups; set train.batch_size={max(2, 2 * k)} or game.pool_k=0")
     check_objective(privacy_loss=cfg.game.privacy_loss, against=cfg.game.against, aggregate=cfg.game.aggregate,
                     reconstruction=is_reconstruction(cfg), schedule=SCHEDULES.get(cfg.schedule.name))
     check_substitution(cfg)

@@ -20,50 +20,49 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
 import logging
 from pathlib import Path
 
+from .audits import AuditSummary, interval_text, level_words, nag_text, pct, read_summary
 from .errors import PrivacamError
-from .report import label_of, level_words
+from .report import examples_png, label_of
 from .utils import atomic_write_bytes, atomic_write_text, versions, write_json
 
 log = logging.getLogger(__name__)
 
 
 def _pct(v) -> str:
-    return "–" if v is None or v != v else f"{100 * v:.1f} %"
+    return pct(v, missing="–") + (" %" if pct(v, missing="") else "")
 
 
 def _iv(iv) -> str:
-    if not iv or any(v is None for v in iv):
-        return "not measured"
-    return f"[{100 * iv[0]:.1f}, {100 * iv[1]:.1f}] %"
+    text = interval_text(iv, missing="")
+    return f"{text} %" if text else "not measured"
 
 
-def _released_block(s: dict, summary_path: Path) -> dict:
+def _released_block(s: AuditSummary) -> dict:
     """What was released, from the summary's encoder block (and the tool's own record if any)."""
-    e = s["encoder"]
-    shape = s.get("encoded_shape") or []
-    out: dict = {"label": label_of(s), "name": e.get("name"), "params": e.get("params") or {}, "release_shape": shape}
-    if e.get("name") == "released":
+    e = s.encoder
+    shape = s.encoded_shape or []
+    out: dict = {"label": label_of(s), "name": e.name, "params": e.params or {}, "release_shape": shape}
+    if e.name == "released":
         out["kind"] = "data released by another tool"
-        out["released_manifest"] = e.get("released")
-        out["raw_manifest"] = e.get("raw")
-        out["rows"] = e.get("rows")
-        tool = Path(str(e.get("released", ""))).expanduser().parent / "tool.json"
+        out["released_manifest"] = e.released
+        out["raw_manifest"] = e.raw
+        out["rows"] = e.rows
+        tool = Path(str(e.released or "")).expanduser().parent / "tool.json"
         if tool.is_file():
             out["tool"] = json.loads(tool.read_text())
-        sent, measured = e.get("release_size") or [], e.get("audit_size") or []
-    elif e.get("source"):
-        out["kind"] = "ONNX file" if e["source"].get("kind") == "onnx" else "user code (factory)"
-        out["source"] = e["source"]
+        sent, measured = e.release_size or [], e.audit_size or []
+    elif e.source:
+        out["kind"] = "ONNX file" if e.source.get("kind") == "onnx" else "user code (factory)"
+        out["source"] = e.source
         sent, measured = [], shape[-2:]
-    elif e.get("run"):
+    elif e.run:
         out["kind"] = "trained privacam encoder"
-        out["run"] = e["run"]
-        out["training"] = {k: e.get(k) for k in ("schedule", "gamma", "m", "task") if e.get(k) is not None}
+        out["run"] = e.run
+        out["training"] = {k: getattr(e, k) for k in ("schedule", "gamma", "m", "task") if getattr(e, k) is not None}
         sent, measured = [], shape[-2:]
     else:
         out["kind"] = "registered privacam encoder"
@@ -76,7 +75,7 @@ def _released_block(s: dict, summary_path: Path) -> dict:
                             f"is measured at. An attacker with the full-size frames may do better.")
     elif out["sent_size"]:
         out["size_note"] = f"The audit measured the frames at the size the tool sent them ({'x'.join(map(str, out['sent_size']))})."
-    elif out["audited_size"] and e.get("name") != "released":
+    elif out["audited_size"] and e.name != "released":
         hw = "x".join(map(str, out["audited_size"]))
         out["size_note"] = (f"The audit measured the release at the encoder's output size ({hw}). `privacam anonymize` sends it "
                             f"upsampled to the input's size by nearest neighbour by default, which repeats pixels and adds "
@@ -84,24 +83,24 @@ def _released_block(s: dict, summary_path: Path) -> dict:
     return out
 
 
-def _threat_model(s: dict) -> list[str]:
-    q = s["privacy"]
-    e = s["encoder"]
-    n_att = len(q.get("attackers") or {})
-    views = q.get("views", 1)
+def _threat_model(s: AuditSummary) -> list[str]:
+    q = s.privacy
+    e = s.encoder
+    n_att = len(q.attackers or {})
+    views = q.views or 1
     lines = [
         "The attacker sees the release only (never the raw frames of the test people) and knows its format.",
-        f"It has labelled releases of the same people: the training split ({s['dataset']}), with their identities, "
+        f"It has labelled releases of the same people: the training split ({s.dataset}), with their identities, "
         f"and trains {n_att} attackers from scratch on them (neural networks and classical features); the "
         "strongest one on the test split is the claim.",
     ]
-    sel = q.get("selection") or {}
+    sel = q.selection or {}
     if sel.get("mode") == "videos":
         lines.append(f"Each attacker is selected on whole training videos held out ({sel.get('held_out_videos')} of "
                      f"{sel.get('videos')}), then refitted on all training data; the test split is sealed until then.")
     else:
         lines.append("Each attacker is selected on the validation data carved from training; the test split is sealed until then.")
-    if e.get("name") == "released":
+    if e.name == "released":
         lines.append("Probing is off: the tool that made the release is not available to the auditor, so the attacker "
                      "cannot release its own training data again; it trains on the one release given"
                      + (f" (cutting clips at {views} sets of offsets from the released videos)." if views > 1 else "."))
@@ -110,7 +109,7 @@ def _threat_model(s: dict) -> list[str]:
                      "times (new draws of a randomised release, new clip offsets).")
     else:
         lines.append("The attacker trains on one release of its training split (probing views: 1).")
-    if q.get("levels"):
+    if q.levels:
         lines.append("It may pool its decisions over every clip of one video, and over k clips of one person: each "
                      "level below is what such an attacker achieves.")
     else:
@@ -120,56 +119,22 @@ def _threat_model(s: dict) -> list[str]:
     return lines
 
 
-def _levels(q: dict) -> list[dict]:
-    if q.get("levels"):
-        out = []
-        for lv, b in q["levels"].items():
-            out.append({"level": lv, "words": level_words(lv), "best": b.get("best"), "interval": b.get("interval"),
-                        "best_attacker": b.get("best_attacker"), "chance": b.get("chance"), "raw": b.get("raw"),
-                        "nag": b.get("nag"), "units": b.get("units"), "headline": lv == q.get("level")})
-        return out
-    return [{"level": "clip", "words": "per clip", "best": q.get("best"), "interval": q.get("interval"),
-             "best_attacker": q.get("best_attacker"), "chance": q.get("chance"), "raw": q.get("raw"), "nag": q.get("nag"),
+def _levels(q) -> list[dict]:
+    if q.levels:
+        return [{"level": lv, "words": level_words(lv), "best": b.best, "interval": b.interval,
+                 "best_attacker": b.best_attacker, "chance": b.chance, "raw": b.raw, "nag": b.nag, "units": b.units,
+                 "headline": lv == q.level} for lv, b in q.levels.items()]
+    return [{"level": "clip", "words": "per clip", "best": q.best, "interval": q.interval,
+             "best_attacker": q.best_attacker, "chance": q.chance, "raw": q.raw, "nag": q.nag,
              "units": None, "headline": True}]
 
 
-def _examples_png(eval_dir: Path) -> bytes | None:
-    f = eval_dir / "examples.pt"
-    if not f.exists():
-        return None
-    import matplotlib
-    import torch
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    d = torch.load(f, weights_only=True)
-    x, z = d["input"].float(), d["released"].float()
-    if z.dim() != 4 or z.shape[1] not in (1, 3) or x.dim() != 4:
-        return None  # features are not pictures
-    n = len(x)
-    fig, axes = plt.subplots(2, n, figsize=(1.25 * n, 2.7), dpi=100, squeeze=False)
-    for i in range(n):
-        for row, t in enumerate((x, z)):
-            img = t[i].clamp(0, 1).permute(1, 2, 0).numpy()
-            axes[row, i].imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1,
-                                interpolation="nearest")
-            axes[row, i].axis("off")
-    axes[0, 0].set_title("raw", fontsize=8, loc="left")
-    axes[1, 0].set_title("released", fontsize=8, loc="left")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
-
-
-def _dataset(s: dict) -> str:
+def _dataset(s: AuditSummary) -> str:
     """The data's name; a manifest is named by its folder and file (``manifest`` alone says little)."""
-    d = s.get("data") or {}
-    root = d.get("root") if d.get("name") == "manifest" else s["encoder"].get("raw")
+    d = s.data or {}
+    root = d.get("root") if d.get("name") == "manifest" else s.encoder.raw
     if not root:
-        return s["dataset"]
+        return s.dataset
     p = Path(root).expanduser().resolve()
     return f"{p.parent.name} ({p.name})"
 
@@ -177,32 +142,32 @@ def _dataset(s: dict) -> str:
 def build_card(summary_path: str | Path, *, command: str | None = None) -> dict:
     """The card's content (what ``card.json`` holds) from one audit's ``summary.json``."""
     summary_path = Path(summary_path)
-    s = json.loads(summary_path.read_text())
-    u, q = s["utility"], s["privacy"]
+    s = read_summary(summary_path)
+    u, q = s.utility, s.privacy
     levels = _levels(q)
     head = next(lv for lv in levels if lv["headline"])
     strongest = max((lv for lv in levels if lv["best"] is not None and lv["best"] == lv["best"]),
                     key=lambda lv: lv["best"], default=head)
-    prov = s.get("provenance") or {}
+    prov = s.provenance or {}
     return {
         "card_version": 1,
         "title": f"Privacy card: {label_of(s)} on {_dataset(s)}",
         "audit": str(summary_path),
-        "released": _released_block(s, summary_path),
+        "released": _released_block(s),
         "threat_model": _threat_model(s),
         "task": {"utility": "the task the release must still serve (the utility labels)",
                  "private": "what must not leak (the private labels; for Weizmann and the embedded data, who the person is)"},
-        "utility": {"metric": u.get("metric", "accuracy"), "value": u.get("value"), "interval": u.get("interval"),
-                    "retrained": u.get("retrained"), "retrained_interval": u.get("retrained_interval"),
-                    "raw": u.get("raw"), "chance": u.get("chance"),
-                    "model": "the run's own task model" if s["encoder"].get("run") else "a task model retrained on the release"},
-        "privacy": {"metric": q.get("metric", "accuracy"), "headline_level": head["level"], "levels": levels,
+        "utility": {"metric": u.metric or "accuracy", "value": u.value, "interval": u.interval,
+                    "retrained": u.retrained, "retrained_interval": u.retrained_interval,
+                    "raw": u.raw, "chance": u.chance,
+                    "model": "the run's own task model" if s.encoder.run else "a task model retrained on the release"},
+        "privacy": {"metric": q.metric or "accuracy", "headline_level": head["level"], "levels": levels,
                     "best": head["best"], "interval": head["interval"], "best_attacker": head["best_attacker"],
-                    "strongest_level": strongest["level"], "raw": q.get("raw"), "chance": q.get("chance"), "nag": q.get("nag"),
-                    "chance_rule": q.get("chance_rule", "the accuracy of always guessing the training split's commonest class"),
-                    "attackers": q.get("attackers") or {}, "views": q.get("views", 1),
-                    "warnings": q.get("warnings", []), "notes": q.get("notes", [])},
-        "n_test": s.get("n_test"), "n_test_videos": s.get("n_test_videos"),
+                    "strongest_level": strongest["level"], "raw": q.raw, "chance": q.chance, "nag": q.nag,
+                    "chance_rule": q.chance_rule or "the accuracy of always guessing the training split's commonest class",
+                    "attackers": q.attackers or {}, "views": q.views or 1,
+                    "warnings": q.warnings or [], "notes": q.notes or []},
+        "n_test": s.n_test, "n_test_videos": s.n_test_videos,
         "provenance": {"audit_command": prov.get("command"), "audit_versions": prov.get("versions"),
                        "card_command": command, "card_versions": versions()},
     }
@@ -251,7 +216,7 @@ def render_html(card: dict, examples_png: bytes | None) -> str:
     lv_rows = "".join(
         f"<tr class='{'head' if lv['headline'] else ''}'><td>{esc(lv['words'])}{' (headline)' if lv['headline'] else ''}</td>"
         f"<td>{_pct(lv['best'])}</td><td>{esc(_iv(lv['interval']))}</td><td>{esc(str(lv['best_attacker']))}</td>"
-        f"<td>{_pct(lv['chance'])}</td><td>{_pct(lv['raw'])}</td><td>{'–' if lv['nag'] is None else format(lv['nag'], '.2f')}</td>"
+        f"<td>{_pct(lv['chance'])}</td><td>{_pct(lv['raw'])}</td><td>{nag_text(lv['nag'])}</td>"
         f"<td>{'–' if lv.get('units') is None else lv['units']}</td></tr>" for lv in p["levels"])
     levels_table = ("<table><tr><th>attack level</th><th>best attacker</th><th>95 % interval</th><th>by</th><th>chance</th>"
                     f"<th>raw data</th><th>NAG</th><th>test units</th></tr>{lv_rows}</table>")
@@ -300,7 +265,7 @@ def write_card(summary_path: str | Path, out_dir: str | Path, *, command: str | 
     if not summary_path.is_file():
         raise PrivacamError(f"{summary_path}: no such audit summary; audit the run first (`privacam evaluate RUN`)")
     card = build_card(summary_path, command=command)
-    png = _examples_png(summary_path.parent)
+    png = examples_png(summary_path.parent, ("raw", "released"), width=1.25, height=2.7, dpi=100)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if png:

@@ -540,6 +540,35 @@ class AsData(Rule):
         _check_node(sub, "data", key + ".", cfg)
 
 
+@dataclass(frozen=True)
+class PoolK(Rule):
+    """``game.pool_k``: 0 (off), or k >= 2 clips of one identity per group, with ``train.batch_size`` a
+    multiple of k that holds at least two groups, on one dataset (no ``data.privacy_source``). What only
+    the data can say (single-label identities, at least two of them) is checked when the batches are
+    drawn (:class:`privacam.train.GroupedBatchStream`)."""
+
+    def check(self, key, value, cfg=None):
+        _COUNT.check(key, value, cfg)
+        k = int(value or 0)
+        if not k or cfg is None or not hasattr(cfg, "train"):
+            return
+        bs = cfg.train.batch_size
+        if k < 2 or bs % k or bs < 2 * k:
+            raise ConfigError(f"config key {key!r} is {k}: pooled adversaries need k >= 2 and train.batch_size (now {bs}) "
+                              f"a multiple of k holding at least 2 groups; set train.batch_size={max(2, 2 * k)} or {key}=0")
+        if cfg.data.privacy_source:
+            raise ConfigError(f"config key {key!r} is {k}: pooled adversaries work with one dataset; drop "
+                              f"data.privacy_source or set {key}=0")
+
+
+def check_key(key: str, value: Any, cfg: Any = None) -> None:
+    """Check one setting against its rule in :data:`RULES` (a one-line :class:`ConfigError`): the one
+    place a setting's values are checked, whether it comes from a config or is passed in code."""
+    rule = RULES.get(key)
+    if rule is not None:
+        rule.check(key, value, cfg)
+
+
 #: a registered name (or list of names): the config knows no registry, so names are checked where
 #: they are used (:func:`privacam.players.check_players`, before any work is done)
 _NAME = Free("a registered name, checked by players.check_players")
@@ -577,14 +606,14 @@ RULES: dict[str, Rule] = {
     "game.against": OneOf(("all", "strongest")),
     "game.aggregate": OneOf(("max", "mean")),
     "game.accum_steps": _POSITIVE,
-    "game.pool_k": _COUNT,
+    "game.pool_k": PoolK(),
     "game.substitute.task": Range(0),
     "game.substitute.model": Range(0),
     "game.substitute.spread": Range(0),
     "game.substitute.posterior": Range(0),
     "game.substitute.general": Range(0),
     "game.substitute.refresh": _POSITIVE,
-    "game.substitute.momentum": Range(0, 1, hi_open=True),  # 0 = off; k >= 2 and a batch size that k divides are checked when the game is built
+    "game.substitute.momentum": Range(0, 1, hi_open=True),
     "schedule.name": _NAME,
     "schedule.params": Free("the schedule's own settings: each schedule's param_rules (privacam.game.schedules), "
                             "checked by players.check_players"),

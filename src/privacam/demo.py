@@ -7,12 +7,12 @@ blur baselines with the same retrained attacker pool, writes every ``eval/summar
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
 
 from . import runs
+from .audits import AuditSummary, audit_is_current, read_summary_if
 from .config import load_config
 from .data import apply_data_spec, make_splits
 from .evaluate.runner import audit_spec, evaluate_named, evaluate_run, raw_reference
@@ -33,14 +33,14 @@ QUICK_OVERRIDES = [
 QUICK_BASELINES = ["downsample:factor=4", "blur:sigma=2"]
 
 
-def _done(path: Path, resume: bool) -> dict | None:
-    """The summary already written at ``path`` when resuming, else None."""
-    if resume and path.exists():
-        summary = json.loads(path.read_text())
-        if runs.audit_is_current(summary):
-            log.info("resume: reusing %s", path)
+def _done(eval_dir: Path, resume: bool) -> AuditSummary | None:
+    """The summary already written in the audit directory ``eval_dir`` when resuming, else None."""
+    summary = read_summary_if(eval_dir) if resume else None
+    if summary is not None:
+        if audit_is_current(summary):
+            log.info("resume: reusing %s", summary.path)
             return summary
-        log.warning("resume: %s audits an encoder its run no longer holds; auditing again", path)
+        log.warning("resume: %s audits an encoder its run no longer holds; auditing again", summary.path)
     return None
 
 
@@ -59,12 +59,13 @@ def timing_line(timings: dict, resumed: bool = False) -> str:
 
 def run_demo(out: str | Path, *, quick: bool = False, config: str | None = None, data: str | None = None,
              overrides: list[str] | None = None, baselines: list[str] | None = None, resume: bool = False,
-             overwrite: bool = False) -> dict:
+             overwrite: bool = False, executor=None) -> dict:
     """Run the demo; returns ``{"points": [summary dicts], "report": path, "table": markdown}``.
 
     ``resume``: continue a killed demo in ``out``: training resumes from its last checkpoint and
     every audit whose ``summary.json`` exists is reused (its time is then not counted).
     ``overwrite``: ``out`` may hold an earlier demo: its anonymizer run is moved aside, not deleted.
+    ``executor``: where the audits' units run (default: in this process).
     """
     t0 = time.time()
     out = Path(out)
@@ -84,21 +85,22 @@ def run_demo(out: str | Path, *, quick: bool = False, config: str | None = None,
     # 2. the raw-data reference, written under --out like every other point
     t = time.time()
     spec = audit_spec(cfg)
-    raw = _done(out / "raw" / "eval" / "summary.json", resume)
+    raw = _done(out / "raw" / runs.EVAL, resume)
     if raw is None:
-        raw = raw_reference(cfg, splits, spec, device=device, out_dir=out / "raw" / "eval", use_cache=False)
+        raw = raw_reference(cfg, splits, spec, device=device, out_dir=out / "raw" / "eval", use_cache=False,
+                            executor=executor)
         timings["raw"] = round(time.time() - t, 1)
     # 3. the anonymizer's audit
     t = time.time()
-    if _done(run_dir / "eval" / "summary.json", resume) is None:
-        evaluate_run(run_dir, raw=raw)
+    if _done(run_dir / runs.EVAL, resume) is None:
+        evaluate_run(run_dir, raw=raw, executor=executor)
         timings["anonymizer_eval"] = round(time.time() - t, 1)
     # 4. baselines, same protocol
     for b in baselines if baselines is not None else (QUICK_BASELINES if quick else DEMO_BASELINES):
         t = time.time()
         b_out = out / b.replace(":", "_").replace(",", "_").replace("=", "")
-        if _done(b_out / "eval" / "summary.json", resume) is None:
-            evaluate_named(b, cfg, b_out, raw=raw, device=str(device), splits=splits)
+        if _done(b_out / runs.EVAL, resume) is None:
+            evaluate_named(b, cfg, b_out, raw=raw, device=str(device), splits=splits, executor=executor)
             timings[b] = round(time.time() - t, 1)
     title = ("privacam demo: embedded actors-and-actions data" if splits.name == "synthetic"
              else f"privacam: {Path(cfg.data.root).parent.name if splits.name == 'manifest' and cfg.data.root else splits.name}")

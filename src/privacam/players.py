@@ -19,7 +19,7 @@ from torch import nn
 
 from .config import BudgetConfig, Config, PlayerConfig
 from .errors import ConfigError
-from .utils import load_checkpoint
+from .models.common import load_weights as load_state
 from .registry import (ADVERSARIES, ATTACKERS, DATASETS, ENCODERS, RECONSTRUCTORS, SCHEDULES, UTILITY_MODELS,
                        create_encoder, create_utility)
 
@@ -159,15 +159,10 @@ def build_budget_models(cfg: Config, shapes: Shapes, zshape: tuple[int, ...]) ->
 
 # ---------------------------------------------------------------------------------------------- weights
 def load_weights(module: nn.Module, pc: PlayerConfig, player: str) -> None:
-    """Load a user's ``<player>.weights`` file into ``module``: tensors whose name and shape match."""
-    if not pc.weights:
-        return
-    state = load_checkpoint(pc.weights, what=f"{player}.weights", fix="give a state_dict saved with torch.save")
-    state = state.get("state_dict", state) if isinstance(state, dict) else state
-    own = module.state_dict()
-    kept = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    module.load_state_dict(kept, strict=False)
-    log.info("%s: loaded %d/%d tensors from %s", player, len(kept), len(own), pc.weights)
+    """Load a user's ``<player>.weights`` file into ``module``: tensors whose name and shape match
+    (:func:`privacam.models.common.load_weights`)."""
+    if pc.weights:
+        load_state(module, pc.weights, what=f"{player}.weights", keep="matching")
 
 
 # ---------------------------------------------------------------------------------------------- checks

@@ -20,10 +20,10 @@ import os
 from pathlib import Path
 
 from . import runs
+from .audits import AuditSummary, current_summary
 from .config import apply_overrides, dump_config
 from .evaluate.runner import evaluate_run
 from .train import train
-from .utils import read_json
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,8 @@ def cache_root() -> Path:
     return Path(os.environ.get("PRIVACAM_CACHE", Path.home() / ".cache" / "privacam"))
 
 
-def unprotected_reference(run_dir: str | Path, *, overrides: list[str] | None = None, device: str = "auto") -> dict | None:
+def unprotected_reference(run_dir: str | Path, *, overrides: list[str] | None = None,
+                          device: str = "auto") -> AuditSummary | None:
     """The audit summary of the unprotected network of a feature-level run (trained and audited once,
     then cached), with ``reference`` saying what it is; None when the run is itself unprotected
     (``game.gamma`` is 0).
@@ -50,20 +51,21 @@ def unprotected_reference(run_dir: str | Path, *, overrides: list[str] | None = 
     ref_cfg = apply_overrides(cfg, ["game.gamma=0"])
     key = hashlib.sha1("\n".join([dump_config(ref_cfg), str(meta.get("data_fingerprint")), *sorted(overrides or [])]).encode()).hexdigest()[:16]
     ref_dir = cache_root() / "unprotected" / f"{meta.get('dataset', 'data')}_{key}"
-    summary_path = ref_dir / runs.EVAL / "summary.json"
     what = f"the unprotected network ({cfg.encoder.name} at game.gamma=0, {ref_dir})"
-    if summary_path.exists() and (ref_dir / runs.ENCODER).exists() and runs.audit_is_current(read_json(summary_path)):
+    summary = current_summary(ref_dir / runs.EVAL) if (ref_dir / runs.ENCODER).exists() else None
+    if summary is not None:
         log.info("reference: %s, from the cache", what)
-        summary = read_json(summary_path)
     else:
         if not (ref_dir / runs.ENCODER).exists():
             log.info("reference: training %s", what)
             train(ref_cfg, ref_dir, resume=runs.holds_run(ref_dir))
         summary = evaluate_run(ref_dir, overrides=overrides, raw=False, device=device)
-    return {**summary, "reference": what}
+    summary.reference = what
+    return summary
 
 
-def reference_for(run_dir: str | Path, *, overrides: list[str] | None = None, device: str = "auto") -> bool | dict:
+def reference_for(run_dir: str | Path, *, overrides: list[str] | None = None,
+                  device: str = "auto") -> bool | AuditSummary:
     """What :func:`~privacam.evaluate.runner.evaluate_run` takes as ``raw`` for this run: ``True`` (the
     raw-data reference) for pixel-level releases; the unprotected network's audit for a feature-level
     run; ``False`` (none) for a feature-level run that is itself the unprotected network."""

@@ -11,87 +11,54 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import logging
 from pathlib import Path
 
+from .audits import AuditSummary, find_summaries, interval_text, level_words, nag_text, pct, read_summary
+from .audits import check_audit
 from .errors import PrivacamError
-from . import runs
 from .runs import read_metrics
 from .utils import atomic_write_bytes, atomic_write_text
 
 log = logging.getLogger(__name__)
 
-
-def find_summaries(paths: list[str | Path]) -> list[Path]:
-    """Every ``summary.json`` of an audit under ``paths`` (sorted, de-duplicated).
-
-    Raises:
-        PrivacamError: a path that does not exist, or that holds no audit, named (a report never drops
-            a path it was given).
-    """
-    found: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_file() and p.name == "summary.json":
-            here = [p]
-        elif p.is_dir():
-            here = [q for q in p.rglob("summary.json") if "attackers" not in q.parts and ".cache" not in q.parts]
-        elif p.exists():
-            raise PrivacamError(f"{p} is not an audit summary (summary.json); give run directories, eval directories or "
-                                f"summary.json files")
-        else:
-            raise PrivacamError(f"{p} does not exist; give run directories, eval directories or summary.json files")
-        if not here:
-            raise PrivacamError(f"{p} holds no audit (no eval/summary.json); audit it first ({_audit_hint(p)}), or leave "
-                                f"it out of the report")
-        found += here
-    return sorted(set(q.resolve() for q in found))
+__all__ = ["dominated_by", "find_summaries", "label_of", "level_words", "load_points", "markdown_table",
+           "quality_bar", "table_rows", "tradeoff_figure", "write_report"]
 
 
-def _audit_hint(p: Path) -> str:
-    """A command that audits ``p``: ``privacam evaluate RUN`` for a run with a trained encoder."""
-    import shlex
-
-    if (p / runs.ENCODER).is_file() and (p / runs.CONFIG).is_file():
-        return f"`privacam evaluate {shlex.quote(str(p))}`"
-    return "`privacam evaluate RUN`, or `privacam evaluate --encoder NAME --out DIR` for a registered encoder"
-
-
-def label_of(s: dict) -> str:
+def label_of(s: AuditSummary) -> str:
     """The point's name in the figure and table: the encoder and, for a trained run, how it was trained."""
-    e = s["encoder"]
-    params = {k: v for k, v in (e.get("params") or {}).items()}
-    if e.get("label"):  # an outside release or encoder, named by the user (--label) or by its source
-        return str(e["label"])
-    if e.get("run"):
-        extra = f" {e.get('schedule', '')} M={e.get('m')} γ={e.get('gamma')}"
-        return f"{e['name']}{extra}"
-    return e["name"] + (" " + ",".join(f"{k}={v}" for k, v in params.items()) if params else "")
+    e = s.encoder
+    params = dict(e.params or {})
+    if e.label:  # an outside release or encoder, named by the user (--label) or by its source
+        return str(e.label)
+    if e.run:
+        return f"{e.name} {e.schedule or ''} M={e.m} γ={e.gamma}"
+    return e.name + (" " + ",".join(f"{k}={v}" for k, v in params.items()) if params else "")
 
 
-def load_points(paths: list[str | Path]) -> list[dict]:
-    """Every audit summary under ``paths``, with its file (``_path``) and label (``_label``)."""
+def load_points(paths: list[str | Path]) -> list[AuditSummary]:
+    """Every audit summary under ``paths``, with its file (``path``) and label (``label``)."""
     pts = []
     for f in find_summaries(paths):
-        s = json.loads(f.read_text())
-        runs.check_audit(s, f)  # an audit of an encoder its run no longer holds is refused
-        s["_path"] = str(f)
-        s["_label"] = label_of(s)
+        s = read_summary(f)
+        check_audit(s, f)  # an audit of an encoder its run no longer holds is refused
+        s.label = label_of(s)
         pts.append(s)
     return pts
 
 
-def _marker_size(s: dict) -> float:
-    e = s["encoder"]
-    p = e.get("params") or {}
+def _marker_size(s: AuditSummary) -> float:
+    e = s.encoder
+    p = e.params or {}
     if "factor" in p:
         return 30 + 25 * float(p["factor"])
-    if e.get("m"):
-        return 40 + 20 * float(e["m"])
+    if e.m:
+        return 40 + 20 * float(e.m)
     return 70
 
 
-def tradeoff_figure(points: list[dict], path: str | Path, title: str = "") -> Path:
+def tradeoff_figure(points: list[AuditSummary], path: str | Path, title: str = "") -> Path:
     """Draw the utility-privacy trade-off plot and save it as PNG."""
     import matplotlib
 
@@ -100,41 +67,41 @@ def tradeoff_figure(points: list[dict], path: str | Path, title: str = "") -> Pa
 
     fig, ax = plt.subplots(figsize=(10, 6), dpi=110)
     ax.plot([0, 100], [0, 100], color="0.7", lw=1, zorder=0, label="y = x")
-    raw = next((p for p in points if p["privacy"].get("raw") is not None), None)
+    raw = next((p for p in points if p.privacy.raw is not None), None)
     if raw:
-        if raw["utility"].get("raw") is not None:
-            ax.axhline(100 * raw["utility"]["raw"], ls="--", color="tab:gray", lw=1, label="raw data (utility)")
-        ax.axvline(100 * raw["privacy"]["raw"], ls="--", color="tab:gray", lw=1, label="raw data (privacy)")
+        if raw.utility.raw is not None:
+            ax.axhline(100 * raw.utility.raw, ls="--", color="tab:gray", lw=1, label="raw data (utility)")
+        ax.axvline(100 * raw.privacy.raw, ls="--", color="tab:gray", lw=1, label="raw data (privacy)")
     ch = points[0]
-    if ch["utility"].get("chance") is not None:
-        ax.axhline(100 * ch["utility"]["chance"], ls=":", color="tab:red", lw=1, label="chance (utility)")
-    ax.axvline(100 * ch["privacy"]["chance"], ls=":", color="tab:red", lw=1, label="chance (privacy)")
+    if ch.utility.chance is not None:
+        ax.axhline(100 * ch.utility.chance, ls=":", color="tab:red", lw=1, label="chance (utility)")
+    ax.axvline(100 * ch.privacy.chance, ls=":", color="tab:red", lw=1, label="chance (privacy)")
     cmap = plt.get_cmap("tab10")
     for i, p in enumerate(points):
-        u = p["utility"].get("value")
-        x = p["privacy"]["best"]
+        u = p.utility.value
+        x = p.privacy.best
         if u is None:
             continue
-        learned = bool(p["encoder"].get("run"))
-        xerr, yerr = _err(x, p["privacy"].get("interval")), _err(u, p["utility"].get("interval"))
+        learned = bool(p.encoder.run)
+        xerr, yerr = _err(x, p.privacy.interval), _err(u, p.utility.interval)
         if xerr is not None or yerr is not None:  # 95 % intervals (bootstrap over test videos)
             ax.errorbar(100 * x, 100 * u, xerr=xerr, yerr=yerr, fmt="none", ecolor=cmap(i % 10), elinewidth=1,
                         capsize=3, alpha=0.8, zorder=2)
         ax.scatter(100 * x, 100 * u, s=_marker_size(p), color=cmap(i % 10), marker="*" if learned else "o",
-                   edgecolor="k", lw=0.6, zorder=3 + 100 / _marker_size(p), label=p["_label"])
-        t = p["privacy"].get("training_adversaries") or {}
+                   edgecolor="k", lw=0.6, zorder=3 + 100 / _marker_size(p), label=p.label)
+        t = p.privacy.training_adversaries or {}
         if t:  # what the encoder's own adversaries saw: the gap to the retrained attacker
             ax.scatter(100 * max(t.values()), 100 * u, s=30, facecolor="none", edgecolor=cmap(i % 10), marker="s", zorder=2)
             ax.annotate("", xy=(100 * x, 100 * u), xytext=(100 * max(t.values()), 100 * u),
                         arrowprops=dict(arrowstyle="->", color=cmap(i % 10), lw=0.8))
-    metric = points[0]["privacy"]["metric"]
-    level = level_words(points[0]["privacy"].get("level", "clip"))
+    metric = points[0].privacy.metric
+    level = level_words(points[0].privacy.headline)
     ax.set_xlabel(f"best retrained attacker A_B^N ({'cMAP' if metric == 'cmap' else 'accuracy'} {level}, %; bars: 95 % "
                   "interval) — lower is more private")
     ax.set_ylabel("utility A_T (accuracy, %) — higher is better")
     ax.set_xlim(-2, 102)
     ax.set_ylim(-2, 102)
-    ax.set_title(title or f"utility–privacy trade-off on {points[0]['dataset']}")
+    ax.set_title(title or f"utility–privacy trade-off on {points[0].dataset}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, framealpha=0.9)
     fig.tight_layout()
@@ -153,39 +120,27 @@ def _err(value, iv):
     return [[100 * max(0.0, value - iv[0])], [100 * max(0.0, iv[1] - value)]]
 
 
-def level_words(level: str) -> str:
-    """``"video"`` -> ``"per video"``, ``"person@5"`` -> ``"per person from 5 clips"``."""
-    kind, _, k = level.partition("@")
-    if kind == "person":
-        return "per person from all clips" if k == "all" else f"per person from {k} clip{'s' if k != '1' else ''}"
-    return f"per {kind}"
-
-
-def table_rows(points: list[dict]) -> list[dict]:
+def table_rows(points: list[AuditSummary]) -> list[dict]:
     rows = []
     for p in points:
-        u, q = p["utility"], p["privacy"]
-        t = q.get("training_adversaries") or {}
-        r = p.get("reconstruction") or {}
+        u, q = p.utility, p.privacy
+        t = q.training_adversaries or {}
+        r = p.reconstruction
         rows.append({
-            "encoder": p["_label"],
-            "utility": u.get("value"), "utility_retrained": u.get("retrained"), "utility_raw": u.get("raw"),
-            "utility_chance": u.get("chance"),
-            "privacy_best": q["best"], "best_attacker": q["best_attacker"], "privacy_raw": q.get("raw"),
-            "privacy_chance": q["chance"], "nag": q.get("nag"), "privacy_interval": q.get("interval"),
-            "utility_interval": u.get("interval"), "level": q.get("level", "clip"),
-            "levels": {lv: b.get("best") for lv, b in (q.get("levels") or {}).items()},
+            "encoder": p.label,
+            "utility": u.value, "utility_retrained": u.retrained, "utility_raw": u.raw,
+            "utility_chance": u.chance,
+            "privacy_best": q.best, "best_attacker": q.best_attacker, "privacy_raw": q.raw,
+            "privacy_chance": q.chance, "nag": q.nag, "privacy_interval": q.interval,
+            "utility_interval": u.interval, "level": q.headline,
+            "levels": {lv: b.best for lv, b in (q.levels or {}).items()},
             "training_adversary": max(t.values()) if t else None,
-            "psnr": r.get("psnr"), "ssim": r.get("ssim"),
+            "psnr": r.psnr if r else None, "ssim": r.ssim if r else None,
         })
     return rows
 
 
-def _pct(v) -> str:
-    return "–" if v is None else f"{100 * v:.1f}"
-
-
-def markdown_table(points: list[dict]) -> str:
+def markdown_table(points: list[AuditSummary]) -> str:
     """The table of every point, as Markdown (used by the demo and README generation)."""
     rows = table_rows(points)
     extra = [lv for lv in ("clip", "person@5") if lv != rows[0]["level"] and all(lv in r["levels"] for r in rows)]
@@ -193,22 +148,22 @@ def markdown_table(points: list[dict]) -> str:
             + "".join(f"{level_words(lv)} % | " for lv in extra) + "own adversaries % |")
     lines = [head, "|---|---:|---:|---:|---|---:|" + "---:|" * len(extra) + "---:|"]
     for r in rows:
-        lines.append(f"| {r['encoder']} | {_pct(r['utility'])} | {_pct(r['utility_retrained'])} | "
-                     f"{_pct(r['privacy_best'])}{_iv(r['privacy_interval'])} | {r['best_attacker']} | {_nag(r['nag'])} | "
-                     + "".join(f"{_pct(r['levels'].get(lv))} | " for lv in extra) + f"{_pct(r['training_adversary'])} |")
+        lines.append(f"| {r['encoder']} | {pct(r['utility'])} | {pct(r['utility_retrained'])} | "
+                     f"{pct(r['privacy_best'])}{_iv(r['privacy_interval'])} | {r['best_attacker']} | {nag_text(r['nag'])} | "
+                     + "".join(f"{pct(r['levels'].get(lv))} | " for lv in extra) + f"{pct(r['training_adversary'])} |")
     p0 = points[0]
     lines.append("")
-    q0 = p0["privacy"]
-    if q0.get("levels"):
-        lines.append(f"Privacy headline: the best of {len(q0['attackers'])} retrained attackers {level_words(q0['level'])} "
-                     f"({q0.get('views', 1)} probing releases of the attacker's training split); intervals: bootstrap over "
+    q0 = p0.privacy
+    if q0.levels:
+        lines.append(f"Privacy headline: the best of {len(q0.attackers)} retrained attackers {level_words(q0.level)} "
+                     f"({q0.views or 1} probing releases of the attacker's training split); intervals: bootstrap over "
                      "test videos; chance: majority class of the training labels.")
-    lines.append(f"Chance: utility {_pct(p0['utility'].get('chance'))} %, privacy {_pct(p0['privacy']['chance'])} %; "
-                 f"raw data: utility {_pct(p0['utility'].get('raw'))} %, privacy {_pct(p0['privacy'].get('raw'))} %.")
+    lines.append(f"Chance: utility {pct(p0.utility.chance)} %, privacy {pct(q0.chance)} %; "
+                 f"raw data: utility {pct(p0.utility.raw)} %, privacy {pct(q0.raw)} %.")
     for p in points:
-        if p["encoder"].get("run"):
+        if p.encoder.run:
             dom = dominated_by(p, points, "downsample")
-            lines.append(f"Learned `{p['_label']}`: dominated by a downsampling rate (higher utility and lower best "
+            lines.append(f"Learned `{p.label}`: dominated by a downsampling rate (higher utility and lower best "
                          f"attacker): {', '.join(dom) if dom else 'no'}.")
             bar = quality_bar(p)
             if bar:
@@ -216,33 +171,30 @@ def markdown_table(points: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def quality_bar(point: dict, utility_points: float = 0.10, privacy_points: float = 0.15) -> str:
+def quality_bar(point: AuditSummary, utility_points: float = 0.10, privacy_points: float = 0.15) -> str:
     """One line: is utility within ``utility_points`` of raw and the best attacker within
     ``privacy_points`` of chance? Empty when the summary lacks the raw or chance values."""
-    u, p = point["utility"], point["privacy"]
-    if u.get("value") is None or u.get("raw") is None or p.get("chance") is None:
+    u, p = point.utility, point.privacy
+    if u.value is None or u.raw is None or p.chance is None:
         return ""
-    du = u["raw"] - u["value"]
-    dp = p["best"] - p["chance"]
+    du = u.raw - u.value
+    dp = p.best - p.chance
     ok = lambda b: "yes" if b else "NO"  # noqa: E731
     return (f"Quality bar: utility within {100 * utility_points:.0f} points of raw: {ok(du <= utility_points)} "
-            f"({100 * u['value']:.1f} vs {100 * u['raw']:.1f}); best attacker within {100 * privacy_points:.0f} points of "
-            f"chance: {ok(dp <= privacy_points)} ({100 * p['best']:.1f} vs {100 * p['chance']:.1f}).")
+            f"({100 * u.value:.1f} vs {100 * u.raw:.1f}); best attacker within {100 * privacy_points:.0f} points of "
+            f"chance: {ok(dp <= privacy_points)} ({100 * p.best:.1f} vs {100 * p.chance:.1f}).")
 
 
-def dominated_by(point: dict, others: list[dict], family: str | None = None) -> list[str]:
+def dominated_by(point: AuditSummary, others: list[AuditSummary], family: str | None = None) -> list[str]:
     """Labels of the points with both higher utility and a lower best attacker than ``point``."""
-    u, x = point["utility"].get("value"), point["privacy"]["best"]
-    return [o["_label"] for o in others if o is not point and (family is None or o["encoder"]["name"] == family)
-            and o["utility"].get("value") is not None and o["utility"]["value"] > u and o["privacy"]["best"] < x]
-
-
-def _nag(v) -> str:
-    return "–" if v is None else f"{v:.2f}"
+    u, x = point.utility.value, point.privacy.best
+    return [o.label for o in others if o is not point and (family is None or o.encoder.name == family)
+            and o.utility.value is not None and o.utility.value > u and o.privacy.best < x]
 
 
 def _iv(iv) -> str:
-    return "" if not iv or any(v is None for v in iv) else f" [{100 * iv[0]:.1f}, {100 * iv[1]:.1f}]"
+    text = interval_text(iv)
+    return f" {text}" if text else ""
 
 
 def _png_b64(fig) -> str:
@@ -251,39 +203,50 @@ def _png_b64(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def _examples_html(points: list[dict]) -> str:
+def examples_png(eval_dir: str | Path, titles: tuple[str, str] = ("x", "E(x)"), *, width: float = 1.3,
+                 height: float = 2.8, dpi: int = 90) -> bytes | None:
+    """The audit's example strip (raw frames above their releases, the same clips) as PNG bytes, or
+    None when the audit saved none or its release is not a picture (features, codes)."""
+    from .audits import read_examples
+
+    d = read_examples(eval_dir)
+    if d is None:
+        return None
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    x, z = d["input"].float(), d["released"].float()
+    if z.dim() != 4 or z.shape[1] not in (1, 3) or x.dim() != 4:
+        return None  # features and codes are not pictures
+    n = len(x)
+    fig, axes = plt.subplots(2, n, figsize=(width * n, height), dpi=dpi, squeeze=False)
+    for i in range(n):
+        for row, t in enumerate((x, z)):
+            img = t[i].clamp(0, 1).permute(1, 2, 0).numpy()
+            axes[row, i].imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1,
+                                interpolation="nearest")
+            axes[row, i].axis("off")
+    axes[0, 0].set_title(titles[0], fontsize=8, loc="left")
+    axes[1, 0].set_title(titles[1], fontsize=8, loc="left")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _examples_html(points: list[AuditSummary]) -> str:
     blocks = []
     for p in points:
-        ex = Path(p["_path"]).parent / "examples.pt"
-        if not ex.exists():
-            continue
-        from .utils import load_checkpoint
-
-        d = load_checkpoint(ex, what="example file", fix="delete it (the report then leaves its examples out)")
-        x, z = d["input"].float(), d["released"].float()
-        if z.dim() != 4 or z.shape[1] not in (1, 3):
-            continue  # features and codes are not pictures
-        n = len(x)
-        fig, axes = plt.subplots(2, n, figsize=(1.3 * n, 2.8), dpi=90)
-        for i in range(n):
-            for row, t in enumerate((x, z)):
-                img = t[i].clamp(0, 1).permute(1, 2, 0).numpy()
-                axes[row, i].imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-                axes[row, i].axis("off")
-        axes[0, 0].set_title("x", fontsize=8, loc="left")
-        axes[1, 0].set_title("E(x)", fontsize=8, loc="left")
-        fig.tight_layout()
-        blocks.append(f"<h3>{html.escape(p['_label'])}</h3><img src='data:image/png;base64,{_png_b64(fig)}'>")
-        plt.close(fig)
+        png = examples_png(Path(p.path).parent)
+        if png:
+            blocks.append(f"<h3>{html.escape(p.label)}</h3><img src='data:image/png;base64,{base64.b64encode(png).decode()}'>")
     return "\n".join(blocks)
 
 
-def _curves_html(points: list[dict]) -> str:
+def _curves_html(points: list[AuditSummary]) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -291,7 +254,7 @@ def _curves_html(points: list[dict]) -> str:
 
     blocks = []
     for p in points:
-        run = p["encoder"].get("run")
+        run = p.encoder.run
         recs = read_metrics(run) if run else []
         game = [r for r in recs if r.get("stage") == "game"]
         if not game:
@@ -307,9 +270,29 @@ def _curves_html(points: list[dict]) -> str:
             ax.set_title(k, fontsize=8)
             ax.tick_params(labelsize=7)
         fig.tight_layout()
-        blocks.append(f"<h3>{html.escape(p['_label'])}</h3><img src='data:image/png;base64,{_png_b64(fig)}'>")
+        blocks.append(f"<h3>{html.escape(p.label)}</h3><img src='data:image/png;base64,{_png_b64(fig)}'>")
         plt.close(fig)
     return "\n".join(blocks)
+
+
+def _cost_html(points: list[AuditSummary]) -> str:
+    """Each audit's seconds: in all, per phase, what ran its units and the slowest of them."""
+    rows = []
+    for p in points:
+        if p.seconds is None:
+            continue
+        ex = p.executor or {}
+        phases = ", ".join(f"{k} {v:.0f} s" for k, v in (ex.get("phases") or {}).items())
+        units = sorted(((k, v) for k, v in (p.unit_seconds or {}).items() if v), key=lambda kv: -kv[1])
+        slow = ", ".join(f"{k} {v:.0f} s" for k, v in units[:5])
+        how = f"{ex.get('name', '–')} x{ex.get('workers', 1)}" if ex else "–"
+        rows.append(f"<tr><td>{html.escape(p.label)}</td><td>{p.seconds:.0f}</td><td>{html.escape(phases or '–')}</td>"
+                    f"<td>{html.escape(how)}</td><td>{ex.get('computed', '–')} / {ex.get('reused', '–')}</td>"
+                    f"<td>{sum(v for _, v in units):.0f}</td><td>{html.escape(slow or '–')}</td></tr>")
+    if not rows:
+        return "<p>(no audit recorded its time)</p>"
+    return ("<table><tr><th>audit</th><th>seconds</th><th>phases</th><th>units run by</th><th>computed / reused</th>"
+            "<th>unit seconds</th><th>slowest units</th></tr>" + "".join(rows) + "</table>")
 
 
 def report_outputs(out: str | Path) -> tuple[Path, Path]:
@@ -355,25 +338,26 @@ def write_report(paths: list[str | Path], out: str | Path, title: str = "") -> t
         table += "<tr>" + "".join(f"<td>{cell(k, r[k])}</td>" for k, _ in cols) + "</tr>"
     table += "</table>"
     p0 = points[0]
-    attackers = sorted({a for p in points for a in p["privacy"]["attackers"]})
-    sources = "".join(f"<li><code>{html.escape(p['_path'])}</code></li>" for p in points)
+    attackers = sorted({a for p in points for a in p.privacy.attackers})
+    sources = "".join(f"<li><code>{html.escape(p.path)}</code></li>" for p in points)
     doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>privacam report</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}}
 table{{border-collapse:collapse;font-size:14px}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}
 td:first-child,th:first-child{{text-align:left}}th{{background:#f3f3f3}}img{{max-width:100%}}</style></head><body>
-<h1>privacam report — {html.escape(p0['dataset'])}</h1>
+<h1>privacam report — {html.escape(p0.dataset)}</h1>
 <p>Every number below is read from the audit files listed at the end. Privacy = the best of
 {len(attackers)} attackers retrained from scratch on the released data ({html.escape(', '.join(attackers))}),
 each selected on validation carved from the training data and scored
-{html.escape(level_words(p0['privacy'].get('level', 'clip')))} on the test split (error bars: 95 % bootstrap
+{html.escape(level_words(p0.privacy.headline))} on the test split (error bars: 95 % bootstrap
 intervals over test videos). NAG = max(0, (A − chance) / (A_raw − chance)), chance = the majority class.
-Chance: utility {_pct(p0['utility'].get('chance'))} %, privacy {_pct(p0['privacy']['chance'])} %.</p>
+Chance: utility {pct(p0.utility.chance)} %, privacy {pct(p0.privacy.chance)} %.</p>
 <img src="data:image/png;base64,{base64.b64encode(png.read_bytes()).decode()}" alt="trade-off">
 <h2>All points</h2>{table}
 <p>“own adversaries” = the best of the budget models the encoder was trained against, on the same test data:
 the gap to the retrained attacker is what an in-loop evaluation would have hidden.</p>
 <h2>Releases</h2>{_examples_html(points)}
 <h2>Training curves</h2>{_curves_html(points) or '<p>(no training runs among the points)</p>'}
+<h2>Where the time went</h2>{_cost_html(points)}
 <h2>Sources</h2><ul>{sources}</ul></body></html>"""
     atomic_write_text(out, doc)
     return out, png

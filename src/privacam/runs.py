@@ -9,7 +9,7 @@ A run directory holds::
     encoder.pt      the trained f_d's state_dict (when training finished)
     selection.json  with ``train.select=val_probe``: every candidate checkpoint's validation score and
                     the one shipped (checkpoints/best.pt holds it)
-    eval/           the audit (summary.json, one JSON per attacker), written by ``privacam evaluate``
+    eval/           the audit, written by ``privacam evaluate`` (its files: :mod:`privacam.audits`)
     config_history.jsonl   what overrides changed when the run was resumed, and at which step
     .lock           the process that is writing the run (one writer at a time; see :func:`claim`)
 
@@ -279,29 +279,9 @@ def write_encoder(run_dir: str | Path, state: dict) -> None:
 def stamp(run_dir: str | Path) -> dict:
     """What identifies the trained encoder of a run: ``{"run_id", "encoder_sha1", "data_fingerprint"}``
     (from ``run.json``). An audit records it; a run trained again or resumed gets another one, so
-    an audit of the earlier encoder is known to be stale (:func:`check_audit`)."""
+    an audit of the earlier encoder is known to be stale (:func:`privacam.audits.check_audit`)."""
     meta = read_meta(run_dir)
     return {k: meta.get(k) for k in ("run_id", "encoder_sha1", "data_fingerprint")}
-
-
-def audit_is_current(summary: dict) -> bool:
-    """Whether an audit ``summary`` describes the encoder its run holds now (True when the summary
-    or the run carries no stamp, e.g. written by an earlier version, or the run is gone)."""
-    enc = summary.get("encoder") or {}
-    rec, run = enc.get("stamp"), enc.get("run")
-    if not rec or not run or not (Path(run) / META).exists():
-        return True
-    now = stamp(run)
-    return all(rec.get(k) == now.get(k) for k in ("run_id", "encoder_sha1") if now.get(k))
-
-
-def check_audit(summary: dict, path: str | Path) -> None:
-    """Raise a one-line :class:`PrivacamError` when the audit at ``path`` describes an encoder its run
-    no longer holds (the run was trained again or resumed since)."""
-    if not audit_is_current(summary):
-        run = summary["encoder"]["run"]
-        raise PrivacamError(f"{path} audits an encoder that {run} no longer holds (the run was trained again or "
-                            f"resumed since); audit it again with `privacam evaluate {run}`")
 
 
 def release_kind(encoder: nn.Module, input_kind: str) -> str:

@@ -282,11 +282,9 @@ class Trainer:
         pin = self.device.type == "cuda"
         bs, nw = cfg.train.batch_size, cfg.train.num_workers
         shard = {"rank": self.dist.rank, "world": self.dist.world}
-        if cfg.game.pool_k > 1:
-            if s.privacy is not None or self.dist.world > 1:
-                raise PrivacamError("game.pool_k works with one dataset on one process; drop data.privacy_source / torchrun or set game.pool_k=0")
-            if bs % cfg.game.pool_k:
-                raise PrivacamError(f"train.batch_size={bs} is not a multiple of game.pool_k={cfg.game.pool_k}; make it one")
+        if cfg.game.pool_k > 1:  # its settings are checked with the config (config.PoolK), the data by the stream
+            if self.dist.world > 1:
+                raise PrivacamError("game.pool_k works on one process; run without torchrun or set game.pool_k=0")
             train = GroupedBatchStream(s.train, bs, cfg.train.seed, cfg.game.pool_k, num_workers=nw, pin_memory=pin)
         else:
             train = BatchStream(s.train, bs, cfg.train.seed, num_workers=nw, pin_memory=pin, **shard)

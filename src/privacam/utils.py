@@ -310,6 +310,23 @@ def resolve_device(name: str = "auto", option: str = "train.device") -> torch.de
 
 
 
+def onnx_session(path: str | Path, device: str = "cpu", threads: int | None = None):
+    """The one onnxruntime session builder: CUDA first where it is asked for and available, quiet logs,
+    and the thread budget of this process (``threads``, default: torch's, which ``OMP_NUM_THREADS`` and
+    ``torch.set_num_threads`` set), so that an ONNX encoder never takes every core of a shared machine."""
+    import onnxruntime as ort
+    import torch
+
+    providers = ["CPUExecutionProvider"]
+    if str(device).startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
+        providers.insert(0, "CUDAExecutionProvider")
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    opts.intra_op_num_threads = max(1, int(threads or torch.get_num_threads()))
+    opts.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+
+
 def versions(extra: tuple[str, ...] = ()) -> dict:
     """The versions that produced a result: Python, the platform, privacam and its main libraries
     (``extra``: more distribution names); a library that is not installed is left out."""

@@ -64,6 +64,28 @@ def allow_overlap_override(args: argparse.Namespace) -> list[str]:
     return ["data.params.allow_overlap=true"] if getattr(args, "allow_overlap", False) else []
 
 
+def add_executor_arguments(p: argparse.ArgumentParser) -> None:
+    """``--workers N`` and ``--ray [ADDRESS]``: where the independent jobs (an audit's units, a sweep's
+    runs) run; neither: one after the other in this process."""
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, metavar="N",
+                       help="run the independent jobs in N local worker processes (shared memory, a fair share of "
+                            "the CPU threads each)")
+    where.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                       help="run them as Ray tasks: on the cluster at ADDRESS (auto, host:6379, ray://host:10001) or, "
+                            "without one, on a local cluster started here (pip install 'privacam[ray]')")
+
+
+def executor_of(args: argparse.Namespace, threads: int | None = None):
+    """The executor ``--workers`` / ``--ray`` ask for (a context manager that shuts it down);
+    ``threads``: each local worker's CPU threads (default: a fair share of the cores)."""
+    from ..executors import make_executor
+    from ..utils import resolve_device
+
+    return make_executor(getattr(args, "workers", None), getattr(args, "ray", None),
+                         device=resolve_device(getattr(args, "device", None) or "auto"), threads=threads)
+
+
 def split_config(config: str | None, overrides: list[str]) -> tuple[str | None, list[str]]:
     """``privacam train key=value ...`` has no config: the first "positional" is an override."""
     overrides = list(overrides)

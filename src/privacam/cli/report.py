@@ -7,6 +7,7 @@ import shlex
 from pathlib import Path
 
 from ..card import CARD_FILES, write_card
+from ..evaluate.tables import cost_lines
 from ..report import find_summaries, load_points, markdown_table, report_outputs, write_report
 from ..utils import check_output, claim_output
 from .common import Command
@@ -41,5 +42,13 @@ class Report(Command):
         if single:
             card, card_json = write_card(found[0], out.parent, command=shlex.join(["privacam", *getattr(args, "_argv", [])]))
             print(f"wrote the privacy card {card} and {card_json}")
-        print(markdown_table(load_points(args.paths)))
+        points = load_points(args.paths)
+        print(markdown_table(points))
+        timed = [(p, cost_lines(p)) for p in points]
+        if any(lines for _, lines in timed):
+            print("\nwhere the time went:")
+            for p, lines in timed:
+                if lines:
+                    print(f"{p.label}:")
+                    print("\n".join(lines))
         return 0

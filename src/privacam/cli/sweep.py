@@ -7,7 +7,8 @@ import shlex
 from ..errors import ConfigError
 from ..report import load_points, markdown_table
 from ..sweep import run_sweep
-from .common import Command, add_config_arguments, allow_overlap_override, rerun_with, resolve_config
+from .common import (Command, add_config_arguments, add_executor_arguments, allow_overlap_override, executor_of,
+                     rerun_with, resolve_config)
 
 
 class Sweep(Command):
@@ -21,6 +22,7 @@ class Sweep(Command):
         p.add_argument("--out", required=True, help="sweep directory: one run per value, sweep.json, report.html")
         p.add_argument("--resume", action="store_true", help="continue unfinished runs; keep finished audits")
         p.add_argument("--overwrite", action="store_true", help="runs already in --out are moved aside (not deleted) and trained again")
+        add_executor_arguments(p)
 
     def interrupted(self, args):
         return f"interrupted; continue with `{rerun_with(args, add=('--resume',), drop=('--overwrite',))}` (finished parts are kept)"
@@ -33,8 +35,9 @@ class Sweep(Command):
         command = shlex.join(["privacam", "sweep", *([args.config] if args.config else []), *args.overrides,
                               "--key", args.key, "--values", args.values, "--out", str(args.out),
                               *(["--data", args.data] if args.data else [])])
-        res = run_sweep(cfg, key=args.key, values=values, out=args.out, resume=args.resume,
-                        overwrite=args.overwrite, command=command)
+        with executor_of(args) as executor:
+            res = run_sweep(cfg, key=args.key, values=values, out=args.out, resume=args.resume,
+                            overwrite=args.overwrite, command=command, executor=executor)
         print(markdown_table(load_points([args.out])))
         print(f"sweep of {res['key']} written to {args.out} (sweep.json, {res['report']})")
         return 0

@@ -20,6 +20,7 @@ held in memory.
 """
 
 from .commands import anonymize, export_run  # noqa: F401
-from .export import export_onnx, is_clip_level, onnx_parity, onnx_session  # noqa: F401
+from ..utils import onnx_session  # noqa: F401  (the one session builder, with the thread budget)
+from .export import export_onnx, is_clip_level, onnx_parity  # noqa: F401
 from .io import DEFAULT_FPS, FrameSource, ImageSink, VideoSink  # noqa: F401
 from .stream import onnx_runner, stream_encode, torch_runner  # noqa: F401

@@ -15,7 +15,7 @@ from ..errors import PrivacamError
 from ..models.baselines import FixedEncoder
 from ..models.common import Encoder
 from ..models.encoders import IdentityEncoder
-from ..utils import atomic_path
+from ..utils import atomic_path, onnx_session
 
 log = logging.getLogger(__name__)
 
@@ -135,18 +135,6 @@ def _export(encoder: nn.Module, x: torch.Tensor, path: Path, axes: dict, opset: 
             if "opset" not in str(e).lower():
                 raise
             raise PrivacamError(f"--opset {opset}: {str(e).strip().splitlines()[0]}; use the default 17") from None
-
-
-def onnx_session(path: str | Path, device: str = "cpu"):
-    """An onnxruntime session (CUDA provider first when asked for and available)."""
-    import onnxruntime as ort
-
-    providers = ["CPUExecutionProvider"]
-    if str(device).startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
-        providers.insert(0, "CUDAExecutionProvider")
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
 
 
 def onnx_parity(encoder: nn.Module, path: str | Path, inputs: list[torch.Tensor]) -> float:

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..data.video import resize_frames
-from .export import onnx_session
+from ..utils import onnx_session
 
 
 def torch_runner(encoder: nn.Module, device: str | torch.device = "cpu") -> Callable[[np.ndarray], np.ndarray]:

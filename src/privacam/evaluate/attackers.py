@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models.common import FrameClassifier
+from ..models.common import FrameClassifier, load_weights
 from ..registry import register_attacker
 from .classical import lag_profile, motion_level
 
@@ -59,41 +59,10 @@ DEFAULT_POOL = (
 # helpers
 
 
-def load_weights(model: nn.Module, path: str, head_prefixes: tuple[str, ...] = ()) -> nn.Module:
-    """Load a user-supplied state dict into ``model`` (``torch.load(weights_only=True)``).
-
-    Entries whose shape does not match (typically the classifier head, for another number of
-    classes, or the stem, for another channel count) are skipped and logged; every other key must
-    match exactly, else a ``ValueError`` names the offending keys. A checkpoint dict holding the
-    weights under ``state_dict`` or ``model`` is unwrapped.
-    """
-    from ..utils import load_checkpoint
-
-    state = load_checkpoint(path, what="attacker weights", fix="give a state_dict saved with torch.save")
-    for key in ("state_dict", "model"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    own = model.state_dict()
-    skipped = [k for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
-    for k in skipped:
-        log.info("weights %s: skipping %s (shape %s, model has %s)", path, k, tuple(state[k].shape),
-                 tuple(own[k].shape))
-        del state[k]
-    missing = [k for k in own if k not in state and k not in skipped]
-    unexpected = [k for k in state if k not in own]
-    if missing or unexpected:
-        raise ValueError(
-            f"weights {path} do not fit {type(model).__name__}: missing {missing[:5]}, "
-            f"unexpected {unexpected[:5]}"
-        )
-    model.load_state_dict(state, strict=False)
-    return model
-
-
 def _finish(model: nn.Module, level: str, weights: str | None) -> nn.Module:
     model.level = level
-    if weights:
-        load_weights(model, weights)
+    if weights:  # another head (class count) or stem (channel count) than the file's: skipped, logged
+        load_weights(model, weights, what="attacker weights", keep="fitting")
     return model
 
 
@@ -551,7 +520,6 @@ __all__ = [
     "Probe",
     "clip_grid",
     "energy_over_time",
-    "load_weights",
     "mean_frame",
     "motion_energy",
 ]

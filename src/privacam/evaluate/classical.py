@@ -26,10 +26,10 @@ Models: ``logistic`` (standardised features, multinomial logistic regression; th
 regularisation C is selected on validation) and ``boosted`` (histogram gradient boosting on the
 first 48 principal components of the standardised features; the number of boosting rounds is
 selected on validation). Registered like every attacker
-(``<features>_<model>``, tag ``classical``). They are not trained by gradient steps on batches, so
-they implement the audit's non-gradient interface (:class:`ClassicalAttacker`): ``fit_encoded``
-(fit on train, select on validation), ``refit_encoded`` (fit again on train + validation with the
-selected setting) and ``predict_scores``; the test split never reaches the fit.
+(``<features>_<model>``, tag ``classical``). They are not trained by gradient steps on batches, but
+they have the interface of every attacker (:class:`~privacam.evaluate.fitting.Attacker`): ``fit``
+(fit on train, select on validation), ``refit`` (fit again on train + validation with the selected
+setting) and ``scores``; the test split never reaches the fit.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ import torch.nn.functional as F
 
 from ..registry import register_attacker
 from . import metrics
+from .fitting import Attacker
 
 log = logging.getLogger(__name__)
 
@@ -240,7 +241,7 @@ def _distinct_channels(data) -> int:
     return int(store.shape[1]) // int(getattr(store, "repeat", 1) or 1)
 
 
-class ClassicalAttacker:
+class ClassicalAttacker(Attacker):
     """f_b as a classical model on hand-made features of the release (non-gradient attacker).
 
     Args:
@@ -327,13 +328,13 @@ class ClassicalAttacker:
 
     @staticmethod
     def _labels(data, labels: str) -> np.ndarray:
-        return getattr(data, labels).numpy()
+        return data.label(labels).numpy()
 
     def _val_score(self, s: np.ndarray, y: np.ndarray, multilabel: bool) -> float:
         return metrics.cmap(s, y) if multilabel else metrics.accuracy(s, y)
 
-    # -- the audit's non-gradient interface
-    def fit_encoded(self, train, val, labels: str = "private", *, multilabel: bool = False) -> dict:
+    # -- the interface of every attacker
+    def fit(self, train, val, labels: str = "private", *, multilabel: bool = False) -> dict:
         """Fit on ``train`` (every probing view) and select the setting on ``val``.
 
         Returns:
@@ -376,8 +377,8 @@ class ClassicalAttacker:
                                      and last >= score - 1e-6),
                 "train_samples": int(len(xtr)), "features": int(xtr.shape[1])}
 
-    def refit_encoded(self, pool, labels: str = "private", *, multilabel: bool = False) -> dict:
-        """Fit again on train + validation with the selected setting."""
+    def refit(self, pool, labels: str = "private", *, multilabel: bool = False, selection: dict | None = None) -> dict:
+        """Fit again on train + validation with the setting selected by :meth:`fit`."""
         t0 = time.time()
         est = self._make(multilabel, c=self.chosen.get("C"), rounds=self.chosen.get("rounds"))
         self._est = self._fit(est, self._prepare(self.featurize(pool), True), self._labels(pool, labels))
@@ -385,13 +386,10 @@ class ClassicalAttacker:
             self.chosen = {**self.chosen, "refit": True}
         return {"seconds": round(time.time() - t0, 2), "samples": len(pool)}
 
-    def predict_scores(self, data, *, multilabel: bool = False) -> np.ndarray:
+    def scores(self, data, *, multilabel: bool = False) -> np.ndarray:
         """Per-clip log-probabilities ``[N,K]`` (attribute scores when multi-label)."""
         rounds = None if self.chosen.get("refit") else self.chosen.get("rounds")
         return self._scores(self._est, self._prepare(self.featurize(data), False), multilabel, rounds)
-
-    def parameters(self):  # the audit counts parameters of every attacker; a fitted model has no tensors
-        return iter(())
 
 
 def _factory(features: str, model: str):

@@ -36,6 +36,7 @@ from torch import nn
 
 from ..errors import PrivacamError
 from ..registry import ENCODERS
+from ..utils import onnx_session
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +132,6 @@ class OnnxModule(nn.Module):
     def __init__(self, path: str | Path, device: str = "cpu"):
         super().__init__()
         import onnx
-        import onnxruntime as ort
 
         self.path = Path(path)
         if not self.path.is_file():
@@ -143,14 +143,8 @@ class OnnxModule(nn.Module):
         meta = {p.key: p.value for p in model.metadata_props}
         self.releases = meta.get("releases", "image")
         self.randomised = any(n.op_type in RANDOM_OPS for n in model.graph.node)
-        providers = ["CPUExecutionProvider"]
-        if str(device).startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
-            providers.insert(0, "CUDAExecutionProvider")
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        opts.intra_op_num_threads = max(1, torch.get_num_threads())  # the thread budget PyTorch was given
         try:
-            self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=providers)
+            self.session = onnx_session(self.path, device)  # the thread budget PyTorch was given
         except Exception as e:  # noqa: BLE001
             raise PrivacamError(f"--encoder {path}: onnxruntime cannot load it ({type(e).__name__}: {_one_line(e)})") from None
         inp = self.session.get_inputs()

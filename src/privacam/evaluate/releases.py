@@ -54,7 +54,7 @@ class ReleaseStore:
             return first
         if all(s.packed == first.packed and s.repeat == first.repeat and s._inner == first._inner for s in stores):
             out = cls.__new__(cls)
-            out.__dict__.update({k: v for k, v in first.__dict__.items() if k != "features"})  # cached features are per store
+            out.__dict__.update({k: v for k, v in first.__dict__.items() if k not in ("features", "_tensor")})  # per store
             if first.packed:
                 out._data = np.concatenate([s._data for s in stores])
             else:
@@ -77,6 +77,68 @@ class ReleaseStore:
     def nbytes(self) -> int:
         """Memory held by the releases (what the cache costs)."""
         return int(self._data.nbytes if self.packed else self._data.numel() * self._data.element_size())
+
+    # -- sharing between processes
+    _META = ("dtype", "_shape", "channels", "repeat", "packed", "_inner", "_count")
+
+    def parts(self, conv=lambda t: t) -> dict:
+        """The store as plain data: ``data`` (a torch tensor, or what ``conv`` makes of it) and its
+        layout; :meth:`from_parts` rebuilds it. Cached features are not part of it (each process
+        computes its own)."""
+        data = self._packed_tensor() if self.packed else self._data
+        out = {k: getattr(self, k) for k in self._META if hasattr(self, k)}
+        out["dtype"] = str(self.dtype).replace("torch.", "")
+        out["data"] = conv(data)
+        return out
+
+    @classmethod
+    def from_parts(cls, parts: dict) -> "ReleaseStore":
+        out = cls.__new__(cls)
+        for k in cls._META:
+            if k in parts:
+                setattr(out, k, parts[k])
+        out.dtype = getattr(torch, parts["dtype"])
+        data = parts["data"]
+        if out.packed:
+            if isinstance(data, torch.Tensor):
+                out._tensor = data
+            out._data = data.numpy() if isinstance(data, torch.Tensor) else np.asarray(data)
+        else:
+            if not isinstance(data, torch.Tensor):
+                import warnings
+
+                with warnings.catch_warnings():  # a read-only view of Ray's object store: nothing writes it
+                    warnings.simplefilter("ignore", UserWarning)
+                    data = torch.from_numpy(data)
+            out._data = data
+        return out
+
+    def share_memory(self) -> "ReleaseStore":
+        """Move the data into shared memory in place (processes started with this store map it)."""
+        if self.packed:
+            if not self._packed_tensor().is_shared():
+                shared = torch.from_numpy(self._data).clone().share_memory_()
+                self._data, self._tensor = shared.numpy(), shared
+        else:
+            self._data.share_memory_()
+        return self
+
+    def _packed_tensor(self) -> torch.Tensor:
+        """The packed bits as a tensor (the one in shared memory once :meth:`share_memory` moved them)."""
+        t = self.__dict__.get("_tensor")
+        return t if t is not None else torch.from_numpy(self._data)
+
+    def __getstate__(self) -> dict:
+        state = {k: v for k, v in self.__dict__.items() if k not in ("features", "_tensor")}  # features: per process
+        if self.packed:  # as a tensor: sent through shared memory by torch.multiprocessing
+            state["_data"] = self._packed_tensor()
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        if state.get("packed") and isinstance(state.get("_data"), torch.Tensor):
+            state["_tensor"] = state["_data"]
+            state["_data"] = state["_data"].numpy()
+        self.__dict__.update(state)
 
     def __getitem__(self, idx) -> torch.Tensor:
         if isinstance(idx, slice):

@@ -16,14 +16,17 @@ import os
 from pathlib import Path
 
 from .. import runs
+from ..audits import (AuditSummary, audit_identity, claim_audit_dir, read_examples, read_summary, save_summary,
+                      write_examples, write_identity, write_summary)
 from ..config import Config, apply_overrides, dump_config, to_dict, yaml_load
 from ..data import apply_data_spec, data_fingerprint, make_splits
-from ..errors import ConfigError
+from ..errors import ConfigError, PrivacamError
+from ..executors import Executor
 from ..models.encoders import IdentityEncoder
 from ..registry import create_encoder
-from ..utils import atomic_write_text, read_json, resolve_device, save_checkpoint, seed_everything, versions, write_json
+from ..utils import atomic_write_text, resolve_device, seed_everything, versions
 from .external import external_kind, load_external_encoder
-from .protocol import AuditSpec, FitConfig, add_raw, audit, reference_refusal
+from .protocol import AuditSpec, FitConfig, add_reference, audit, middle_frame
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +60,10 @@ def _cache_dir() -> Path:
     return Path(os.environ.get("PRIVACAM_CACHE", Path.home() / ".cache" / "privacam"))
 
 
-def raw_reference(cfg: Config, splits, spec: AuditSpec, *, device, out_dir: Path | None = None, use_cache: bool = True) -> dict:
-    """The raw-data reference summary (E = identity), from the cache when possible."""
+def raw_reference(cfg: Config, splits, spec: AuditSpec, *, device, out_dir: Path | None = None,
+                  use_cache: bool = True, executor: Executor | None = None) -> AuditSummary:
+    """The raw-data reference summary (E = identity), from the cache when possible (a killed reference
+    audit resumes from its finished units)."""
     # the data's fingerprint: a relabelled manifest (same path, same row count) is another reference
     fingerprint = splits.meta.get("fingerprint") or data_fingerprint(splits)
     key = hashlib.sha1(json.dumps({"data": to_dict(cfg)["data"], "seed": cfg.train.seed, "spec": spec.fingerprint(), "fingerprint": fingerprint,
@@ -66,63 +71,62 @@ def raw_reference(cfg: Config, splits, spec: AuditSpec, *, device, out_dir: Path
     cached = _cache_dir() / "raw" / f"{splits.name}_{key}.json"
     if use_cache and cached.exists():
         log.info("raw reference from cache %s", cached)
-        return read_json(cached)
+        return read_summary(cached)
     target = out_dir or (_cache_dir() / "raw" / f"{splits.name}_{key}")
     seed_everything(spec.fit.seed)
     raw_spec = dataclasses.replace(spec, reconstruction=False)
+    info = {"name": "identity", "params": {}}
+    write_identity(target, audit_identity(info, splits.name, cfg.data.root))
     summary = audit(IdentityEncoder(int(splits.train[0]["input"].shape[0])), splits, raw_spec, out_dir=target, device=device,
-                    encoder_info={"name": "identity", "params": {}})
-    write_json(cached, summary)
-    return summary
-
-
-def _with_raw(summary: dict, raw: dict, out_dir: Path) -> dict:
-    u, p = summary["utility"], summary["privacy"]
-    if "retrained" in raw.get("utility", {}) and "value" in u:
-        u["raw"] = raw["utility"]["retrained"]
-    add_raw(p, raw["privacy"], reference_refusal(raw))
-    if raw.get("reference"):
-        p["reference"] = raw["reference"]
-    write_json(out_dir / "summary.json", summary)
+                    encoder_info=info, executor=executor)
+    save_summary(cached, summary)
     return summary
 
 
 def evaluate_encoder(encoder, cfg: Config, splits, out_dir: str | Path, *, encoder_info: dict, utility_model=None,
-                     training_adversaries=None, raw: bool | dict = True, device: str = "auto", raw_splits=None,
-                     command: str | None = None) -> dict:
+                     training_adversaries=None, raw: bool | AuditSummary = True, device: str = "auto", raw_splits=None,
+                     command: str | None = None, executor: Executor | None = None) -> AuditSummary:
     """Audit ``encoder`` with ``cfg.eval`` and add the raw reference; returns the summary.
 
     ``raw_splits``: the data the raw reference is measured on, when ``splits`` are not the raw data
     (an already released dataset). The summary's ``provenance`` holds ``command`` (the command line
-    that asked for the audit, when there was one) and the versions that ran it."""
+    that asked for the audit, when there was one) and the versions that ran it. ``executor``: where the
+    audit's units run (default: in this process, one after the other)."""
     dev = resolve_device(device if device != "auto" else cfg.train.device)
     out_dir = Path(out_dir)
     spec = audit_spec(cfg)
     seed_everything(cfg.eval.seed)
     summary = audit(encoder, splits, spec, out_dir=out_dir, device=dev, encoder_info=encoder_info,
-                    utility_model=utility_model, training_adversaries=training_adversaries)
+                    utility_model=utility_model, training_adversaries=training_adversaries, executor=executor)
     if raw is True and cfg.eval.raw_reference:
-        raw = raw_reference(cfg, raw_splits or splits, spec, device=dev)
-    if isinstance(raw, dict):
-        summary = _with_raw(summary, raw, out_dir)
+        raw = raw_reference(cfg, raw_splits or splits, spec, device=dev, executor=executor)
+    if isinstance(raw, AuditSummary):
+        add_reference(summary, raw)
+        write_summary(out_dir, summary)
     extra = ("onnxruntime",) if (encoder_info.get("source") or {}).get("kind") == "onnx" else ()
     d = cfg.data
-    summary["data"] = {"name": d.name, "root": str(d.root) if d.root else None, "size": d.size, "clip_len": d.clip_len}
-    summary["provenance"] = {"command": command, "versions": versions(extra)}
-    write_json(out_dir / "summary.json", summary)
+    summary.data = {"name": d.name, "root": str(d.root) if d.root else None, "size": d.size, "clip_len": d.clip_len}
+    summary.provenance = {"command": command, "versions": versions(extra)}
+    write_summary(out_dir, summary)
     return summary
 
 
 def evaluate_run(run_dir: str | Path, *, out_dir: str | Path | None = None, overrides: list[str] | None = None,
-                 data: str | None = None, raw: bool | dict = True, device: str = "auto", command: str | None = None) -> dict:
+                 data: str | None = None, raw: bool | AuditSummary = True, device: str = "auto",
+                 command: str | None = None, executor: Executor | None = None, overwrite: bool = False) -> AuditSummary:
     """Audit the trained encoder of a run (writes ``RUN/eval/summary.json`` by default).
 
     The summary's ``encoder`` block names the run and how it was trained: schedule, gamma, the number
-    of budget models ``m`` and what it releases (``task``, from ``run.json``).
+    of budget models ``m`` and what it releases (``task``, from ``run.json``). ``out_dir`` (the audit
+    folder itself): refused when it holds another audit, unless ``overwrite`` (it is moved aside);
+    the same audit there resumes. A run's own ``RUN/eval`` is always the run's: audited again in place.
     """
     run_dir = Path(run_dir)
     if out_dir is None:
         runs.check_no_writer(run_dir, "audit it")  # the audit writes RUN/eval: one writer at a time
+    elif _trained_run(out_dir):
+        raise PrivacamError(f"--out {out_dir} is a run directory: the audit of {run_dir} would be written among its "
+                            f"files; give an audit folder (default {Path(run_dir) / runs.EVAL})")
     encoder, cfg, meta = runs.load_encoder(run_dir)
     cfg = apply_overrides(cfg, overrides or [])
     audit_spec(cfg)  # a bad eval setting fails before the data is built
@@ -142,12 +146,19 @@ def evaluate_run(run_dir: str | Path, *, out_dir: str | Path | None = None, over
     if trained_on and splits.meta.get("fingerprint") not in (None, trained_on) and not data:
         log.warning("%s: the data of %s changed since the run was trained (fingerprint %s, trained on %s): the audit "
                     "uses today's labels", run_dir, cfg.data.root or cfg.data.name, splits.meta.get("fingerprint"), trained_on)
-    return evaluate_encoder(encoder, cfg, splits, Path(out_dir) if out_dir else run_dir / runs.EVAL, encoder_info=info,
-                            utility_model=util, training_adversaries=advs, raw=raw, device=device, command=command)
+    target = Path(out_dir) if out_dir else run_dir / runs.EVAL
+    identity = audit_identity(info, splits.name, cfg.data.root)
+    if out_dir is None:
+        write_identity(target, identity)  # the run's own audit: audited again in place
+    else:
+        claim_audit_dir(target, identity, overwrite=overwrite)
+    return evaluate_encoder(encoder, cfg, splits, target, encoder_info=info, utility_model=util,
+                            training_adversaries=advs, raw=raw, device=device, command=command, executor=executor)
 
 
-def evaluate_named(spec: str, cfg: Config, out_dir: str | Path, *, raw: bool | dict = True, device: str = "auto",
-                   splits=None, label: str | None = None, command: str | None = None) -> dict:
+def evaluate_named(spec: str, cfg: Config, out_dir: str | Path, *, raw: bool | AuditSummary = True, device: str = "auto",
+                   splits=None, label: str | None = None, command: str | None = None, executor: Executor | None = None,
+                   overwrite: bool = False) -> AuditSummary:
     """Audit an encoder named by ``spec``: a registered one (a baseline such as ``downsample:factor=4``),
     a user's factory (``path/to/file.py:make``, ``package.module:make``) or an ONNX file
     (``model.onnx``); see :mod:`privacam.evaluate.external` for what the last two must take and return."""
@@ -169,11 +180,28 @@ def evaluate_named(spec: str, cfg: Config, out_dir: str | Path, *, raw: bool | d
         encoder = create_encoder(name, in_channels=int(sample.shape[0]), **params)
         info = {"name": name, "params": params, **({"label": label} if label else {})}
     encoder.eval()
+    out_dir = take_output(out_dir, audit_identity(info, splits.name, cfg.data.root), cfg, overwrite=overwrite)
+    return evaluate_encoder(encoder, cfg, splits, out_dir / runs.EVAL, encoder_info=info, raw=raw, device=device,
+                            command=command, executor=executor)
+
+
+def _trained_run(path: str | Path) -> bool:
+    """Whether ``path`` holds a run that training wrote (not only the config.yaml of an audit's output)."""
+    return any((Path(path) / f).exists() for f in runs.RUN_FILES if f != runs.CONFIG)
+
+
+def take_output(out_dir: str | Path, identity: dict, cfg: Config, *, overwrite: bool = False) -> Path:
+    """Take ``OUT`` for the audit ``identity`` of an encoder or a release (``OUT/config.yaml``,
+    ``OUT/eval``): never a trained run's folder (its config.yaml and its own audit stay), refused when
+    it holds another audit unless ``overwrite`` (moved aside, not deleted); the same audit resumes."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / "config.yaml", dump_config(cfg))
-    return evaluate_encoder(encoder, cfg, splits, out_dir / "eval", encoder_info=info, raw=raw, device=device,
-                            command=command)
+    if _trained_run(out_dir):
+        raise PrivacamError(f"--out {out_dir} holds a trained run ({runs.CONFIG}, {runs.CHECKPOINTS}/ ...): this audit "
+                            f"would replace its {runs.CONFIG} and its own audit; give another --out (audit the run "
+                            f"itself with `privacam evaluate {out_dir}`)")
+    claim_audit_dir(out_dir / runs.EVAL, identity, overwrite=overwrite, owner=out_dir)
+    atomic_write_text(out_dir / runs.CONFIG, dump_config(cfg))
+    return out_dir
 
 
 #: what the summary of ``--released`` says about probing (the audit's threat model)
@@ -181,8 +209,9 @@ RELEASED_PROBING = ("off: the tool that made the release is not available to the
                     "release its own training data again; attackers train on the one release given")
 
 
-def evaluate_released(released: str | Path, cfg: Config, out_dir: str | Path, *, raw: bool | dict = True,
-                      device: str = "auto", label: str | None = None, command: str | None = None) -> dict:
+def evaluate_released(released: str | Path, cfg: Config, out_dir: str | Path, *, raw: bool | AuditSummary = True,
+                      device: str = "auto", label: str | None = None, command: str | None = None,
+                      executor: Executor | None = None, overwrite: bool = False) -> AuditSummary:
     """Audit data that any tool has already anonymised (``privacam evaluate --released``).
 
     ``cfg.data`` is the raw manifest; ``released`` a manifest of the same rows (ids, labels, split)
@@ -206,18 +235,16 @@ def evaluate_released(released: str | Path, cfg: Config, out_dir: str | Path, *,
     raw_splits = make_splits(cfg.data, seed=cfg.train.seed)
     rel = released_splits(raw_splits, released, pairing)
     sample = rel.train[0]["input"]
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / "config.yaml", dump_config(cfg))
     first = next(iter(pairing["paths"].values()))
     info = {"name": "released", "params": {}, "label": label or f"released {Path(released).resolve().parent.name}",
             "released": str(released), "raw": str(cfg.data.root), "rows": pairing["rows"],
             "paired_by": pairing["paired_by"], "probing": RELEASED_PROBING,
             "release_size": _frame_size(first), "audit_size": [int(sample.shape[-2]), int(sample.shape[-1])]}
+    out_dir = take_output(out_dir, audit_identity(info, rel.name, cfg.data.root), cfg, overwrite=overwrite)
     # the release is made already: the audit's encoder passes it on unchanged (8-bit, as it was sent)
     encoder = IdentityEncoder(int(sample.shape[0])).eval()
     summary = evaluate_encoder(encoder, cfg, rel, out_dir / runs.EVAL, encoder_info=info, raw=raw, device=device,
-                               raw_splits=raw_splits, command=command)
+                               raw_splits=raw_splits, command=command, executor=executor)
     _raw_examples(raw_splits, out_dir / runs.EVAL)
     return summary
 
@@ -237,19 +264,13 @@ def _frame_size(path: str) -> list[int]:
 
 
 def _raw_examples(raw_splits, eval_dir: Path) -> None:
-    """The audit saved the released test clips beside themselves: put the raw ones beside them."""
-    import torch
-
+    """The audit saved the released test clips beside themselves: put the raw frames of the same clips
+    (the same items of the raw test split) beside them."""
     from ..data.base import collate
 
-    f = eval_dir / "examples.pt"
-    if not f.exists():
+    ex = read_examples(eval_dir)
+    if ex is None:
         return
-    ex = torch.load(f, weights_only=True)
-    idx = ex.get("index")
-    n = len(ex["released"])
-    if idx is None:
-        idx = list(range(0, len(raw_splits.test), max(1, len(raw_splits.test) // n)))[:n]
-    x = collate([raw_splits.test[i] for i in idx])["input"]
-    ex["input"] = (x[:, :, x.shape[2] // 2] if x.dim() == 5 else x).half()
-    save_checkpoint(f, ex)  # atomic: an interrupted audit leaves no truncated file
+    items = ex["items"].tolist()
+    x = collate([raw_splits.test[i] for i in items])["input"]
+    write_examples(eval_dir, middle_frame(x).half(), ex["released"], items)  # atomic, as every audit file

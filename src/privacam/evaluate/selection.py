@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .protocol import Encoded, concat_encoded
+from .encoded import Encoded, concat_encoded
 
 log = logging.getLogger(__name__)
 
@@ -110,10 +110,8 @@ def carve(train: Encoded, val: Encoded, *, fraction: float = 0.25, seed: int = 0
             val, eq["val"] = equal_clips_per_video(val, universe, seed=seed + 1)
     if train.videos is None:  # nothing to group by: whole clips (with all their views) are the units
         names = [f"clip{int(c)}" for c in (train.clip if train.clip is not None else torch.arange(len(train)))]
-        train = Encoded(train.x, train.utility, train.private, train.ids, train.scale, train.norm, names, train.clip,
-                        train.view, train.rows)
-        val = Encoded(val.x, val.utility, val.private, val.ids, val.scale, val.norm, [f"val{i}" for i in range(len(val))],
-                      val.clip, val.view, val.rows)
+        train = train.replace(videos=names)
+        val = val.replace(videos=[f"val{i}" for i in range(len(val))])
     pool = concat_encoded([train, val]) if len(val) else train
     videos = np.asarray(pool.videos, dtype=object)
     strata = _strata(pool.private)

@@ -36,7 +36,8 @@ import torch
 from ..data.base import UNLABELLED
 from ..registry import ATTACKERS, UTILITY_MODELS, create_attacker, create_utility
 from . import pooling
-from .protocol import Encoded, FitConfig, attacker_scores, fit_attacker
+from .encoded import Encoded
+from .fitting import Attacker, FitConfig, NetworkAttacker, attacker_scores, fit_attacker
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ def task_view(enc: Encoded, labels: torch.Tensor) -> Encoded:
     labels = torch.as_tensor(labels).long()
     if len(labels) != len(enc):
         raise ValueError(f"task_view: {len(labels)} labels for {len(enc)} entries")
-    view = dataclasses.replace(enc, private=labels)
+    view = enc.replace(labels={**enc.labels, "private": labels})
     keep = labels != UNLABELLED
     return view if bool(keep.all()) else view.subset(torch.nonzero(keep).flatten())
 
@@ -121,14 +122,22 @@ def fit_task_pool(names: Sequence[str], split, num_classes: int, *, cfg: FitConf
     """
     device = torch.device(device)
     cfg = task_fit_config(cfg)
-    shape = release_shape(split.train)
     out = {}
     for name in names:
-        make = lambda name=name: make_task_model(name, num_classes, shape)  # noqa: E731
-        model, sel = fit_attacker(make, split, multilabel=False, cfg=cfg, device=device, desc=f"{desc} {name}")
-        out[name] = (model, sel)
-        log.info("%s: %s val %.3f", desc, name, sel["val"])
+        out[name] = fit_pool_member(name, split, num_classes, cfg=cfg, device=device, desc=f"{desc} {name}")
+        log.info("%s: %s val %.3f", desc, name, out[name][1]["val"])
     return out
+
+
+def fit_pool_member(name: str, split, num_classes: int, *, cfg: FitConfig, device: torch.device | str = "cpu",
+                    desc: str = "task") -> tuple[Attacker, dict]:
+    """One pool member fitted and selected on ``split`` (:func:`~privacam.evaluate.fitting.fit_attacker`):
+    a classical model as it is, a network in a :class:`~privacam.evaluate.fitting.NetworkAttacker`."""
+    shape = release_shape(split.train)
+    make = lambda: make_task_model(name, num_classes, shape)  # noqa: E731
+    model = make()
+    attacker = model if isinstance(model, Attacker) else NetworkAttacker(make, cfg, device, desc=desc, model=model)
+    return attacker, fit_attacker(attacker, split, multilabel=False)
 
 
 def selected(fitted: Mapping[str, tuple[Any, dict]]) -> str:
@@ -177,5 +186,5 @@ def score_task_pool(fitted: Mapping[str, tuple[Any, dict]], test: Encoded, train
 
 
 
-__all__ = ["TASK_POOL", "entry_labels", "fit_task_pool", "make_task_model", "release_shape",
+__all__ = ["TASK_POOL", "entry_labels", "fit_pool_member", "fit_task_pool", "make_task_model", "release_shape",
            "score_task_pool", "selected", "task_fit_config", "task_view"]

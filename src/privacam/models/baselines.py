@@ -531,12 +531,9 @@ class BDQ(Encoder):
 
 def _maybe_load(enc: Encoder, weights: str | None) -> Encoder:
     if weights:
-        from ..utils import load_checkpoint
+        from .common import load_weights
 
-        state = load_checkpoint(weights, what="encoder weights", fix="give a state_dict saved with torch.save")
-        if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-            state = state["state_dict"]
-        enc.load_state_dict(state, strict=True)
+        load_weights(enc, weights, what="encoder weights", keep="strict")
     return enc
 
 

@@ -143,3 +143,54 @@ def reset_parameters(module: nn.Module, generator: torch.Generator | None = None
     finally:
         if generator is not None:
             torch.random.set_rng_state(state)
+
+
+def load_weights(module: nn.Module, path: str, *, what: str = "weights", keep: str = "strict") -> nn.Module:
+    """Load a user's weights file into ``module``: the one loader of every player's and attacker's
+    ``weights`` (``torch.load(weights_only=True)``, :func:`privacam.utils.load_checkpoint`). A checkpoint
+    holding its tensors under ``state_dict`` or ``model`` is unwrapped.
+
+    Args:
+        path: the file (a state dict saved with ``torch.save``).
+        what: what the file is, for the messages (``utility.weights``, ``attacker weights``, ...).
+        keep: which tensors are loaded:
+
+            - ``strict``: every key, every shape must match (a baseline's own weights);
+            - ``fitting``: tensors whose shape differs (a head for another class count, a stem for
+              another channel count) are skipped and logged; every other key must match;
+            - ``matching``: only the tensors whose name and shape match (partial weights), counted in the log.
+
+    Raises:
+        CheckpointError: one line naming the file: unreadable, or keys that do not fit ``module``.
+    """
+    import logging
+
+    from ..errors import CheckpointError
+    from ..utils import load_checkpoint
+
+    log = logging.getLogger(__name__)
+    fix = "give a state_dict saved with torch.save"
+    state = load_checkpoint(path, what=what, fix=fix)
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{what} {path} holds a {type(state).__name__}, not a state dict; {fix}")
+    own = module.state_dict()
+    fits = lambda k: k in own and tuple(state[k].shape) == tuple(own[k].shape)  # noqa: E731
+    if keep == "matching":
+        kept = {k: v for k, v in state.items() if fits(k)}
+        module.load_state_dict(kept, strict=False)
+        log.info("%s: loaded %d/%d tensors from %s", what, len(kept), len(own), path)
+        return module
+    skipped = [k for k in state if k in own and not fits(k)] if keep == "fitting" else []
+    for k in skipped:
+        log.info("%s %s: skipping %s (shape %s, model has %s)", what, path, k, tuple(state[k].shape), tuple(own[k].shape))
+    missing = [k for k in own if k not in state and k not in skipped]
+    unexpected = [k for k in state if k not in own]
+    wrong = [k for k in state if k in own and not fits(k) and k not in skipped]
+    if missing or unexpected or wrong:
+        raise CheckpointError(f"{what} {path} do not fit {type(module).__name__}: missing {missing[:5]}, unexpected "
+                              f"{unexpected[:5]}, other shapes {wrong[:5]}; {fix} for this model")
+    module.load_state_dict({k: v for k, v in state.items() if k not in skipped}, strict=False)
+    return module
