@@ -207,10 +207,14 @@ def test_substitute_settings_are_refused_where_they_have_no_effect():
         build_game(load_config("substitute", ["encoder.params.tau=0"]), Shapes(3, 16, 4, 3, 3), torch.device("cpu"))
 
 
-def test_a_bank_of_images_is_refused_with_one_line():
-    enc = SubstituteEncoder(3, clip_len=0)
-    with pytest.raises(ConfigError, match="train it on video data"):
-        enc.set_bank((torch.rand(4, 3, 16, 16) * 255).to(torch.uint8), torch.zeros(4), torch.zeros(4))
+def test_images_are_substituted_by_bank_images(tmp_path):
+    """PASS's own setting: the bank holds images, and an image releases another image of the bank."""
+    with one_thread():
+        run = train(load_config("substitute", SUB + ["data.name=synthetic_image", "data.size=16"]), tmp_path / "img")
+    enc, _, _ = load_encoder(run)
+    x = torch.rand(3, 3, 16, 16)
+    z, j = enc.release(x)
+    assert z.shape == x.shape and torch.equal(z, enc.bank[j, :, 0].float() / 255)
 
 
 def test_export_keeps_the_draw_and_the_index_release_names_the_bank_clip(tmp_path):

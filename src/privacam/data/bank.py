@@ -1,6 +1,6 @@
 """The clips of a substitution bank, read from a dataset (see :mod:`privacam.models.substitute`).
 
-A bank holds real clips with their labels: ``clips_per_video`` clips of every video of a split (at the random
+A bank holds real clips (or images, as one-frame clips) with their labels: ``clips_per_video`` clips of every video of a split (at the random
 offsets the dataset draws for its epochs ``0 .. clips_per_video - 1``, so the bank is fixed by the data's seed),
 or every sample once for data whose samples do not move (in-memory clips).
 """
@@ -18,10 +18,10 @@ log = logging.getLogger(__name__)
 
 
 def read_bank(datasets: list[Dataset], clips_per_video: int = 4, batch: int = 64) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(clips uint8 [N, C, T, H, W], utility [N], private [N])`` from ``datasets``.
+    """``(clips uint8 [N, C, T, H, W], utility [N], private [N])`` from ``datasets`` (images are one-frame clips).
 
     Raises:
-        ConfigError: the samples are not clips with single-label private classes.
+        ConfigError: the samples' private labels are multi-label attributes.
     """
     from tqdm.auto import tqdm
 
@@ -37,9 +37,8 @@ def read_bank(datasets: list[Dataset], clips_per_video: int = 4, batch: int = 64
                 for i in tqdm(range(len(ds)), desc=f"bank {r + 1}/{rounds}", leave=False, disable=None):
                     s = ds[i]
                     x = s["input"]
-                    if x.dim() != 4:
-                        raise ConfigError("a substitution bank holds clips, and this data gives images; train the "
-                                          "substitute encoder on video data")
+                    if x.dim() == 3:  # an image: a one-frame clip
+                        x = x.unsqueeze(1)
                     if isinstance(s["private"], torch.Tensor) and s["private"].dim() > 0:
                         raise ConfigError("a substitution bank needs single-label private classes (this data's are "
                                           "multi-label attributes)")

@@ -258,9 +258,11 @@ class SubstituteEncoder(Encoder):
     def set_bank(self, clips: torch.Tensor, utility: torch.Tensor, private: torch.Tensor) -> None:
         """Fill the bank: uint8 clips ``[N, C, T, H, W]`` with their utility and private labels. The bank
         embeddings start at ``f`` of the clips; the generic descriptors are computed once."""
+        if clips.dtype == torch.uint8 and clips.dim() == 4:  # images: one-frame clips
+            clips = clips.unsqueeze(2)
         if clips.dtype != torch.uint8 or clips.dim() != 5 or len(clips) < 2:
-            raise ConfigError(f"a substitute bank needs at least 2 uint8 clips [N, C, T, H, W] (got {tuple(clips.shape)} "
-                              f"{clips.dtype}); substitution releases clips, so train it on video data")
+            raise ConfigError(f"a substitute bank needs at least 2 uint8 clips [N, C, T, H, W] or images [N, C, H, W] (got "
+                              f"{tuple(clips.shape)} {clips.dtype})")
         if self.grey and clips.shape[1] != 1:
             clips = (luminance(clips.float()) + 0.5).clamp(0, 255).to(torch.uint8)
         self.bank = clips.contiguous()
