@@ -35,13 +35,20 @@ def person_clip(person: int, action: int, n: int, size: int = 16, seed: int = 0)
 
 
 def write_people(root: Path, persons: int = 4, actions: int = 2, frames: int = 48, test_frames: int = 16,
-                 size: int = 16) -> Path:
-    """Write the frame folders and ``manifest.csv`` (``path,utility,private,split``); returns the CSV."""
+                 size: int = 16, tasks: dict | None = None, follow: bool = False) -> Path:
+    """Write the frame folders and ``manifest.csv`` (``path,utility,private,split``); returns the CSV.
+
+    ``tasks``: task name -> ``fn(person, action, split)`` giving the class name of the column
+    ``task:<name>`` ("" for no label). ``follow``: actions follow people (person ``p`` does only action
+    ``p % actions``) instead of every person doing every action."""
     from PIL import Image
 
     rows = []
+    tasks = tasks or {}
     for p in range(persons):
         for a in range(actions):
+            if follow and a != p % actions:
+                continue
             clip = person_clip(p, a, frames, size)
             cut = frames - test_frames
             for split, part in (("train", clip[:cut]), ("test", clip[cut:])):
@@ -49,5 +56,6 @@ def write_people(root: Path, persons: int = 4, actions: int = 2, frames: int = 4
                 folder.mkdir(parents=True, exist_ok=True)
                 for i, f in enumerate(part):
                     Image.fromarray(f).save(folder / f"{i:04d}.png")
-                rows.append([f"frames/p{p}_a{a}_{split}", f"action{a}", f"person{p}", split])
-    return write_csv(root / "manifest.csv", ["path", "utility", "private", "split"], rows)
+                rows.append([f"frames/p{p}_a{a}_{split}", f"action{a}", f"person{p}", split]
+                            + [fn(p, a, split) for fn in tasks.values()])
+    return write_csv(root / "manifest.csv", ["path", "utility", "private", "split"] + [f"task:{t}" for t in tasks], rows)

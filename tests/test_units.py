@@ -21,7 +21,10 @@ from privacam.utils import seed_everything
 
 EVAL = ["eval.epochs=2", "eval.utility_epochs=2", "eval.patience=1", "eval.batch_size=8", "eval.bootstrap=50",
         "eval.trials=20", "eval.reconstruction=false",
-        "eval.attackers=[linear_probe, small_cnn_a, c3d_tiny, mhi_logistic, profile_boosted]"]
+        "eval.attackers=[linear_probe, small_cnn_a, c3d_tiny, mhi_logistic, profile_boosted]",
+        "eval.task_pool=[shape_logistic, grid_probe]"]  # a classical and a network member
+#: the units of the tiny audit: the trained task's pool (3), the attackers (5), 3 tasks x 2 members, 2 floors
+N_UNITS = 3 + 5 + 3 * 2 + 2
 
 
 @pytest.fixture(scope="module")
@@ -80,9 +83,17 @@ def test_the_same_summary_with_one_worker_and_two_workers(tiny, one_process, tmp
     one, one_dir = one_process
     with LocalProcesses(2, threads=1, start=start) as ex:
         two = _audit(cfg, splits, tmp_path / "two", ex)
-    assert two.executor["name"] == "local" and two.executor["workers"] == 2 and two.executor["computed"] == 6
+    assert two.executor["name"] == "local" and two.executor["workers"] == 2 and two.executor["computed"] == N_UNITS
+    # the tasks (the synthetic data labels position, speed and size) and the floors are in what must be the same
+    assert set(two.tasks) == {"position", "speed", "size"} and all(t.model for t in two.tasks.values())
+    assert two.utility.model and len(two.utility.models) == 3
+    assert all(b.floor is not None and b.floor_all is not None for b in two.privacy.levels.values())
     assert two.executor["start"] == start
-    assert set(two.unit_seconds) == set(one.unit_seconds) and all(v > 0 for v in two.unit_seconds.values())
+    assert set(two.unit_seconds) == set(one.unit_seconds)
+    # every unit timed (a floor or a tiny classical fit can take under 5 ms: 0.0 s once rounded)
+    assert all(v >= 0 for v in two.unit_seconds.values())
+    assert all(v > 0 for k, v in two.unit_seconds.items()
+               if json.loads((one_dir / "units" / f"{k}.json").read_text())["spec"]["network"])
     assert _same(one, two)
     # the unit records themselves: the same scores, whatever process computed them
     for name in one.unit_seconds:
@@ -114,7 +125,7 @@ def test_the_same_summary_on_ray_and_network_units_ask_for_a_gpu(tiny, one_proce
         ex = RayExecutor(None)
         assert ex.gpus == 1
         on_ray = _audit(cfg, splits, tmp_path / "ray", ex)
-        assert on_ray.executor["name"] == "ray" and on_ray.executor["computed"] == 6
+        assert on_ray.executor["name"] == "ray" and on_ray.executor["computed"] == N_UNITS
         assert _same(one, on_ray)
         got = {e.job.name: e.result for e in ex.run([Job("network", worker_info, gpu=True), Job("classical", worker_info)])
                if e.kind == "done"}
@@ -150,14 +161,17 @@ def test_a_resumed_audit_recomputes_no_finished_unit(tiny, tmp_path, monkeypatch
     with pytest.raises(KeyboardInterrupt):
         _audit(cfg, splits, tmp_path / "cut")
     done = sorted(p.stem for p in (tmp_path / "cut" / "units").glob("*.json"))
-    assert len(done) == 3 and not (tmp_path / "cut" / "summary.json").exists()
+    assert 3 <= len(done) < N_UNITS and not (tmp_path / "cut" / "summary.json").exists()
     monkeypatch.setitem(units.UNIT_KINDS, "attacker", orig)
     count.units.clear()
     count.fits = 0
     resumed = _audit(cfg, splits, tmp_path / "cut")
-    assert sorted(count.units) == sorted(set(full.unit_seconds) - set(done))  # only the missing units
-    assert count.fits == 1  # c3d_tiny: the one network among them (the classical attackers do not fit by gradient)
-    assert resumed.executor["reused"] == 3 and resumed.executor["computed"] == 3
+    missing = set(full.unit_seconds) - set(done)
+    assert sorted(count.units) == sorted(missing)  # only the missing units
+    # one gradient fit per network among them (no refit: the tiny data's validation split is its own)
+    networks = [n for n in missing if json.loads((tmp_path / "full" / "units" / f"{n}.json").read_text())["spec"]["network"]]
+    assert networks and count.fits == len(networks)
+    assert resumed.executor["reused"] == len(done) and resumed.executor["computed"] == len(missing)
     assert json.dumps(resumed.results(), sort_keys=True) == json.dumps(full.results(), sort_keys=True)
     count.units.clear()
     again = _audit(cfg, splits, tmp_path / "cut")  # nothing left to compute
@@ -171,15 +185,17 @@ def test_a_unit_whose_inputs_changed_is_recomputed_not_reused(tiny, tmp_path, mo
     count = Count(monkeypatch)
     # another release into the same folder: every unit again
     _audit(cfg, splits, out, encoder=create_encoder("downsample", in_channels=3, factor=2))
-    assert len(count.units) == 6
-    # other fit settings for the attackers: the attackers again, the retrained utility model reused
+    assert len(count.units) == N_UNITS
+    # other fit settings for the attackers (and the task pool, fitted with them): those again, the retrained
+    # utility model and the floors (nothing fitted) reused
     count.units.clear()
     _audit(cfg, splits, out, encoder=create_encoder("downsample", in_channels=3, factor=2))
     assert count.units == []
     cfg2 = load_config("default", [o for o in TINY if not o.startswith("data.params")]
                        + ["data.params={num_actors: 3, clips_per_pair: 4, actions: [wave1, jump]}"] + EVAL + ["eval.epochs=3"])
     _audit(cfg2, splits, out, encoder=create_encoder("downsample", in_channels=3, factor=2))
-    assert sorted(count.units) == sorted(f"attacker.{a}" for a in cfg.eval.attackers)
+    pool = [f"{t}.{m}" for t in ("utility", "task.position", "task.speed", "task.size") for m in cfg.eval.task_pool]
+    assert sorted(count.units) == sorted([f"attacker.{a}" for a in cfg.eval.attackers] + pool)
 
 
 def test_a_relabelled_manifest_recomputes_every_unit(tmp_path, monkeypatch):
@@ -194,7 +210,7 @@ def test_a_relabelled_manifest_recomputes_every_unit(tmp_path, monkeypatch):
     text = csv.read_text()
     csv.write_text(text.replace(",person0,", ",tmp,").replace(",person1,", ",person0,").replace(",tmp,", ",person1,"))
     _audit(cfg, make_splits(cfg.data, seed=0), tmp_path / "e")
-    assert len(count.units) == 6
+    assert len(count.units) == 3 + 5 + 1  # the trained task's pool, the attackers, the floor (no task columns here)
 
 
 def test_units_are_a_small_registry_and_a_unit_names_its_label_column(tiny, tmp_path):
@@ -229,12 +245,12 @@ def test_sigkill_half_way_then_resume(tmp_path):
     os.killpg(p.pid, signal.SIGKILL)
     p.wait()
     done = len(list(units_dir.glob("*.json")))
-    assert 3 <= done < 6
+    assert 3 <= done < N_UNITS
     subprocess.run(args + ["--out", str(tmp_path / "cut")], env=env, check=True, capture_output=True)
     from privacam.audits import read_summary
 
     a, b = read_summary(tmp_path / "full" / "eval"), read_summary(tmp_path / "cut" / "eval")
-    assert b.executor["reused"] == done and b.executor["computed"] == 6 - done
+    assert b.executor["reused"] == done and b.executor["computed"] == N_UNITS - done
     assert json.dumps(a.results(), sort_keys=True) == json.dumps(b.results(), sort_keys=True)
     shutil.rmtree(tmp_path / "cache", ignore_errors=True)
 

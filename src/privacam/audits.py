@@ -40,8 +40,9 @@ IDENTITY = "audit.json"
 UNITS = "units"
 ATTACKERS = "attackers"
 EXAMPLES = "examples.pt"
-#: the version of summary.json this module writes (files without ``schema_version`` are version 1)
-SCHEMA_VERSION = 2
+#: the version of summary.json this module writes (files without ``schema_version`` are version 1; version 3
+#: added ``tasks``, the trained task's pool in ``utility`` and the task-label floors in ``privacy``)
+SCHEMA_VERSION = 3
 #: the summary's keys that are timings, not results: a summary less these is the same whatever the
 #: executor, the number of workers and the machine's load
 TIMING_KEYS = ("seconds", "executor", "unit_seconds", "provenance")
@@ -193,7 +194,12 @@ class EncoderInfo(Record):
 
 @dataclass
 class Utility(Record):
-    """Utility: the run's own f_T (``value``) and a retrained one, beside raw data and chance."""
+    """Utility: the run's own f_T (``value``) and a retrained one, beside raw data and chance.
+
+    ``retrained`` is the best of the trained task's pool (``eval.utility_model`` and ``eval.task_pool``),
+    selected on validation: ``model`` names it, ``models`` holds every member's validation and test
+    score (schema 3; earlier summaries retrained ``eval.utility_model`` alone and have neither).
+    """
 
     metric: str | None = _unset()
     chance: float | None = _unset()
@@ -202,6 +208,8 @@ class Utility(Record):
     value: float | None = _unset()
     interval: list | None = _unset()
     raw: float | None = _unset()
+    model: str | None = _unset()
+    models: dict | None = _unset()
     extra: dict = field(default_factory=dict)
 
     @property
@@ -211,8 +219,25 @@ class Utility(Record):
 
 
 @dataclass
+class Score(Record):
+    """One score with its 95 % interval (bootstrap over test videos)."""
+
+    value: float | None = _unset()
+    interval: list | None = _unset()
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
 class Level(Record):
-    """One identification level (per clip, per video, per person from k clips)."""
+    """One identification level (per clip, per video, per person from k clips).
+
+    ``floor`` and ``floor_all`` (schema 3): the task-label floor at this level, what an attacker that
+    knows only the trained task's label of each test clip (``floor``), or it and every unseen task's
+    (``floor_all``), identifies, pooled like an attacker; context beside chance, never an attacker.
+    ``nag_floor``: the leakage beyond that floor, max(0, (best - floor) / (raw - floor)).
+    """
+
+    NESTED: ClassVar[dict] = {"floor": Score, "floor_all": Score}
 
     attackers: dict | None = _unset()
     intervals: dict | None = _unset()
@@ -225,6 +250,9 @@ class Level(Record):
     training_adversaries: dict | None = _unset()
     raw: float | None = _unset()
     nag: float | None = _unset()
+    floor: Score | None = _unset()
+    floor_all: Score | None = _unset()
+    nag_floor: float | None = _unset()
     extra: dict = field(default_factory=dict)
 
 
@@ -232,7 +260,7 @@ class Level(Record):
 class Privacy(Record):
     """Privacy: the best retrained attacker at the headline level, every level, context and records."""
 
-    NESTED: ClassVar[dict] = {"levels": ("dict", Level)}
+    NESTED: ClassVar[dict] = {"levels": ("dict", Level), "floor": Score, "floor_all": Score}
 
     metric: str | None = _unset()
     attackers: dict | None = _unset()
@@ -256,11 +284,21 @@ class Privacy(Record):
     nag: float | None = _unset()
     nag_refused: str | None = _unset()
     reference: str | None = _unset()
+    floor: Score | None = _unset()  # the task-label floors at the headline level (schema 3; see Level)
+    floor_all: Score | None = _unset()
+    nag_floor: float | None = _unset()
+    floor_knows: dict | None = _unset()  # {"floor": [tasks], "floor_all": [tasks]}: what each floor knows
     extra: dict = field(default_factory=dict)
 
     @property
     def headline(self) -> str:
         return self.level or "clip"
+
+    def floor_at(self, level: str | None = None, which: str = "floor") -> float | None:
+        """The task-label floor (``floor`` or ``floor_all``) at ``level`` (default the headline), or None."""
+        b = (self.levels or {}).get(level or self.headline)
+        f = getattr(b, which, None) if b is not None else None
+        return f.value if f is not None else None
 
     def level_blocks(self) -> dict[str, Level]:
         """Every level; a summary written before levels existed has its per-clip numbers as one."""
@@ -283,6 +321,25 @@ class Reconstruction(Record):
 
 
 @dataclass
+class Task(Record):
+    """A task the release was never trained for (a ``task:<name>`` column of the data), schema 3: the
+    best of the task pool retrained on the release, selected on validation, scored on test per clip
+    (every test video weighing the same) with its 95 % interval, beside chance and the raw data."""
+
+    metric: str | None = _unset()
+    classes: list | None = _unset()
+    value: float | None = _unset()
+    interval: list | None = _unset()
+    chance: float | None = _unset()
+    raw: float | None = _unset()
+    model: str | None = _unset()
+    models: dict | None = _unset()  # member -> {"val", "test", "interval"}
+    units: int | None = _unset()  # labelled test clips scored
+    videos: int | None = _unset()
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
 class AuditSummary(Record):
     """``summary.json`` (DESIGN.md's contract; fractions in [0, 1]).
 
@@ -290,7 +347,7 @@ class AuditSummary(Record):
     """
 
     NESTED: ClassVar[dict] = {"encoder": EncoderInfo, "utility": Utility, "privacy": Privacy,
-                              "reconstruction": Reconstruction}
+                              "reconstruction": Reconstruction, "tasks": ("dict", Task)}
 
     encoder: EncoderInfo | None = _unset()
     dataset: str | None = _unset()
@@ -302,6 +359,7 @@ class AuditSummary(Record):
     cache_bytes: dict | None = _unset()
     seconds: float | None = _unset()
     reconstruction: Reconstruction | None = _unset()
+    tasks: dict | None = _unset()  # task name -> Task (schema 3; absent: the data labels no further task)
     data: dict | None = _unset()
     provenance: dict | None = _unset()
     reference: str | None = _unset()  # a network reference (privacam.reference): what it is
@@ -633,7 +691,7 @@ def level_words(level: str) -> str:
 
 __all__ = [
     "ATTACKERS", "AuditSummary", "EXAMPLES", "EncoderInfo", "IDENTITY", "Level", "Privacy", "Reconstruction",
-    "Record", "SCHEMA_VERSION", "SUMMARY", "TIMING_KEYS", "UNITS", "Utility", "audit_identity", "audit_is_current",
+    "Record", "SCHEMA_VERSION", "Score", "Task", "SUMMARY", "TIMING_KEYS", "UNITS", "Utility", "audit_identity", "audit_is_current",
     "check_audit", "claim_audit_dir", "current_summary", "examples_path", "find_summaries", "interval_text",
     "is_audit_dir", "level_words", "nag_text", "pct", "read_identity", "read_summary", "read_summary_if",
     "read_unit", "summary_path", "unit_path", "write_attacker", "write_identity", "write_summary", "write_unit",

@@ -206,6 +206,10 @@ class EvalConfig:
     reconstruction: bool = True
     raw_reference: bool = True
     seed: int = 0
+    # the models retrained per task the data labels (task:<name> columns) and, with utility_model, for the
+    # trained task; the best on validation is reported (docs/tasks.md); []: no task is measured
+    task_pool: list = field(default_factory=lambda: [
+        "shape_logistic", "tempo_logistic", "c3d_grid", "grid_probe", "energy_probe", "mhi_logistic"])
 
 
 @dataclass
@@ -651,6 +655,7 @@ RULES: dict[str, Rule] = {
     "eval.utility_lr": _FIT_LR,
     "eval.utility_batch_size": _POSITIVE,
     "eval.seed": Range(0),
+    "eval.task_pool": _NAMES,
 }
 for _player in ("encoder", "utility", "budget"):  # the settings every player shares
     RULES.setdefault(f"{_player}.params", Free(f"the {_player}'s factory parameters, checked by the factory"))

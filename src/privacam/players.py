@@ -217,4 +217,7 @@ def check_players(cfg: Config) -> Config:
     DATASETS.get(cfg.data.name)
     for a in cfg.eval.attackers:
         ATTACKERS.get(a)
+    for a in cfg.eval.task_pool:  # attackers or utility models (privacam.evaluate.tasks.make_task_model)
+        if a not in UTILITY_MODELS:
+            ATTACKERS.get(a)
     return cfg

@@ -30,6 +30,13 @@ from .releases import ReleaseStore
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
+#: the prefix of a task's label column (``task:<name>``, as the manifest names it)
+TASK = "task:"
+
+
+def task_column(name: str) -> str:
+    """The label column of task ``name`` in a released split (``task:position``)."""
+    return f"{TASK}{name}"
 
 
 class ReleaseCache:
@@ -40,7 +47,8 @@ class ReleaseCache:
             utility group itself unless the data has a separate privacy source.
         info: what units are sized and labelled by: ``kind`` (video / image), ``multilabel`` (private
             labels), ``num_classes`` per label column, ``shape`` (model factory arguments),
-            ``has_utility``, ``private_classes``.
+            ``has_utility``, ``private_classes``, ``tasks`` (task name -> class names; each task's labels
+            are the column ``task:<name>`` of the utility group's splits).
         extras: tensors some unit kinds need beside the releases (hashed into the digest too).
     """
 
@@ -99,10 +107,14 @@ class ReleaseCache:
     @property
     def digest(self) -> str:
         """A hash of every byte of the releases: the stores, the label columns, ids, videos, clips,
-        views, rows, scales and standardisation of every split (the extras: :meth:`extra_digest`)."""
+        views, rows, scales and standardisation of every split (the extras: :meth:`extra_digest`).
+
+        The task columns (``task:<name>``) and their classes are not in it: a unit that reads one adds
+        its :meth:`label_digest`, so a task relabelled in the manifest recomputes the units of that task
+        (and the floors), not every unit of the audit."""
         if self._digest is None:
             h = hashlib.sha256()
-            h.update(repr(sorted(self.info.items())).encode())
+            h.update(repr(sorted((k, v) for k, v in self.info.items() if k != "tasks")).encode())
             stores = self.stores()
             for st in stores:
                 _hash_store(h, st)
@@ -113,6 +125,20 @@ class ReleaseCache:
                     _hash_encoded(h, e)
             self._digest = h.hexdigest()[:24]
         return self._digest
+
+    def label_digest(self, group: str, column: str) -> str:
+        """A hash of one label column of a group's splits (train, val, test) and, for a task, its classes."""
+        h = hashlib.sha256()
+        if column.startswith(TASK):
+            h.update(repr((self.info.get("tasks") or {}).get(column[len(TASK):])).encode())
+        for s in SPLITS:
+            e = _encoded(self.groups[group][s])
+            _hash_tensor(h, e.labels.get(column))
+        return h.hexdigest()[:24]
+
+    def task_names(self) -> list[str]:
+        """The tasks the data labels beside the trained one (``info["tasks"]``), in the data's order."""
+        return list((self.info.get("tasks") or {}))
 
     def extra_digest(self, prefix: str) -> str:
         """A hash of the extras whose names start with ``prefix`` (what one unit kind reads beside the releases)."""
@@ -178,11 +204,18 @@ def release(encoder: nn.Module, splits, *, views: int, batch_size: int, seed: in
     per group, every split standardised by the statistics of its training releases."""
     from .probing import effective_views
 
+    from ..data.base import item_tasks
+    from .tasks import entry_labels
+
     def one(sp, name: str, n_views: int, offset: int) -> Encoded:
         ds = getattr(sp, name)
         v = effective_views(encoder, ds, n_views) if n_views > 1 else 1
         enc = encode_split(encoder, ds, batch_size=batch_size, device=device, views=v, seed=seed * 10 + offset,
                            desc=f"encode {name}" + (f" x{v}" if v > 1 else ""))
+        tasks = getattr(sp, "tasks", None) or {}
+        if tasks:  # every task's labels, per released entry (probing views included): label columns task:<name>
+            for t, item in item_tasks(ds, list(tasks)).items():
+                enc.labels[task_column(t)] = entry_labels(enc, item)
         return with_videos(enc, sp.kind)
 
     utility = {"train": one(splits, "train", views, 0), "val": one(splits, "val", 1, 1),
@@ -200,7 +233,8 @@ def release(encoder: nn.Module, splits, *, views: int, batch_size: int, seed: in
     info = {"kind": splits.kind, "multilabel": bool(psplits.multilabel), "shape": utility["train"].shape_args(),
             "num_classes": {"utility": int(splits.num_utility), "private": int(psplits.num_private)},
             "has_utility": bool(splits.meta.get("has_utility", True) and splits.num_utility > 1),
-            "private_classes": list(psplits.private_classes)}
+            "private_classes": list(psplits.private_classes),
+            "tasks": {t: list(c) for t, c in (getattr(splits, "tasks", None) or {}).items()}}
     return ReleaseCache({"utility": utility, "privacy": privacy}, info, extras)
 
 
@@ -236,7 +270,7 @@ def _hash_store(h, st: ReleaseStore) -> None:
 
 def _hash_encoded(h, e: Encoded) -> None:
     h.update(repr([e.scale, e.ids, e.videos]).encode())
-    for k in sorted(e.labels):
+    for k in sorted(k for k in e.labels if not k.startswith(TASK)):  # task columns: ReleaseCache.label_digest
         h.update(k.encode())
         _hash_tensor(h, e.labels[k])
     for t in (e.clip, e.view, e.rows, *(e.norm or (None, None))):
@@ -265,4 +299,4 @@ def _encoded_from_parts(p: dict, stores: list) -> Encoded:
                    labels={k: _tensor(v) for k, v in p["labels"].items()})
 
 
-__all__ = ["ReleaseCache", "release"]
+__all__ = ["ReleaseCache", "TASK", "release", "task_column"]

@@ -156,6 +156,17 @@ def nag(value: float, raw: float, chance: float, eps: float = 1e-12) -> float:
     return max(0.0, (value - chance) / (raw - chance))
 
 
+def nag_floor(value: float, raw: float, floor: float | None, eps: float = 1e-12) -> float | None:
+    """Leakage beyond the task-label floor: ``max(0, (value - floor) / (raw - floor))``, where ``floor``
+    is what an attacker that knows only each clip's trained-task label identifies
+    (:mod:`privacam.evaluate.floor`). 0: the release reveals nothing about the person beyond what its
+    task does; 1: as much as the raw data. None where it is undefined: no floor, or the raw data
+    identify no better than the floor (``raw - floor <= eps``)."""
+    if floor is None or not np.isfinite(floor) or not np.isfinite(raw) or raw - floor <= eps:
+        return None
+    return max(0.0, (value - floor) / (raw - floor))
+
+
 def _as_batch(x: Any) -> torch.Tensor:
     t = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
     t = t.detach().to(torch.float64)
@@ -223,6 +234,7 @@ __all__ = [
     "chance_accuracy",
     "chance_cmap",
     "nag",
+    "nag_floor",
     "psnr",
     "ssim",
 ]

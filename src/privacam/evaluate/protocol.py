@@ -4,14 +4,17 @@
 
 1. **release** (:mod:`.cache`): train ``eval.views`` times (the probing attacker), validation and test
    once, with the frozen encoder; the test split is sealed;
-2. **plan** (:mod:`.units`): the units: the retrained utility model, every attacker on the private
-   labels, the reconstruction threat; the headline level is checked before anything is fitted;
+2. **plan** (:mod:`.units`): the units: the trained task's pool (the retrained utility model and the
+   task pool), every attacker on the private labels, every task the data labels times every member of
+   the task pool, the task-label floors, the reconstruction threat; the headline level is checked
+   before anything is fitted;
 3. **units** (:mod:`.units`, run by an :class:`~privacam.executors.Executor`): each unit fits its model
    on the training side, selects it on validation carved from train, refits it, and only then opens the
    test split and keeps its per-clip scores; a unit already computed for the same inputs is reused;
-4. **assemble** (:mod:`.scoring`): every level, 95 % interval, chance and the best of N from those
-   scores, the run's own trained models beside them;
-5. **context** (:mod:`.scoring`): the raw-data reference and NAG;
+4. **assemble** (:mod:`.scoring`): every level, 95 % interval, chance, the floors and the best of N
+   from those scores, each task's pool member chosen on validation, the run's own trained models
+   beside them;
+5. **context** (:mod:`.scoring`): the raw-data reference (privacy, utility and every task) and NAG;
 6. **write** (:mod:`privacam.audits`): ``summary.json``, one record per attacker, examples.
 
 The audit does not import the game: it does not depend on how an encoder was trained.
@@ -36,6 +39,7 @@ from .cache import ReleaseCache, release
 from .encoded import Encoded, Sealed, cap_test_clips, channel_stats, concat_encoded, encode_split  # noqa: F401
 from .fitting import FitConfig, attacker_scores, fit_attacker, fit_classifier, predict  # noqa: F401
 from .scoring import add_raw, add_reference, assemble, reference_refusal  # noqa: F401
+from .tasks import TASK_POOL
 from .units import plan_units, run_units
 
 log = logging.getLogger(__name__)
@@ -58,6 +62,9 @@ class AuditSpec:
         trials: random draws of k clips per person; bootstrap: replicates for the 95 % intervals.
         test_clips: at most this many clips of every test video are scored, evenly spaced over the
             clips the data gives (:func:`cap_test_clips`).
+        task_pool: the models retrained on every task the data labels, and beside ``utility_model`` on
+            the trained task; the best on validation is reported (docs/tasks.md). Empty: no task is
+            measured and the trained task is the utility model's alone.
     """
 
     attackers: Sequence[str]
@@ -75,6 +82,7 @@ class AuditSpec:
     trials: int = 200
     bootstrap: int = 1000
     test_clips: int = 4
+    task_pool: Sequence[str] = TASK_POOL
 
     def __post_init__(self):
         from ..config import check_key
@@ -94,7 +102,7 @@ class AuditSpec:
              "fit": asdict(self.fit), "ufit": asdict(self.utility_fit), "views": self.views, "val_mode": self.val_mode,
              "val_fraction": self.val_fraction, "refit": self.refit, "pool": self.pool,
              "person_k": list(self.person_k), "trials": self.trials, "bootstrap": self.bootstrap,
-             "test_clips": self.test_clips, "equal_clips": 1, "units": 2}
+             "test_clips": self.test_clips, "equal_clips": 1, "units": 2, "task_pool": list(self.task_pool)}
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 

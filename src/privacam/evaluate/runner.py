@@ -53,7 +53,7 @@ def audit_spec(cfg: Config) -> AuditSpec:
                      utility_params=dict(e.utility_params if e.utility_model else cfg.utility.params),
                      fit=fit, utility_fit=ufit, reconstruction=e.reconstruction, views=e.views, val_mode=e.val_mode,
                      val_fraction=e.val_fraction, refit=e.refit, pool=e.pool, person_k=list(e.person_k),
-                     trials=e.trials, bootstrap=e.bootstrap, test_clips=e.test_clips)
+                     trials=e.trials, bootstrap=e.bootstrap, test_clips=e.test_clips, task_pool=list(e.task_pool))
 
 
 def _cache_dir() -> Path:

@@ -15,8 +15,9 @@ import numpy as np
 
 from ..audits import AuditSummary, Privacy, Utility, interval_text, pct, write_attacker
 from . import metrics, pooling
-from .cache import ReleaseCache
+from .cache import TASK, ReleaseCache, task_column
 from .fitting import module_scores
+from .units import FLOOR_UNITS, label_classes
 
 log = logging.getLogger(__name__)
 
@@ -102,19 +103,35 @@ def assemble(cache: ReleaseCache, spec, results: dict[str, dict], units: list, *
     for b in blocks.values():
         if "skipped" in b:
             b["skipped"] = {private_classes[int(k)]: n for k, n in b["skipped"].items()}
+    floors = {which: pooling.score(np.asarray(results[u.name]["scores"], dtype=np.float64), plan)
+              for which, name in FLOOR_UNITS.items() for u in units if u.kind == "floor" and u.name == name}
+    for lv in levels:
+        for which, r in floors.items():
+            blocks[lv][which] = {"value": r[lv]["value"], "interval": r[lv]["interval"]}
     head = blocks[headline]
     utility: dict[str, Any] = {"metric": "accuracy"}
     util_unit = next((u for u in units if u.kind == "utility"), None)
-    if util_unit is not None:
-        uindex = pooling.TestIndex.build(tu.utility.numpy(), tu.videos)
-        uplan = pooling.make_plan(uindex, [pooling.CLIP], bootstrap=spec.bootstrap, seed=seed)
-        utility["chance"] = pooling.chance(uplan, cache.split("utility", "train").view_rows(0).utility, pooling.CLIP)  # weighed as the score is
-        r = pooling.score(np.asarray(results[util_unit.name]["scores"], dtype=np.float64), uplan)[pooling.CLIP]
+    if util_unit is not None:  # the trained task: the best of its pool on validation
+        members = [util_unit] + [u for u in units if u.kind == "task" and u.labels == "utility"]
+        r = pool_block(cache, spec, results, members, "utility", tu)
+        utility["chance"] = r["chance"]  # weighed as the score is
         utility["retrained"], utility["retrained_interval"] = r["value"], r["interval"]
+        utility["model"], utility["models"] = r["model"], r["models"]
         if utility_model is not None:
             utility_model.to(device)
-            r = pooling.score(module_scores(utility_model, tu, device, False, raw=True), uplan)[pooling.CLIP]
-        utility["value"], utility["interval"] = r["value"], r["interval"]
+            uplan = pooling.make_plan(pooling.TestIndex.build(tu.utility.numpy(), tu.videos), [pooling.CLIP],
+                                      bootstrap=spec.bootstrap, seed=seed)
+            own = pooling.score(module_scores(utility_model, tu, device, False, raw=True), uplan)[pooling.CLIP]
+            utility["value"], utility["interval"] = own["value"], own["interval"]
+        else:
+            utility["value"], utility["interval"] = r["value"], r["interval"]
+    tasks = {}
+    for task in cache.task_names():  # every task the data labels: the best of the task pool on validation
+        column = task_column(task)
+        members = [u for u in units if u.kind == "task" and u.labels == column]
+        if members:
+            tasks[task] = {"metric": "accuracy", "classes": list(cache.info["tasks"][task]),
+                           **pool_block(cache, spec, results, members, column, tu)}
     privacy: dict[str, Any] = {
         "metric": metric, "attackers": head["attackers"], "best": head["best"], "best_attacker": head["best_attacker"],
         "chance": head["chance"], "per_frame": frame_scores,
@@ -125,6 +142,10 @@ def assemble(cache: ReleaseCache, spec, results: dict[str, dict], units: list, *
         "test_clips": test_info, "warnings": warnings_, "notes": notes,
         "chance_rule": "majority class of the training labels (MaSS / PASS)" if not multilabel else "mean prevalence",
     }
+    if floors:
+        privacy.update({which: head[which] for which in floors})
+        privacy["floor_knows"] = {which: [c[len(TASK):] if c.startswith(TASK) else c for c in u.params["columns"]]
+                                  for which, name in FLOOR_UNITS.items() for u in units if u.name == name}
     summary: dict[str, Any] = {
         "encoder": encoder_info or {"name": "encoder", "params": {}},
         "dataset": dataset,
@@ -136,10 +157,31 @@ def assemble(cache: ReleaseCache, spec, results: dict[str, dict], units: list, *
         "cache_bytes": {k: int(getattr(cache.split("privacy", k).x, "nbytes", 0)) for k in ("train", "val")},
         "seconds": None,
     }
+    if tasks:
+        summary["tasks"] = tasks
     rec = reconstruction_block({u.model: results[u.name].get("reconstruction") for u in units if u.kind == "reconstruction"})
     if rec is not None:
         summary["reconstruction"] = rec
     return AuditSummary.from_dict(summary)
+
+
+def pool_block(cache: ReleaseCache, spec, results: dict[str, dict], members: list, column: str, test) -> dict:
+    """A task (or the trained task) from its pool members' units: the member chosen on validation, its
+    score per clip on the labelled test clips with its 95 % interval, chance weighed as the score is
+    (the majority class of the training split's labels), every member's validation and test score.
+    A member that could not be fitted (no labelled training or validation clip) is left out and said."""
+    from .tasks import labelled, pool_result
+
+    ok = [u for u in members if not results[u.name].get("skipped")]
+    train = labelled(cache.split("utility", "train").view_rows(0), column)
+    out = pool_result({u.model: np.asarray(results[u.name]["scores"], dtype=np.float64).reshape(-1, label_classes(cache, column))
+                       for u in ok}, {u.model: float(results[u.name]["selection"]["val"]) for u in ok},
+                      labelled(test, column), column, train.label(column), bootstrap=spec.bootstrap, seed=int(spec.fit.seed))
+    skipped = sorted({results[u.name]["skipped"] for u in members if results[u.name].get("skipped")}
+                     | ({out["skipped"]} if out.get("skipped") else set()))
+    if skipped:
+        out["skipped"] = "; ".join(skipped)
+    return out
 
 
 def reconstruction_block(per: dict[str, dict | None]) -> dict | None:
@@ -189,8 +231,8 @@ def reference_refusal(raw: AuditSummary) -> str | None:
 def add_raw(privacy: Privacy, raw_privacy: Privacy, refused: str | None = None) -> Privacy:
     """Put the raw-data reference (same audit, E = identity, or the unprotected network) beside every
     level: ``raw`` and ``nag`` at the headline level and in ``levels`` (NAG with majority-class
-    chance). ``refused`` (see :func:`reference_refusal`): NAG is left out (``None``) and the reason
-    kept as ``nag_refused``."""
+    chance; ``nag_floor`` beside the task-label floor where the audit has one). ``refused`` (see
+    :func:`reference_refusal`): NAG is left out (``None``) and the reason kept as ``nag_refused``."""
     privacy.raw = raw_privacy.best
     privacy.nag = None if refused else metrics.nag(privacy.best, privacy.raw, privacy.chance)
     if refused:
@@ -201,15 +243,25 @@ def add_raw(privacy: Privacy, raw_privacy: Privacy, refused: str | None = None) 
         if ref is not None and np.isfinite(block.best):
             block.raw = ref.best
             block.nag = None if refused else metrics.nag(block.best, ref.best, block.chance)
+            if block.floor is not None:
+                block.nag_floor = None if refused else metrics.nag_floor(block.best, ref.best, block.floor.value)
+    head = (privacy.levels or {}).get(privacy.headline)
+    if head is not None and head.floor is not None:
+        privacy.nag_floor = head.nag_floor
     return privacy
 
 
 def add_reference(summary: AuditSummary, raw: AuditSummary) -> AuditSummary:
     """The raw-data reference (or the unprotected network) beside the audit's numbers: utility ``raw``,
-    privacy ``raw`` and NAG at every level (see :func:`add_raw`), and what the reference is."""
+    every task's ``raw``, privacy ``raw`` and NAG at every level (see :func:`add_raw`), and what the
+    reference is."""
     u = summary.utility
     if raw.utility is not None and raw.utility.has("retrained") and u.has("value"):
         u.raw = raw.utility.retrained
+    for name, task in (summary.tasks or {}).items():  # every task beside the same task on the raw data
+        ref = (raw.tasks or {}).get(name)
+        if ref is not None:
+            task.raw = ref.value
     add_raw(summary.privacy, raw.privacy, reference_refusal(raw))
     if raw.reference:
         summary.privacy.reference = raw.reference

@@ -1,5 +1,6 @@
-"""An audit summary as plain-text lines (what ``privacam evaluate`` prints): utility, the headline
-privacy score, every identification level with its 95 % interval, and every attacker per level.
+"""An audit summary as plain-text lines (what ``privacam evaluate`` prints): utility, every task the
+release was never trained for, the headline privacy score, every identification level with its 95 %
+interval and the task-label floors, and every attacker per level.
 
 Reads only the summary dict (``eval/summary.json``); works on summaries of older audits too (no
 levels: the per-clip numbers alone).
@@ -36,8 +37,10 @@ def summary_lines(s: AuditSummary) -> list[str]:
     lines = [f"encoder {e.display} {e.params or {}} on {s.dataset}"]
     if e.probing:
         lines.append(f"  probing {e.probing}")
-    lines.append(f"  utility  {pct(u.value)} {interval(u.interval)} (retrained {pct(u.retrained)}, "
+    by = f" by {u.model}" + (f", best of {len(u.models)} on validation" if len(u.models or {}) > 1 else "") if u.model else ""
+    lines.append(f"  utility  {pct(u.value)} {interval(u.interval)} (retrained {pct(u.retrained)}{by}, "
                  f"raw {pct(u.raw)}, chance {pct(u.chance)})".replace("  (", " ("))
+    lines += task_lines(s)
     level = p.headline
     lines.append(f"  privacy  {level}: best {pct(p.best)} {interval(p.interval)} by {p.best_attacker} "
                  f"(raw {pct(p.raw)}, chance {pct(p.chance)}, NAG {_nag(p.nag)})")
@@ -71,12 +74,18 @@ def summary_lines(s: AuditSummary) -> list[str]:
         else:
             extra.append(f"{s.n_test} test clips; 95 % intervals: bootstrap over test samples")
         lines.append("  " + "; ".join(extra))
-        lines.append(f"  {'level':<11} {'best':>6} {'95 % interval':<15} {'attacker':<17} {'chance':>6} {'raw':>6} {'NAG':>5}")
+        floors = any(b.floor is not None for b in levels.values())
+        fl_head = f" {'floor':>6} {'+tasks':>6}" if floors else ""
+        lines.append(f"  {'level':<11} {'best':>6} {'95 % interval':<15} {'attacker':<17} {'chance':>6}{fl_head} {'raw':>6} "
+                     f"{'NAG':>5}" + (f" {'NAG/floor':>9}" if floors else ""))
         for name, b in levels.items():
             mark = "*" if name == level else " "
+            fl = f" {pct(b.floor.value if b.floor else None):>6} {pct(b.floor_all.value if b.floor_all else None):>6}" if floors else ""
             lines.append(f" {mark}{name:<11} {pct(b.best):>6} {interval(b.interval):<15} "
-                         f"{str(b.best_attacker):<17} {pct(b.chance):>6} {pct(b.raw):>6} "
-                         f"{_nag(b.nag):>5}")
+                         f"{str(b.best_attacker):<17} {pct(b.chance):>6}{fl} {pct(b.raw):>6} "
+                         f"{_nag(b.nag):>5}" + (f" {_nag(b.nag_floor):>9}" if floors else ""))
+        if floors:
+            lines.append("  " + floor_words(p))
         names = list(levels)
         lines.append("  attackers (score and 95 % interval per level; * = headline):")
         lines.append("    " + f"{'':<17}" + " ".join(f"{n:<15}" for n in names))
@@ -101,6 +110,32 @@ def summary_lines(s: AuditSummary) -> list[str]:
     return lines + cost_lines(s)
 
 
+def task_lines(s: AuditSummary) -> list[str]:
+    """The tasks the release was never trained for: each one's best pool member (chosen on validation)
+    with its score per clip and 95 % interval, beside the raw data and chance (empty without tasks)."""
+    tasks = s.tasks or {}
+    if not tasks:
+        return []
+    lines = ["  tasks never trained for (the best of the task pool chosen on validation; per clip, every test video "
+             "weighing the same):",
+             f"    {'task':<12} {'value':>6} {'95 % interval':<15} {'raw':>6} {'chance':>6}  model"]
+    for name, t in tasks.items():
+        model = f"{t.model} (of {len(t.models or {})})" if t.model else (t.get("skipped") or "-")
+        lines.append(f"    {name:<12} {pct(t.value):>6} {interval(t.interval):<15} {pct(t.raw):>6} {pct(t.chance):>6}  {model}")
+    return lines
+
+
+def floor_words(p) -> str:
+    """What the floor columns are (from ``privacy.floor_knows``)."""
+    knows = p.floor_knows or {}
+    name = lambda t: "the trained task" if t == "utility" else t  # noqa: E731
+    words = ("floor: an attacker that knows only each test clip's label of "
+             + ", ".join(map(name, knows.get("floor") or ["utility"])))
+    if knows.get("floor_all"):
+        words += f"; +tasks: of {', '.join(map(name, knows['floor_all']))}"
+    return words + "; pooled like an attacker (context, not an attacker); NAG/floor = max(0, (best - floor) / (raw - floor))"
+
+
 def cost_lines(s: AuditSummary, top: int = 5) -> list[str]:
     """Where the audit's time went: its phases, what ran the units, the slowest units (empty for an
     audit written before units were timed)."""
@@ -122,4 +157,4 @@ def cost_lines(s: AuditSummary, top: int = 5) -> list[str]:
     return lines
 
 
-__all__ = ["cost_lines", "interval", "pct", "short_interval", "summary_lines"]
+__all__ = ["cost_lines", "floor_words", "interval", "pct", "short_interval", "summary_lines", "task_lines"]

@@ -22,6 +22,10 @@ The pieces, for the audit to call:
 - :func:`make_task_model`: a pool member by name (attacker registry, else utility registry);
 - :func:`fit_task_pool` / :func:`score_task_pool`: fit and select every model of the pool on one task,
   then score them on test at the pooling levels asked for, with 95 % intervals and chance.
+
+The audit runs each (task, pool member) as a unit (:mod:`.units`, kind ``task``: the task's label
+column ``task:<name>`` of the release cache, entries without a label left out by :func:`labelled`)
+and assembles every task from the members' per-clip test scores (:func:`pool_result`).
 """
 
 from __future__ import annotations
@@ -129,21 +133,80 @@ def fit_task_pool(names: Sequence[str], split, num_classes: int, *, cfg: FitConf
     return out
 
 
+def pool_member(name: str, num_classes: int, shape: Mapping[str, int], *, cfg: FitConfig,
+                device: torch.device | str = "cpu", desc: str = "task", progress: bool | None = None) -> Attacker:
+    """A pool member ready to fit (:func:`make_task_model`): a classical model as it is, a network in a
+    :class:`~privacam.evaluate.fitting.NetworkAttacker` fitted with ``cfg``."""
+    make = lambda: make_task_model(name, num_classes, shape)  # noqa: E731
+    model = make()
+    return model if isinstance(model, Attacker) else NetworkAttacker(make, cfg, device, desc=desc, model=model,
+                                                                     progress=progress)
+
+
 def fit_pool_member(name: str, split, num_classes: int, *, cfg: FitConfig, device: torch.device | str = "cpu",
                     desc: str = "task") -> tuple[Attacker, dict]:
     """One pool member fitted and selected on ``split`` (:func:`~privacam.evaluate.fitting.fit_attacker`):
     a classical model as it is, a network in a :class:`~privacam.evaluate.fitting.NetworkAttacker`."""
-    shape = release_shape(split.train)
-    make = lambda: make_task_model(name, num_classes, shape)  # noqa: E731
-    model = make()
-    attacker = model if isinstance(model, Attacker) else NetworkAttacker(make, cfg, device, desc=desc, model=model)
+    attacker = pool_member(name, num_classes, release_shape(split.train), cfg=cfg, device=device, desc=desc)
     return attacker, fit_attacker(attacker, split, multilabel=False)
+
+
+# ---------------------------------------------------------------------------------------- in the audit
+def labelled(enc: Encoded, column: str) -> Encoded:
+    """The entries of ``enc`` that have a label in ``column`` (not :data:`~privacam.data.base.UNLABELLED`)."""
+    y = enc.label(column)
+    keep = y != UNLABELLED
+    return enc if bool(keep.all()) else enc.subset(torch.nonzero(keep).flatten())
+
+
+def labelled_split(split, column: str):
+    """A :class:`~privacam.evaluate.selection.SelectionSplit` with only the entries labelled in ``column``
+    (the same held-out videos: the split is carved before, on the private labels, as for attackers)."""
+    return dataclasses.replace(split, train=labelled(split.train, column), val=labelled(split.val, column),
+                               pool=None if split.pool is None else labelled(split.pool, column))
+
+
+def chosen_member(vals: Mapping[str, float]) -> str:
+    """The member with the best validation score (the first in pool order on a tie): what is reported."""
+    best = max(vals.values())
+    return next(n for n, v in vals.items() if v >= best - 1e-12)
+
+
+def pool_result(scores: Mapping[str, np.ndarray], vals: Mapping[str, float], test: Encoded, column: str, train_labels,
+                *, bootstrap: int = 1000, seed: int = 0) -> dict:
+    """One task (or the trained task) from its pool members' per-clip test scores.
+
+    Args:
+        scores: member -> per-clip log-probabilities on ``test`` (its labelled entries, in order).
+        vals: member -> validation score, in pool order: the member reported is chosen on these alone.
+        test: the test split's labelled entries (:func:`labelled`) the scores are of.
+        column: the label column (``utility``, ``task:<name>``).
+        train_labels: the training labels of the task (for chance: the majority class).
+    Returns:
+        ``{"model", "value", "interval", "chance", "models": {member: {"val", "test", "interval"}},
+        "units", "videos"}``: per clip, every test video weighing the same (its chance weighed alike),
+        95 % interval by bootstrap over test videos.
+    """
+    if not len(test):
+        return {"value": None, "interval": None, "chance": None, "model": None, "models": {}, "units": 0, "videos": 0,
+                "skipped": f"no test clip has a label for {column}"}
+    index = pooling.TestIndex.build(test.label(column).numpy(), test.videos)
+    plan = pooling.make_plan(index, [pooling.CLIP], bootstrap=bootstrap, seed=seed)
+    per = {n: pooling.score(np.asarray(s, dtype=np.float64), plan)[pooling.CLIP] for n, s in scores.items()}
+    chosen = chosen_member({n: vals[n] for n in vals if n in per}) if per else None
+    return {
+        "value": per[chosen]["value"] if chosen else None,
+        "interval": per[chosen]["interval"] if chosen else None,
+        "chance": pooling.chance(plan, np.asarray(train_labels), pooling.CLIP),
+        "model": chosen,
+        "models": {n: {"val": float(vals[n]), "test": per[n]["value"], "interval": per[n]["interval"]} for n in per},
+        "units": len(test), "videos": index.num_videos if index.has_videos else None,
+    }
 
 
 def selected(fitted: Mapping[str, tuple[Any, dict]]) -> str:
     """The pool member with the best validation score (the first in pool order on a tie)."""
-    best = max(fitted.values(), key=lambda ms: ms[1]["val"])[1]["val"]
-    return next(n for n, (_, sel) in fitted.items() if sel["val"] >= best - 1e-12)
+    return chosen_member({n: sel["val"] for n, (_, sel) in fitted.items()})
 
 
 def score_task_pool(fitted: Mapping[str, tuple[Any, dict]], test: Encoded, train_labels, *,
@@ -186,5 +249,6 @@ def score_task_pool(fitted: Mapping[str, tuple[Any, dict]], test: Encoded, train
 
 
 
-__all__ = ["TASK_POOL", "entry_labels", "fit_pool_member", "fit_task_pool", "make_task_model", "release_shape",
-           "score_task_pool", "selected", "task_fit_config", "task_view"]
+__all__ = ["TASK_POOL", "chosen_member", "entry_labels", "fit_pool_member", "fit_task_pool", "labelled", "labelled_split",
+           "make_task_model", "pool_member", "pool_result", "release_shape", "score_task_pool", "selected",
+           "task_fit_config", "task_view"]

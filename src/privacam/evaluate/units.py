@@ -11,9 +11,11 @@ label column, the fit settings, the selection rule, the seed): an audit run agai
 reuses every unit it finds, and recomputes a unit whose inputs changed (another release, another
 manifest, other settings).
 
-Unit kinds are a small registry (:func:`unit_kind`): ``attacker``, ``utility`` and
-``reconstruction``; a kind is a function ``(spec, cache, device) -> record``. A new kind (a task's
-pool of models, a label-only floor) is one more function and one more line in :func:`plan_units`.
+Unit kinds are a small registry (:func:`unit_kind`): ``attacker``, ``utility``, ``task`` (one member
+of the task pool on one task's labels: a task the data labels, or the trained task), ``floor`` (the
+task-label floor: what knowing only the task labels of a clip identifies) and ``reconstruction``; a
+kind is a function ``(spec, cache, device) -> record``. A new kind is one more function and one more
+line in :func:`plan_units`.
 
 Each unit opens the test split only once its own model is selected (per unit, the test split stays
 sealed until selection is over); no unit reads another unit's result. Every unit computes on one CPU
@@ -39,7 +41,7 @@ from ..audits import read_unit, write_unit
 from ..executors import Executor, Inline, Job, WorkerContext
 from ..utils import seed_everything
 from . import metrics
-from .cache import ReleaseCache
+from .cache import TASK, ReleaseCache, task_column
 from .fitting import FitConfig, NetworkAttacker, fit_attacker, make_attacker
 
 log = logging.getLogger(__name__)
@@ -94,11 +96,19 @@ class UnitSpec:
         d["extras"] = list(self.extras)
         return d
 
+    def task_columns(self) -> list[str]:
+        """The task label columns (``task:<name>``) it reads: its own label column, and a floor's columns."""
+        cols = [self.labels, *(self.params.get("columns") or ())] if self.kind == "floor" else [self.labels]
+        return sorted({c for c in cols if c.startswith(TASK)})
+
     def digest(self, cache: ReleaseCache) -> str:
-        """A hash of the unit's inputs: the spec, the cache's digest (and of the extras it reads), the
-        version of the record."""
+        """A hash of the unit's inputs: the spec, the cache's digest (and of the extras and the task label
+        columns it reads, which the cache's digest leaves out), the version of the record."""
         doc = {"unit": self.inputs(), "cache": cache.digest, "schema": UNIT_SCHEMA,
                "extras": {k: cache.extra_digest(k) for k in self.extras}}
+        cols = self.task_columns()
+        if cols:
+            doc["labels"] = {c: cache.label_digest(self.group, c) for c in cols}
         return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
@@ -220,6 +230,54 @@ def utility_unit(spec: UnitSpec, cache: ReleaseCache, device: str) -> dict:
     return _fit_and_score(attacker, spec, cache, split)
 
 
+def label_classes(cache: ReleaseCache, column: str) -> int:
+    """The classes of a label column: ``utility``, ``private`` or a task's ``task:<name>``."""
+    if column.startswith(TASK):
+        return len(cache.info["tasks"][column[len(TASK):]])
+    return int(cache.info["num_classes"][column])
+
+
+@unit_kind("task")
+def task_unit(spec: UnitSpec, cache: ReleaseCache, device: str) -> dict:
+    """One member of the task pool (``spec.model``) retrained on one task's labels (``spec.labels``: a
+    ``task:<name>`` column, or ``utility`` for the trained task's pool) with the fit settings of the
+    spec (no horizontal flips, :func:`~privacam.evaluate.tasks.task_fit_config`), selected on validation,
+    refitted where the selection held out training videos, scored per labelled test clip. Entries
+    without a label for the task are left out of fitting, selection and scoring."""
+    from .tasks import labelled, labelled_split, pool_member
+
+    column = spec.labels
+    split = labelled_split(selection_split(cache, spec.group, spec.selection, spec.seed), column)
+    empty = [n for n, e in (("training", split.train), ("validation", split.val)) if not len(e)]
+    if empty:
+        return {"level": "task", "skipped": f"no {empty[0]} clip has a label for {column}", "params": 0, "scores": []}
+    attacker = pool_member(spec.model, label_classes(cache, column), cache.info["shape"], cfg=FitConfig(**spec.fit),
+                           device=device, desc=f"fit {spec.model} on {column}", progress=False)
+    sel = fit_attacker(attacker, split, column, multilabel=False)
+    test = labelled(cache.open_test(spec.group, spec.test_clips)[0], column)  # opened once it is selected
+    scores = np.asarray(attacker.scores(test), dtype=np.float64) if len(test) else np.zeros((0, 1))
+    return {"level": getattr(attacker, "level", "") or "task", "selection": sel, "params": int(attacker.num_params()),
+            "scores": scores.tolist()}
+
+
+@unit_kind("floor")
+def floor_unit(spec: UnitSpec, cache: ReleaseCache, device: str) -> dict:
+    """The task-label floor (:func:`~privacam.evaluate.floor.task_floor`): an attacker that knows only the
+    labels of ``spec.params["columns"]`` of each clip (the trained task; or it and every other task),
+    counted on the pairs the attackers are fitted on, its per-test-clip log-probabilities scored and
+    pooled like an attacker's."""
+    from .floor import task_floor
+
+    cols = list(spec.params["columns"])
+    split = selection_split(cache, spec.group, spec.selection, spec.seed)
+    train = (split.pool if split.pool is not None else split.train).view_rows(0)
+    test, _ = cache.open_test(spec.group, spec.test_clips)
+    multilabel = bool(cache.info["multilabel"])
+    scores = task_floor({c: train.label(c) for c in cols}, train.private, {c: test.label(c) for c in cols},
+                        len(cache.info["private_classes"]), multilabel=multilabel)
+    return {"level": "floor", "params": 0, "scores": np.asarray(scores, dtype=np.float64).tolist()}
+
+
 @unit_kind("reconstruction")
 def reconstruction_unit(spec: UnitSpec, cache: ReleaseCache, device: str) -> dict:
     """One fresh reconstructor (``spec.model``: ridge, kernel ridge or a decoder) that rebuilds the input
@@ -259,20 +317,57 @@ def selection_rule(spec) -> dict:
     return {"val_mode": "data"}
 
 
+def unit_slug(name: str) -> str:
+    """A task's name as part of a unit's file name (other characters than letters, digits, ``_`` and ``-``
+    replaced, with a short hash of the name where any was)."""
+    import re
+
+    slug = re.sub(r"[^A-Za-z0-9_-]", "_", name)
+    return slug if slug == name else f"{slug}-{hashlib.sha1(name.encode()).hexdigest()[:6]}"
+
+
+#: the file names of the floors' units: the trained task alone, and with every other task
+FLOOR_UNITS = {"floor": "floor.task", "floor_all": "floor.all"}
+
+
 def plan_units(cache: ReleaseCache, spec) -> list[UnitSpec]:
-    """The units of an audit (``spec``: :class:`~privacam.evaluate.protocol.AuditSpec`): the retrained
-    utility model (where the data has a task), every attacker on the private labels, the reconstruction
-    threat (where its frame pairs are in the cache)."""
+    """The units of an audit (``spec``: :class:`~privacam.evaluate.protocol.AuditSpec`): the trained task's
+    pool (``eval.utility_model`` with its own settings and every member of ``eval.task_pool``, where the
+    data has a task), every attacker on the private labels, each task the data labels times every member
+    of the task pool, the task-label floors, the reconstruction threat (where its frame pairs are in the
+    cache)."""
+    from .tasks import task_fit_config
+
     units = []
     seed = int(spec.fit.seed)
+    task_fit = dataclasses.asdict(task_fit_config(spec.fit))
+    pool = list(dict.fromkeys(spec.task_pool or ()))
     if cache.info["has_utility"]:
         units.append(UnitSpec("utility", f"utility.{spec.utility_model}", spec.utility_model, dict(spec.utility_params or {}),
                               "utility", "utility", dataclasses.asdict(spec.utility_fit), {}, int(spec.test_clips), seed,
                               True, (), 3.0))
+        # the rest of the trained task's pool: selected on the utility model's validation split, so that
+        # every member's validation score is on the same clips
+        for name in pool:
+            if name != spec.utility_model:
+                units.append(UnitSpec("task", f"utility.{name}", name, {}, "utility", "utility", task_fit, {},
+                                      int(spec.test_clips), seed, is_network(name), (), attacker_cost(name)))
     how = selection_rule(spec)
     for name in spec.attackers:
         units.append(UnitSpec("attacker", f"attacker.{name}", name, {}, "private", "privacy", dataclasses.asdict(spec.fit),
                               how, int(spec.test_clips), seed, is_network(name), (), attacker_cost(name)))
+    tasks = cache.task_names()
+    for task in tasks:  # selected on validation carved from train exactly as the attackers are
+        for name in pool:
+            units.append(UnitSpec("task", f"task.{unit_slug(task)}.{name}", name, {}, task_column(task), "utility",
+                                  task_fit, how, int(spec.test_clips), seed, is_network(name), (), attacker_cost(name)))
+    if cache.groups["privacy"] is cache.groups["utility"]:  # the task labels are of the people the attackers name
+        known = (["utility"] if cache.info["has_utility"] else [])
+        floors = {"floor": known, "floor_all": known + [task_column(t) for t in tasks] if tasks else []}
+        for which, cols in floors.items():
+            if cols:
+                units.append(UnitSpec("floor", FLOOR_UNITS[which], "task_floor", {"columns": cols}, "private", "privacy",
+                                      {}, how, int(spec.test_clips), seed, False, (), 0.05))
     if "reconstruction/train_z" in cache.extras:
         from .reconstruction import ATTACKERS as RECONSTRUCTORS
 
@@ -354,5 +449,5 @@ def _shared_for(executor: Executor, cache: ReleaseCache):
     return cache
 
 
-__all__ = ["UNIT_KINDS", "UNIT_SCHEMA", "UnitRun", "UnitSpec", "plan_units", "run_unit", "run_units", "selection_rule",
-           "selection_split", "unit_kind"]
+__all__ = ["FLOOR_UNITS", "UNIT_KINDS", "UNIT_SCHEMA", "UnitRun", "UnitSpec", "label_classes", "plan_units", "run_unit",
+           "run_units", "selection_rule", "selection_split", "unit_kind", "unit_slug"]
