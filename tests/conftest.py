@@ -6,10 +6,10 @@ import torch
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
-#: the adversarial game of the earlier default (the shipped default now releases decisions, with no
-#: privacy term): a learned image encoder against a trained f_T and two frame-CNN budget models
+#: the adversarial game of the first default (the shipped default now releases substitutes): a learned
+#: image encoder against a trained f_T and two frame-CNN budget models, f_T watched every step
 GAME = ["utility.name=small3d", "budget.names=[small_cnn]", "budget.restart_every=40", "game.gamma=1.0",
-        "train.select=last"]
+        "train.select=last", "encoder.lr=0.001", "schedule.params.monitor=true"]
 
 TINY = GAME + [
     "data.size=16", "data.clip_len=4", "data.params={num_actors: 3, clips_per_pair: 3, actions: [wave1, jump, bend]}",

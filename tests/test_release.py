@@ -55,7 +55,7 @@ def test_decision_releases_a_one_hot_decision_and_its_readout_is_that_decision()
 
 
 def test_decision_family_is_2d_for_images_and_sized_from_the_data():
-    cfg = load_config("default")
+    cfg = load_config("decision")
     video = build_encoder(cfg, 3, {"num_utility": 5, "clip_len": 16})
     image = build_encoder(cfg, 3, {"num_utility": 7, "clip_len": 0})
     assert video.out_channels == 5 and isinstance(video.net[0], torch.nn.Conv3d)
@@ -70,7 +70,7 @@ def test_default_trains_the_decision_exports_to_onnx_and_selects_on_validation(t
     from privacam.deploy.export import onnx_session
 
     with one_thread():
-        run = train(load_config("default", DECISION), tmp_path / "run")
+        run = train(load_config("decision", DECISION), tmp_path / "run")
     meta = runs.read_meta(run)
     assert meta["encoded_shape"] == [3, 1, 1, 1]
     sel = json.loads((run / runs.SELECTION).read_text())
@@ -114,7 +114,7 @@ class _Counted(torch.utils.data.Dataset):
 
 
 def test_checkpoint_selection_reads_validation_and_never_test(tmp_path):
-    cfg = load_config("default", DECISION)
+    cfg = load_config("decision", DECISION)
     splits = make_splits(cfg.data, seed=0)
     val = _Counted(splits.val)
     sealed = dataclasses.replace(splits, val=val, test=_Sealed())
@@ -132,7 +132,7 @@ def test_checkpoint_selection_reads_validation_and_never_test(tmp_path):
 
 
 def test_selection_picks_the_best_validation_score_not_the_last(tmp_path, monkeypatch):
-    cfg = load_config("default", DECISION)
+    cfg = load_config("decision", DECISION)
     scores = iter([0.5, 0.9, 0.1])
     monkeypatch.setattr(Trainer, "validation_score", lambda self: {"val_utility": 0.0, "val_probe_identity": 0.0,
                                                                     "val_probe_nag": 0.0, "score": next(scores)})
@@ -153,7 +153,7 @@ def test_selection_picks_the_best_validation_score_not_the_last(tmp_path, monkey
 
 # ---------------------------------------------------------------------------------------------- pooled adversaries
 def test_pooled_batches_hold_k_clips_of_each_identity(tmp_path):
-    cfg = load_config("default", DECISION + ["game.pool_k=3"])
+    cfg = load_config("decision", DECISION + ["game.pool_k=3"])
     splits = make_splits(cfg.data, seed=0)
     stream = GroupedBatchStream(splits.train, 6, seed=0, k=3)
     for batch in itertools.islice(stream, 12):
@@ -239,9 +239,9 @@ def test_readme_names_the_default_config():
     assert f"`{m.group(1)}`" in text.split(m.group(0))[1][:600]  # and says it in words next to the marker
 
 
-def test_the_default_on_image_data_trains_the_2d_decision(tmp_path):
+def test_the_decision_on_image_data_trains_the_2d_decision(tmp_path):
     with one_thread():
-        run = train(load_config("default", DECISION + ["data.name=synthetic_image"]), tmp_path / "run")
+        run = train(load_config("decision", DECISION + ["data.name=synthetic_image"]), tmp_path / "run")
     meta = runs.read_meta(run)
     assert meta["kind"] == "image" and meta["encoded_shape"] == [3, 1, 1]
     enc, _, _ = runs.load_encoder(run)

@@ -76,6 +76,7 @@ def test_stratified_draw_shows_every_person_equally_whatever_the_input():
 
 
 def _game(enc, **substitute):
+    substitute.setdefault("posterior", 0.0)  # each test reads the terms it names
     util = create_utility("small3d", in_channels=3, num_classes=2, size=16, width=4)
     budget = BudgetEnsemble([create_adversary("probe", in_channels=3, num_classes=3, size=16)])
     opts = {n: torch.optim.Adam(m.parameters(), 1e-2) for n, m in (("encoder", enc), ("utility", util), ("budget", budget))}
@@ -200,9 +201,9 @@ def test_the_shipped_utility_model_trains_on_the_shipped_release(tmp_path, monke
 
 def test_substitute_settings_are_refused_where_they_have_no_effect():
     with pytest.raises(ConfigError, match="game.substitute.general is read only by the substitute encoder"):
-        build_game(load_config("default", ["game.substitute.general=1.0"]), Shapes(3, 16, 4, 3, 3), torch.device("cpu"))
+        build_game(load_config("decision", ["game.substitute.general=1.0"]), Shapes(3, 16, 4, 3, 3), torch.device("cpu"))
     with pytest.raises(ConfigError, match="data.bank is read only by the substitute encoder"):
-        build_game(load_config("default", ["data.bank=synthetic"]), Shapes(3, 16, 4, 3, 3), torch.device("cpu"))
+        build_game(load_config("decision", ["data.bank=synthetic"]), Shapes(3, 16, 4, 3, 3), torch.device("cpu"))
     with pytest.raises(ConfigError, match="tau > 0"):
         build_game(load_config("substitute", ["encoder.params.tau=0"]), Shapes(3, 16, 4, 3, 3), torch.device("cpu"))
 

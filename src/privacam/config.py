@@ -98,8 +98,8 @@ class SubstituteConfig:
 
     task: float = 1.0
     model: float = 0.0
-    spread: float = 1.0
-    posterior: float = 0.0
+    spread: float = 0.0
+    posterior: float = 1.0  # the recipe measured in docs/substitute.md: the task and the flat posterior
     general: float = 0.0
     refresh: int = 10
     momentum: float = 0.95
