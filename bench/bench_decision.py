@@ -30,12 +30,19 @@ HERE = Path(__file__).resolve().parent
 DOC = HERE.parent / "docs" / "performance.md"
 START, END = "<!-- decision-cost:start -->", "<!-- decision-cost:end -->"
 FRAMES = 16
+def _default_params() -> dict:
+    """The substitute encoder's settings in configs/default.yaml (the default release)."""
+    from privacam.config import load_config
+
+    return dict(load_config("default").encoder.params)
+
+
 #: (label, registry name, params): the decision family, the substitute family and the motion encoder of
 #: weizmann_motion / demo_motion
 MODELS = [
     ("decision (w16, 4 classes)", "decision", {"width": 16, "num_classes": 4, "clip_len": FRAMES}),
-    ("substitute (w8, 16x16 inside, bank of the embedded training split, stratified, placed, matched)", "substitute",
-     {"clip_len": FRAMES, "tau": 0.05, "width": 8, "internal": 16, "stratify": True, "place": 4, "match": 0.5}),
+    ("substitute (the default's settings, 16x16 inside, bank of the embedded training split)", "substitute",
+     {"clip_len": FRAMES, **_default_params()}),
     ("motion (w8, d3; weizmann_motion)", "motion", {"width": 8, "depth": 3, "levels": 2, "jitter": 0.5, "dilate": 2}),
 ]
 #: the substitute's bank: the embedded data's training split at its size (32x32)
@@ -50,7 +57,7 @@ def _build(name: str, params: dict):
 
     enc = create_encoder(name, in_channels=3, **params).eval()
     if name == "substitute":
-        cfg = load_config("substitute", [f"data.size={BANK[1]}", f"data.clip_len={FRAMES}"])
+        cfg = load_config("default", [f"data.size={BANK[1]}", f"data.clip_len={FRAMES}"])
         enc.set_bank(*read_bank([make_splits(cfg.data, seed=0).train]))
     return enc
 
