@@ -18,6 +18,13 @@ def test_encoder_shapes_range_and_backward(name, kind):
     enc = create_encoder(name)
     x = torch.rand(2, 3, 4, 16, 16) if kind == "clip" else torch.rand(2, 3, 16, 16)
     x.requires_grad_(True)
+    if name == "substitute":  # a release is a bank clip: fill a bank; its gradient (expected losses) is in test_substitute
+        g = torch.Generator().manual_seed(0)
+        enc.set_bank(torch.randint(0, 256, (6, *x.shape[1:]), dtype=torch.uint8, generator=g),
+                     torch.tensor([0, 1, 0, 1, 0, 1]), torch.tensor([0, 0, 1, 1, 2, 2]))
+        y = enc(x)
+        assert y.shape == x.shape and float(y.min()) >= 0.0 and float(y.max()) <= 1.0
+        return
     y = enc(x)
     assert y.shape[0] == 2 and y.dim() == x.dim()
     if getattr(enc, "releases", "image") == "image":

@@ -1065,10 +1065,10 @@ def test_a_manifest_with_one_identity_is_one_line(tmp_path, capsys):
         assert not (tmp_path / "r" / "config.yaml").exists()
 
 
-def test_a_setting_the_default_family_cannot_use_is_one_line(tmp_path, capsys):
+def test_a_setting_the_decision_family_cannot_use_is_one_line(tmp_path, capsys):
     ov = ["data.size=16", "data.clip_len=4", "train.steps=1", "train.batch_size=4",
           "data.params={num_actors: 3, clips_per_pair: 3, actions: [wave1, jump, bend]}", "train.final_utility_steps=2"]
-    assert main(["train", *ov, "--out", str(tmp_path / "r")]) == 2
+    assert main(["train", "decision", *ov, "--out", str(tmp_path / "r")]) == 2
     assert "train.final_utility_steps=2 trains f_T alone" in _one_error_line(capsys)
     assert not (tmp_path / "r").exists()
 
