@@ -81,7 +81,10 @@ def test_selection_never_reads_test(tiny, tmp_path, monkeypatch):
     monkeypatch.setattr(fitting, "fit_classifier", fit)
     monkeypatch.setattr(Sealed, "open", open_)
     audit(IdentityEncoder(), splits, audit_spec(cfg), out_dir=tmp_path / "e")
-    assert events.count("fit") == 4  # utility + 3 attackers (selected on the data's validation: no refit)
+    # utility + 3 attackers, and the pool's 3 networks (c3d_grid, grid_probe, energy_probe) for the trained task
+    # and each of the data's 3 tasks (position, speed, size); all selected on the data's validation: no refit
+    assert set(splits.tasks) == {"position", "speed", "size"}
+    assert events.count("fit") == 4 + 3 * (1 + 3)
     assert events[0] == "fit" and events.index("open") > 0  # the test split is opened after the first selection
     test_ids = {splits.test[i]["id"] for i in range(len(splits.test))}
     assert seen and not test_ids & set(seen)  # no fit ever got a test clip

@@ -493,20 +493,28 @@ def examples_path(eval_dir: str | Path) -> Path:
     return Path(eval_dir) / EXAMPLES
 
 
-def write_examples(eval_dir: str | Path, inputs, released, items: list[int]) -> None:
+def write_examples(eval_dir: str | Path, inputs, released, items: list[int], bank=None) -> None:
     """Save a few test inputs beside their releases: ``items`` are the test split's item indices of
     the clips shown, so that whoever replaces ``input`` (the raw frames of a released manifest) takes
-    the same clips."""
+    the same clips. ``bank``: for a release that is a clip of a bank (the ``substitute`` encoder), the
+    bank index of each release shown (-1 where none matched), saved as ``bank`` (and ``bank_moved``:
+    True where the release is the bank clip moved, so that the index is the nearest clip's)."""
     import torch
 
     from .utils import save_checkpoint
 
-    save_checkpoint(examples_path(eval_dir), {"input": inputs, "released": released,
-                                              "items": torch.as_tensor(items, dtype=torch.long)})
+    d = {"input": inputs, "released": released, "items": torch.as_tensor(items, dtype=torch.long)}
+    if bank is not None:
+        index, moved = bank if isinstance(bank, tuple) else (bank, None)
+        d["bank"] = torch.as_tensor(index, dtype=torch.long)
+        d["bank_moved"] = (torch.zeros(len(d["bank"]), dtype=torch.bool) if moved is None
+                           else torch.as_tensor(moved, dtype=torch.bool))
+    save_checkpoint(examples_path(eval_dir), d)
 
 
 def read_examples(eval_dir: str | Path) -> dict | None:
-    """``examples.pt`` (``input``, ``released``, ``items``) or None when the audit saved none."""
+    """``examples.pt`` (``input``, ``released``, ``items``; ``bank`` and ``bank_moved`` for a bank's
+    release) or None when the audit saved none."""
     from .utils import load_checkpoint
 
     p = examples_path(eval_dir)
@@ -680,6 +688,18 @@ def interval_text(iv, *, digits: int = 1, sep: str = ", ", missing: str = "") ->
     return f"[{100 * iv[0]:.{digits}f}{sep}{100 * iv[1]:.{digits}f}]"
 
 
+def floor_words(p: "Privacy") -> str:
+    """What the task-label floor columns are (from ``privacy.floor_knows``), in one line: the tables
+    ``privacam evaluate`` prints, the report and the card say it the same way."""
+    knows = p.floor_knows or {}
+    name = lambda t: "the trained task" if t == "utility" else t  # noqa: E731
+    words = ("floor: an attacker that knows only each test clip's label of "
+             + ", ".join(map(name, knows.get("floor") or ["utility"])))
+    if knows.get("floor_all"):
+        words += f"; +tasks: of {', '.join(map(name, knows['floor_all']))}"
+    return words + "; pooled like an attacker (context, not an attacker); NAG/floor = max(0, (best - floor) / (raw - floor))"
+
+
 def level_words(level: str) -> str:
     """``"video"`` -> ``"per video"``, ``"person@5"`` -> ``"per person from 5 clips"``."""
     kind, _, k = level.partition("@")
@@ -692,7 +712,7 @@ def level_words(level: str) -> str:
 __all__ = [
     "ATTACKERS", "AuditSummary", "EXAMPLES", "EncoderInfo", "IDENTITY", "Level", "Privacy", "Reconstruction",
     "Record", "SCHEMA_VERSION", "Score", "Task", "SUMMARY", "TIMING_KEYS", "UNITS", "Utility", "audit_identity", "audit_is_current",
-    "check_audit", "claim_audit_dir", "current_summary", "examples_path", "find_summaries", "interval_text",
+    "check_audit", "claim_audit_dir", "current_summary", "examples_path", "find_summaries", "floor_words", "interval_text",
     "is_audit_dir", "level_words", "nag_text", "pct", "read_identity", "read_summary", "read_summary_if",
     "read_unit", "summary_path", "unit_path", "write_attacker", "write_identity", "write_summary", "write_unit",
 ]

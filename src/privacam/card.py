@@ -9,8 +9,11 @@ released manifest's ``tool.json`` when a script wrote one beside it):
 - the threat model the numbers assume;
 - utility with its 95 % interval;
 - every attack level (per clip, per video, per person from k clips) with its interval, the best
-  attacker, and the raw-data and chance references;
-- example frames, raw beside released;
+  attacker, and the raw-data and chance references, and the task-label floor beside chance where the
+  audit measured it (what knowing only each clip's task label identifies);
+- every task the release was never trained for (the data's ``task:*`` columns): the best retrained
+  model, its value with the 95 % interval, the raw data's value and chance;
+- example frames, raw beside released (a substitute beside the clip it replaced, with its bank index);
 - the versions and the command that produced the audit, and the command that wrote the card.
 
 A summary written before intervals existed still makes a card: the intervals read "not measured".
@@ -24,9 +27,9 @@ import json
 import logging
 from pathlib import Path
 
-from .audits import AuditSummary, interval_text, level_words, nag_text, pct, read_summary
+from .audits import AuditSummary, floor_words, interval_text, level_words, nag_text, pct, read_summary
 from .errors import PrivacamError
-from .report import examples_png, label_of
+from .report import examples_png, floor_rows, label_of, task_model_text, task_rows
 from .utils import atomic_write_bytes, atomic_write_text, versions, write_json
 
 log = logging.getLogger(__name__)
@@ -121,9 +124,16 @@ def _threat_model(s: AuditSummary) -> list[str]:
 
 def _levels(q) -> list[dict]:
     if q.levels:
-        return [{"level": lv, "words": level_words(lv), "best": b.best, "interval": b.interval,
-                 "best_attacker": b.best_attacker, "chance": b.chance, "raw": b.raw, "nag": b.nag, "units": b.units,
-                 "headline": lv == q.level} for lv, b in q.levels.items()]
+        out = []
+        for lv, b in q.levels.items():
+            row = {"level": lv, "words": level_words(lv), "best": b.best, "interval": b.interval,
+                   "best_attacker": b.best_attacker, "chance": b.chance, "raw": b.raw, "nag": b.nag, "units": b.units,
+                   "headline": lv == q.level}
+            if b.floor is not None or b.floor_all is not None:  # the task-label floor (schema 3)
+                row.update({"floor": b.floor.value if b.floor else None, "floor_interval": b.floor.interval if b.floor else None,
+                            "floor_all": b.floor_all.value if b.floor_all else None, "nag_floor": b.nag_floor})
+            out.append(row)
+        return out
     return [{"level": "clip", "words": "per clip", "best": q.best, "interval": q.interval,
              "best_attacker": q.best_attacker, "chance": q.chance, "raw": q.raw, "nag": q.nag,
              "units": None, "headline": True}]
@@ -149,7 +159,7 @@ def build_card(summary_path: str | Path, *, command: str | None = None) -> dict:
     strongest = max((lv for lv in levels if lv["best"] is not None and lv["best"] == lv["best"]),
                     key=lambda lv: lv["best"], default=head)
     prov = s.provenance or {}
-    return {
+    card = {
         "card_version": 1,
         "title": f"Privacy card: {label_of(s)} on {_dataset(s)}",
         "audit": str(summary_path),
@@ -160,7 +170,9 @@ def build_card(summary_path: str | Path, *, command: str | None = None) -> dict:
         "utility": {"metric": u.metric or "accuracy", "value": u.value, "interval": u.interval,
                     "retrained": u.retrained, "retrained_interval": u.retrained_interval,
                     "raw": u.raw, "chance": u.chance,
-                    "model": "the run's own task model" if s.encoder.run else "a task model retrained on the release"},
+                    "model": "the run's own task model" if s.encoder.run else (
+                        f"the best of {len(u.models)} task models retrained on the release ({u.model})"
+                        if u.model and len(u.models or {}) > 1 else "a task model retrained on the release")},
         "privacy": {"metric": q.metric or "accuracy", "headline_level": head["level"], "levels": levels,
                     "best": head["best"], "interval": head["interval"], "best_attacker": head["best_attacker"],
                     "strongest_level": strongest["level"], "raw": q.raw, "chance": q.chance, "nag": q.nag,
@@ -171,6 +183,12 @@ def build_card(summary_path: str | Path, *, command: str | None = None) -> dict:
         "provenance": {"audit_command": prov.get("command"), "audit_versions": prov.get("versions"),
                        "card_command": command, "card_versions": versions()},
     }
+    tasks = task_rows(s)
+    if tasks:  # tasks the release was never trained for (the data's task:* columns)
+        card["tasks"] = tasks
+    if floor_rows(s):
+        card["privacy"]["floor_words"] = floor_words(q)
+    return card
 
 
 _CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:860px;margin:1.2em auto;padding:0 1em;color:#1d1d1f;font-size:14px;line-height:1.4}
@@ -213,13 +231,26 @@ def render_html(card: dict, examples_png: bytes | None) -> str:
     rel_table = "<table>" + "".join(f"<tr><th>{esc(str(k))}</th><td style='text-align:left'><code>{esc(str(v))}</code></td></tr>"
                                     for k, v in rel_rows if v not in (None, "")) + "</table>"
     size_note = f"<p class='muted'>{esc(r['size_note'])}</p>" if r.get("size_note") else ""
+    floors = any("floor" in lv for lv in p["levels"])
+    fl = lambda lv: (f"<td>{_pct(lv.get('floor'))}</td><td>{_pct(lv.get('floor_all'))}</td>" if floors else "")  # noqa: E731
     lv_rows = "".join(
         f"<tr class='{'head' if lv['headline'] else ''}'><td>{esc(lv['words'])}{' (headline)' if lv['headline'] else ''}</td>"
         f"<td>{_pct(lv['best'])}</td><td>{esc(_iv(lv['interval']))}</td><td>{esc(str(lv['best_attacker']))}</td>"
-        f"<td>{_pct(lv['chance'])}</td><td>{_pct(lv['raw'])}</td><td>{nag_text(lv['nag'])}</td>"
+        f"<td>{_pct(lv['chance'])}</td>{fl(lv)}<td>{_pct(lv['raw'])}</td><td>{nag_text(lv['nag'])}</td>"
         f"<td>{'–' if lv.get('units') is None else lv['units']}</td></tr>" for lv in p["levels"])
+    fl_head = "<th>task-label floor</th><th>floor with tasks</th>" if floors else ""
     levels_table = ("<table><tr><th>attack level</th><th>best attacker</th><th>95 % interval</th><th>by</th><th>chance</th>"
-                    f"<th>raw data</th><th>NAG</th><th>test units</th></tr>{lv_rows}</table>")
+                    f"{fl_head}<th>raw data</th><th>NAG</th><th>test units</th></tr>{lv_rows}</table>")
+    floor_note = (f"<p class='muted'>Task-label floor: what an attacker that knows only the task labels of each test clip, "
+                  f"and nothing of the release, identifies; chance where every person does every action, more where actions "
+                  f"follow people. A release is not blamed for it. {esc(p.get('floor_words', ''))}.</p>" if floors else "")
+    task_rows_html = "".join(
+        f"<tr><td>{esc(t['task'])}</td><td>{_pct(t['value'])}</td><td>{esc(_iv(t['interval']))}</td><td>{_pct(t['raw'])}</td>"
+        f"<td>{_pct(t['chance'])}</td><td>{esc(task_model_text(t))}</td></tr>" for t in card.get("tasks") or [])
+    tasks_html = ("<h2>Tasks it was never trained for</h2><p class='muted'>Each task the data labels beside the trained one "
+                  "(its <code>task:*</code> columns): a pool of models retrained on the release, the best chosen on validation, "
+                  "scored per clip on the test split.</p><table><tr><th>task</th><th>retrained model</th><th>95 % interval</th>"
+                  f"<th>raw data</th><th>chance</th><th>best model</th></tr>{task_rows_html}</table>" if task_rows_html else "")
     attackers = ", ".join(f"{esc(k)} {100 * v:.1f}" for k, v in sorted(p["attackers"].items(), key=lambda kv: -kv[1])
                           if v == v)
     notes = "".join(f"<li>{esc(n)}</li>" for n in (p.get("warnings") or []) + (p.get("notes") or []))
@@ -245,6 +276,8 @@ raw data {_pct(p['raw'])}, chance {_pct(p['chance'])}</span></div></div>
 (raw − chance), 0 = nothing leaks beyond chance, 1 = as much as the raw frames. Strongest level: {esc(level_words(p['strongest_level']))}.
 Every attacker at the headline level (%): {attackers}.</p>
 {f'<ul class="muted">{notes}</ul>' if notes else ''}
+{floor_note}
+{tasks_html}
 <h2>Example frames</h2>{ex}
 <h2>Provenance</h2><table>
 <tr><th>audit command</th><td style="text-align:left"><code>{esc(prov.get('audit_command') or 'not recorded (audit run from the library)')}</code></td></tr>

@@ -14,7 +14,7 @@ import io
 import logging
 from pathlib import Path
 
-from .audits import AuditSummary, find_summaries, interval_text, level_words, nag_text, pct, read_summary
+from .audits import AuditSummary, find_summaries, floor_words, interval_text, level_words, nag_text, pct, read_summary
 from .audits import check_audit
 from .errors import PrivacamError
 from .runs import read_metrics
@@ -22,8 +22,9 @@ from .utils import atomic_write_bytes, atomic_write_text
 
 log = logging.getLogger(__name__)
 
-__all__ = ["dominated_by", "find_summaries", "label_of", "level_words", "load_points", "markdown_table",
-           "quality_bar", "table_rows", "tradeoff_figure", "write_report"]
+__all__ = ["dominated_by", "example_titles", "examples_png", "find_summaries", "floor_rows", "label_of", "level_words",
+           "load_points", "markdown_table", "quality_bar", "table_rows", "task_model_text", "task_rows", "tradeoff_figure",
+           "write_report"]
 
 
 def label_of(s: AuditSummary) -> str:
@@ -120,6 +121,39 @@ def _err(value, iv):
     return [[100 * max(0.0, value - iv[0])], [100 * max(0.0, iv[1] - value)]]
 
 
+def task_rows(s: AuditSummary) -> list[dict]:
+    """Every task the release was never trained for (summary.json's ``tasks``, schema 3), in the data's
+    order: the best member of the task pool (chosen on validation), its value per clip with the 95 %
+    interval, the raw data's value and chance. Empty for an audit of data without ``task:*`` columns."""
+    return [{"task": name, "model": t.model, "models": len(t.models or {}), "value": t.value, "interval": t.interval,
+             "raw": t.raw, "chance": t.chance, "metric": t.metric or "accuracy", "skipped": t.get("skipped")}
+            for name, t in (s.tasks or {}).items()]
+
+
+def task_model_text(t: dict) -> str:
+    """A task row's model in words: ``c3d_grid (best of 6)``, or why there is none."""
+    if t["model"]:
+        return f"{t['model']} (best of {t['models']})" if t["models"] > 1 else str(t["model"])
+    return str(t["skipped"] or "–")
+
+
+def floor_rows(s: AuditSummary) -> list[dict]:
+    """The task-label floor beside chance at every pooling level (schema 3): what an attacker that knows
+    only each test clip's trained-task label (``floor``), or it and every unseen task's (``floor_all``),
+    identifies, with the best attacker, NAG and NAG beyond the floor. Empty where the audit has none."""
+    q = s.privacy
+    rows = []
+    for lv, b in (q.levels or {}).items():
+        if b.floor is None and b.floor_all is None:
+            continue
+        rows.append({"level": lv, "words": level_words(lv), "headline": lv == q.headline, "chance": b.chance,
+                     "floor": b.floor.value if b.floor else None, "floor_interval": b.floor.interval if b.floor else None,
+                     "floor_all": b.floor_all.value if b.floor_all else None,
+                     "floor_all_interval": b.floor_all.interval if b.floor_all else None,
+                     "best": b.best, "nag": b.nag, "nag_floor": b.nag_floor})
+    return rows
+
+
 def table_rows(points: list[AuditSummary]) -> list[dict]:
     rows = []
     for p in points:
@@ -136,6 +170,8 @@ def table_rows(points: list[AuditSummary]) -> list[dict]:
             "levels": {lv: b.best for lv, b in (q.levels or {}).items()},
             "training_adversary": max(t.values()) if t else None,
             "psnr": r.psnr if r else None, "ssim": r.ssim if r else None,
+            "tasks": {t["task"]: t["value"] for t in task_rows(p)},
+            "floor": q.floor_at(), "floor_all": q.floor_at(which="floor_all"),
         })
     return rows
 
@@ -144,15 +180,27 @@ def markdown_table(points: list[AuditSummary]) -> str:
     """The table of every point, as Markdown (used by the demo and README generation)."""
     rows = table_rows(points)
     extra = [lv for lv in ("clip", "person@5") if lv != rows[0]["level"] and all(lv in r["levels"] for r in rows)]
+    tasks = list(dict.fromkeys(t for r in rows for t in r["tasks"]))  # every unseen task of any row, in order
+    floor = any(r["floor"] is not None for r in rows)
     head = ("| encoder | utility % | utility retrained % | best attacker % [95 % interval] | best attacker | NAG | "
-            + "".join(f"{level_words(lv)} % | " for lv in extra) + "own adversaries % |")
-    lines = [head, "|---|---:|---:|---:|---|---:|" + "---:|" * len(extra) + "---:|"]
+            + "".join(f"{level_words(lv)} % | " for lv in extra) + "own adversaries % |"
+            + "".join(f" {t} % |" for t in tasks) + (" task-label floor % |" if floor else ""))
+    lines = [head, "|---|---:|---:|---:|---|---:|" + "---:|" * len(extra) + "---:|" + "---:|" * (len(tasks) + floor)]
     for r in rows:
         lines.append(f"| {r['encoder']} | {pct(r['utility'])} | {pct(r['utility_retrained'])} | "
                      f"{pct(r['privacy_best'])}{_iv(r['privacy_interval'])} | {r['best_attacker']} | {nag_text(r['nag'])} | "
-                     + "".join(f"{pct(r['levels'].get(lv))} | " for lv in extra) + f"{pct(r['training_adversary'])} |")
+                     + "".join(f"{pct(r['levels'].get(lv))} | " for lv in extra) + f"{pct(r['training_adversary'])} |"
+                     + "".join(f" {pct(r['tasks'].get(t))} |" for t in tasks) + (f" {pct(r['floor'])} |" if floor else ""))
     p0 = points[0]
     lines.append("")
+    if tasks:
+        chance = {t: next((x["chance"] for p in points for x in task_rows(p) if x["task"] == t), None) for t in tasks}
+        lines.append(f"Tasks no release was trained for ({', '.join(tasks)}): the best of the task pool retrained on the "
+                     "release, chosen on validation, scored per clip; chance: "
+                     + ", ".join(f"{t} {pct(c)} %" for t, c in chance.items()) + ".")
+    if floor:
+        lines.append(f"Task-label floor ({level_words(p0.privacy.headline)}): what an attacker identifies that knows only "
+                     "each test clip's action (the trained task's label), beside chance; a release is not blamed for it.")
     q0 = p0.privacy
     if q0.levels:
         lines.append(f"Privacy headline: the best of {len(q0.attackers)} retrained attackers {level_words(q0.level)} "
@@ -206,7 +254,9 @@ def _png_b64(fig) -> str:
 def examples_png(eval_dir: str | Path, titles: tuple[str, str] = ("x", "E(x)"), *, width: float = 1.3,
                  height: float = 2.8, dpi: int = 90) -> bytes | None:
     """The audit's example strip (raw frames above their releases, the same clips) as PNG bytes, or
-    None when the audit saved none or its release is not a picture (features, codes)."""
+    None when the audit saved none or its release is not a picture (features, codes). A release that is
+    a clip of a bank (the ``substitute`` encoder) is labelled as what it is: ``input`` above
+    ``substitute (bank clip j)`` under every pair (:func:`example_titles`)."""
     from .audits import read_examples
 
     d = read_examples(eval_dir)
@@ -228,13 +278,36 @@ def examples_png(eval_dir: str | Path, titles: tuple[str, str] = ("x", "E(x)"), 
             axes[row, i].imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1,
                                 interpolation="nearest")
             axes[row, i].axis("off")
-    axes[0, 0].set_title(titles[0], fontsize=8, loc="left")
-    axes[1, 0].set_title(titles[1], fontsize=8, loc="left")
+    top, below = example_titles(d, titles)
+    for row, names in enumerate((top, below)):
+        for i, name in enumerate(names):
+            if name:
+                axes[row, i].set_title(name, fontsize=7 if len(name) > 12 else 8, loc="left")
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
     return buf.getvalue()
+
+
+def example_titles(examples: dict, titles: tuple[str, str] = ("x", "E(x)")) -> tuple[list[str], list[str]]:
+    """The titles over the example strip's two rows, one per column ("" for none): ``titles`` over the
+    first column; for a bank's release (``examples["bank"]``) ``input`` over the first input and
+    ``substitute (bank clip j)`` over every release (``moved; nearest bank clip j`` where the substitute
+    was moved, so that the clip is the nearest, not necessarily the one drawn)."""
+    n = len(examples["input"])
+    if "bank" not in examples:
+        return [titles[0]] + [""] * (n - 1), [titles[1]] + [""] * (n - 1)
+    moved = examples.get("bank_moved")
+    below = []
+    for i, j in enumerate(examples["bank"].tolist()):
+        if j < 0:
+            below.append("substitute")
+        elif moved is not None and bool(moved[i]):
+            below.append(f"substitute (moved;\nnearest bank clip {j})")
+        else:
+            below.append(f"substitute (bank clip {j})")
+    return ["input"] + [""] * (n - 1), below
 
 
 def _examples_html(points: list[AuditSummary]) -> str:
@@ -273,6 +346,42 @@ def _curves_html(points: list[AuditSummary]) -> str:
         blocks.append(f"<h3>{html.escape(p.label)}</h3><img src='data:image/png;base64,{_png_b64(fig)}'>")
         plt.close(fig)
     return "\n".join(blocks)
+
+
+def _tasks_html(points: list[AuditSummary]) -> str:
+    """Every release's tasks it was never trained for (``tasks`` of its summary), or "" where none has any."""
+    rows = [(p, t) for p in points for t in task_rows(p)]
+    if not rows:
+        return ""
+    body = "".join(
+        f"<tr><td>{html.escape(p.label)}</td><td>{html.escape(t['task'])}</td><td>{pct(t['value'])}</td>"
+        f"<td>{html.escape(interval_text(t['interval']) or '–')}</td><td>{pct(t['raw'])}</td><td>{pct(t['chance'])}</td>"
+        f"<td>{html.escape(task_model_text(t))}</td></tr>" for p, t in rows)
+    return ("<h2>Tasks never trained for</h2><p>Each task a <code>task:*</code> column of the data labels: a pool of models "
+            "retrained on the release, the best chosen on validation, scored per clip on the test split (every test video "
+            "weighing the same), with its 95 % interval, beside the same task on the raw data and chance.</p>"
+            "<table><tr><th>release</th><th>task</th><th>accuracy %</th><th>95 % interval</th><th>raw %</th><th>chance %</th>"
+            "<th>best model</th></tr>" + body + "</table>")
+
+
+def _floor_html(points: list[AuditSummary]) -> str:
+    """Every release's task-label floor beside chance at every pooling level, or "" where no audit has one."""
+    blocks = [(p, floor_rows(p)) for p in points]
+    blocks = [(p, rows) for p, rows in blocks if rows]
+    if not blocks:
+        return ""
+    body = "".join(
+        f"<tr><td>{html.escape(p.label)}</td><td>{html.escape(r['words'])}{' *' if r['headline'] else ''}</td>"
+        f"<td>{pct(r['best'])}</td><td>{pct(r['chance'])}</td><td>{pct(r['floor'])}</td>"
+        f"<td>{html.escape(interval_text(r['floor_interval']) or '–')}</td><td>{pct(r['floor_all'])}</td>"
+        f"<td>{nag_text(r['nag'])}</td><td>{nag_text(r['nag_floor'])}</td></tr>"
+        for p, rows in blocks for r in rows)
+    return ("<h2>Task-label floor</h2><p>What an attacker that knows only the task labels of each test clip, and nothing "
+            "of the release, identifies, pooled like an attacker at every level (* = headline): chance where every person "
+            f"does every action, more where actions follow people. {html.escape(floor_words(blocks[0][0].privacy))}.</p>"
+            "<table><tr><th>release</th><th>level</th><th>best attacker %</th><th>chance %</th><th>floor %</th>"
+            "<th>floor 95 % interval</th><th>floor with tasks %</th><th>NAG</th><th>NAG beyond the floor</th></tr>"
+            + body + "</table>")
 
 
 def _cost_html(points: list[AuditSummary]) -> str:
@@ -355,6 +464,8 @@ Chance: utility {pct(p0.utility.chance)} %, privacy {pct(p0.privacy.chance)} %.<
 <h2>All points</h2>{table}
 <p>“own adversaries” = the best of the budget models the encoder was trained against, on the same test data:
 the gap to the retrained attacker is what an in-loop evaluation would have hidden.</p>
+{_tasks_html(points)}
+{_floor_html(points)}
 <h2>Releases</h2>{_examples_html(points)}
 <h2>Training curves</h2>{_curves_html(points) or '<p>(no training runs among the points)</p>'}
 <h2>Where the time went</h2>{_cost_html(points)}

@@ -153,7 +153,7 @@ def audit(encoder: nn.Module, splits, spec: AuditSpec, *, out_dir: str | Path, d
     summary.executor = {**ran.executor, "computed": len(ran.computed), "reused": len(ran.reused), "phases": timing}
     summary.unit_seconds = {u.name: ran.seconds.get(u.name, 0.0) for u in units}
     write_summary(out_dir, summary)
-    save_examples(splits, cache, spec, out_dir)
+    save_examples(splits, cache, spec, out_dir, encoder=encoder)
     return summary
 
 
@@ -195,17 +195,40 @@ def reconstruction_pairs(splits, cache: ReleaseCache, spec: AuditSpec, max_frame
     return out
 
 
-def save_examples(splits, cache: ReleaseCache, spec: AuditSpec, out_dir: Path, n: int = 6) -> None:
+def save_examples(splits, cache: ReleaseCache, spec: AuditSpec, out_dir: Path, n: int = 6,
+                  encoder: nn.Module | None = None) -> None:
     """Save a few test inputs beside their releases (``examples.pt``) for the report and the card:
-    the same clips, with their items in the test split."""
+    the same clips, with their items in the test split. Where ``encoder`` releases clips of a bank
+    (:func:`bank_indices`), the bank index of each release shown is saved with them."""
     from ..data.base import collate
 
     tu, _ = cache.open_test("utility", spec.test_clips)
     idx = list(range(0, len(tu), max(1, len(tu) // n)))[:n]
     items = [tu.items()[i] for i in idx]  # the test split's items of the clips shown
     x = collate([splits.test[i] for i in items])["input"]
-    z = tu.subset(idx).dense().float() * tu.scale
-    write_examples(out_dir, middle_frame(x).half(), middle_frame(z).half(), items)
+    shown = tu.subset(idx).dense()
+    z = shown.float() * tu.scale
+    bank = bank_indices(encoder, shown) if encoder is not None else None
+    write_examples(out_dir, middle_frame(x).half(), middle_frame(z).half(), items, bank=bank)
+
+
+def bank_indices(encoder: nn.Module, released: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Which bank clip each release is, for an encoder whose release is a clip of its bank (a module with
+    a ``bank`` buffer of uint8 clips and a ``release`` method, the ``substitute`` encoder): ``(index,
+    moved)``, the bank clip equal to the release, or where none is (a substitute moved to where the
+    input's motion is) the nearest one, with ``moved`` True. None for any other encoder or release."""
+    module = next((m for m in encoder.modules() if callable(getattr(m, "release", None))
+                   and isinstance(getattr(m, "bank", None), torch.Tensor)), None)
+    if module is None or module.bank.dtype != torch.uint8 or not len(module.bank) or released.dtype != torch.uint8:
+        return None
+    bank = module.bank.reshape(len(module.bank), -1)
+    rel = released.reshape(len(released), -1).to(bank.device)
+    if rel.shape[1] != bank.shape[1]:
+        return None
+    chunk = 256  # a bank may be large: compared in chunks
+    dist = torch.cat([torch.cdist(rel.float(), bank[s:s + chunk].float(), p=1) for s in range(0, len(bank), chunk)], 1)
+    best = dist.min(1)
+    return best.indices.cpu(), (best.values > 0).cpu()
 
 
 def middle_frame(t: torch.Tensor) -> torch.Tensor:
@@ -215,4 +238,4 @@ def middle_frame(t: torch.Tensor) -> torch.Tensor:
 
 __all__ = ["AuditSpec", "Encoded", "FitConfig", "Sealed", "add_raw", "add_reference", "attacker_scores", "audit",
            "cap_test_clips", "channel_stats", "check_headline", "concat_encoded", "encode_split", "fit_attacker", "fit_classifier",
-           "middle_frame", "predict", "reconstruction_pairs", "reference_refusal", "save_examples"]
+           "bank_indices", "middle_frame", "predict", "reconstruction_pairs", "reference_refusal", "save_examples"]

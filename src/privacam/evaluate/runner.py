@@ -273,4 +273,5 @@ def _raw_examples(raw_splits, eval_dir: Path) -> None:
         return
     items = ex["items"].tolist()
     x = collate([raw_splits.test[i] for i in items])["input"]
-    write_examples(eval_dir, middle_frame(x).half(), ex["released"], items)  # atomic, as every audit file
+    bank = (ex["bank"], ex.get("bank_moved")) if "bank" in ex else None
+    write_examples(eval_dir, middle_frame(x).half(), ex["released"], items, bank=bank)  # atomic, as every audit file

@@ -8,7 +8,7 @@ levels: the per-clip numbers alone).
 
 from __future__ import annotations
 
-from ..audits import AuditSummary, interval_text, nag_text, pct as _pct
+from ..audits import AuditSummary, floor_words, interval_text, nag_text, pct as _pct
 
 
 def pct(v) -> str:
@@ -123,17 +123,6 @@ def task_lines(s: AuditSummary) -> list[str]:
         model = f"{t.model} (of {len(t.models or {})})" if t.model else (t.get("skipped") or "-")
         lines.append(f"    {name:<12} {pct(t.value):>6} {interval(t.interval):<15} {pct(t.raw):>6} {pct(t.chance):>6}  {model}")
     return lines
-
-
-def floor_words(p) -> str:
-    """What the floor columns are (from ``privacy.floor_knows``)."""
-    knows = p.floor_knows or {}
-    name = lambda t: "the trained task" if t == "utility" else t  # noqa: E731
-    words = ("floor: an attacker that knows only each test clip's label of "
-             + ", ".join(map(name, knows.get("floor") or ["utility"])))
-    if knows.get("floor_all"):
-        words += f"; +tasks: of {', '.join(map(name, knows['floor_all']))}"
-    return words + "; pooled like an attacker (context, not an attacker); NAG/floor = max(0, (best - floor) / (raw - floor))"
 
 
 def cost_lines(s: AuditSummary, top: int = 5) -> list[str]:
