@@ -13,7 +13,7 @@ $(BIN)/privacam: pyproject.toml
 install: $(BIN)/privacam
 
 demo: install
-	$(BIN)/privacam demo --out demo_out
+	$(BIN)/privacam demo --out demo_out --workers 2
 
 demo-quick: install
 	$(BIN)/privacam demo --quick --out demo_out_quick
