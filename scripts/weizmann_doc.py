@@ -259,8 +259,10 @@ def main():
         for what, s in r["seconds"].items():
             seconds[f"{name} {what}"] = s
     raw = _summary(raw_dir)
-    if raw is not None:  # the raw reference beside every audit this run wrote (NAG)
-        add_references([Path(r.get("out") or Path(r["run"]) / runs.EVAL) for n, r in done.items() if n != "raw"], raw=raw)
+    if raw is not None:  # the raw reference beside every audit of the page (NAG, each task's raw value)
+        audits = [named_dir(s_) / runs.EVAL for s_ in [UNTRAINED_MASK, *a.baselines]]
+        audits += [out / name / runs.EVAL for specs_ in trained.values() for _, name, _, _ in specs_]
+        add_references([d for d in audits if _summary(d) is not None], raw=raw)
     if seconds:  # what this process computed, for the page's record of times
         out.mkdir(parents=True, exist_ok=True)
         with open(out / "parts_seconds.jsonl", "a") as f:
@@ -279,7 +281,7 @@ def main():
         return _row(label, s)
 
     def rows(part: str) -> list[dict]:
-        return [r for label, name, config, ov in trained[part] if (r := have(label, out / name / runs.EVAL))]
+        return [r for label, name, config, ov in trained[part] if part in wanted and (r := have(label, out / name / runs.EVAL))]
 
     untrained = have("motion mask, untrained (randomised)", named_dir(UNTRAINED_MASK) / runs.EVAL) if "untrained" in wanted else None
     base = [r for b in a.baselines if (r := have(b.replace(":factor=", " x"), named_dir(b) / runs.EVAL))]
@@ -314,8 +316,8 @@ def main():
                     f" (`python scripts/weizmann_doc.py --out {a.out} --resume` computes them, reusing every finished run).\n")
     task_rows = "\n".join(f"| each unseen task within 10 points of raw: `{t}` | {_pct(med[t])} % (raw {_pct(med[t + '_raw'])} %) "
                           f"| {yes(meets[t])} |" for t in tasks)
-    floors = _floor_table(raw["summary"] if raw_row else subs[0]["summary"], tasks)
-    reading = _reading(med, meets, tasks, raw_row[0]["summary"] if raw_row else None)
+    floors = _floor_table(raw or subs[0]["summary"], tasks)
+    reading = _reading(med, meets, tasks, raw)
     choice = _default_choice([("substitute", med), ("decision", dmed or (dec[0] if dec else None))]
                              + [(r["label"], r) for r in curve], tasks)
     taupoints = [dict(r, label=f"substitute, τ={SEED0_TAU:g} (seed 0 above)") for r, sd in zip(subs, a.seeds) if sd == 0] + scurve
