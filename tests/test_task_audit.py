@@ -290,3 +290,17 @@ def test_a_substitute_release_is_shown_beside_its_input_with_its_bank_clip(tmp_p
     index, moved = bank_indices(enc, shown)
     assert index[0] == 3 and not moved[0] and moved[1]
     assert bank_indices(torch.nn.Identity(), shown) is None
+
+
+def test_runs_trained_alike_are_told_apart_in_the_report():
+    from privacam.audits import AuditSummary, EncoderInfo
+    from privacam.report import distinct_labels, label_of
+
+    pts = [AuditSummary(encoder=EncoderInfo(name="substitute", run=f"runs/w/substitute_s{i}", schedule="entropy", m=1,
+                                            gamma=0.0)) for i in range(2)]
+    pts.append(AuditSummary(encoder=EncoderInfo(name="downsample", params={"factor": 4})))
+    for s in pts:
+        s.label = label_of(s)
+    assert pts[0].label == pts[1].label
+    labels = [s.label for s in distinct_labels(pts)]
+    assert len(set(labels)) == 3 and labels[0].endswith("(substitute_s0)") and labels[2] == "downsample factor=4"

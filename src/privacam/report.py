@@ -46,6 +46,15 @@ def load_points(paths: list[str | Path]) -> list[AuditSummary]:
         check_audit(s, f)  # an audit of an encoder its run no longer holds is refused
         s.label = label_of(s)
         pts.append(s)
+    return distinct_labels(pts)
+
+
+def distinct_labels(pts: list[AuditSummary]) -> list[AuditSummary]:
+    """Runs trained alike (seeds, a swept setting) share a label: each is then told apart by its folder."""
+    labels = [s.label for s in pts]
+    for s in pts:
+        if labels.count(s.label) > 1 and s.encoder.run:
+            s.label = f"{s.label} ({Path(s.encoder.run).name})"
     return pts
 
 
