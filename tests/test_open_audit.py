@@ -199,10 +199,10 @@ def test_privacy_card_renders_in_headless_chromium(released_audit, tmp_path):
     s = json.loads((out / "eval" / "summary.json").read_text())
     assert "Privacy card: red removed" in dom and f"{100 * s['privacy']['best']:.1f} %" in dom and "Every attack level" in dom
     shot = tmp_path / "card.png"
-    subprocess.run([_chromium(), *flags, "--window-size=900,1400", f"--screenshot={shot}", url], capture_output=True,
+    subprocess.run([_chromium(), *flags, "--window-size=900,2600", f"--screenshot={shot}", url], capture_output=True,
                    timeout=120)
     img = np.asarray(Image.open(shot).convert("RGB")).astype(int)
-    assert img.shape[0] == 1400 and (img.sum(-1) < 600).mean() > 0.01  # text and pictures painted, not a blank page
+    assert img.shape[0] == 2600 and (img.sum(-1) < 600).mean() > 0.01  # text and pictures painted, not a blank page
     colour = (img.max(-1) - img.min(-1)) > 60
     assert colour.sum() > 200  # the example frames (coloured) rendered
 
