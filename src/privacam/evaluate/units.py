@@ -295,6 +295,15 @@ def reconstruction_unit(spec: UnitSpec, cache: ReleaseCache, device: str) -> dic
 
 
 # ---------------------------------------------------------------------------------------- the plan
+#: the units' relative costs, which set the order they start in (the longest first, so that two workers end
+#: together and a killed audit has its long units written). Measured on the Weizmann audit of the default run
+#: (bench/bench_audit_units.py, one thread; seconds per unit): the trained task's model, with its own longer
+#: fit, about 36 s; the kernel ridge reconstructor about 24 s (its kernel is quadratic in the training
+#: clips), the decoder 14 s, the ridge 10 s; a frame CNN 5-24 s, a clip CNN 6-7 s, a classical attacker 0.4-6 s
+UTILITY_COST = 9.0
+RECONSTRUCTION_COSTS = {"ridge": 2.5, "kernel_ridge": 6.0, "decoder": 3.5}
+
+
 def attacker_cost(name: str) -> float:
     from ..registry import ATTACKERS
 
@@ -345,7 +354,7 @@ def plan_units(cache: ReleaseCache, spec) -> list[UnitSpec]:
     if cache.info["has_utility"]:
         units.append(UnitSpec("utility", f"utility.{spec.utility_model}", spec.utility_model, dict(spec.utility_params or {}),
                               "utility", "utility", dataclasses.asdict(spec.utility_fit), {}, int(spec.test_clips), seed,
-                              True, (), 3.0))
+                              True, (), UTILITY_COST))
         # the rest of the trained task's pool: selected on the utility model's validation split, so that
         # every member's validation score is on the same clips
         for name in pool:
@@ -371,7 +380,7 @@ def plan_units(cache: ReleaseCache, spec) -> list[UnitSpec]:
     if "reconstruction/train_z" in cache.extras:
         from .reconstruction import ATTACKERS as RECONSTRUCTORS
 
-        cost = {"ridge": 0.3, "kernel_ridge": 1.5, "decoder": 3.0}
+        cost = RECONSTRUCTION_COSTS
         for name in RECONSTRUCTORS:
             units.append(UnitSpec("reconstruction", f"reconstruction.{name}", name, {}, "", "utility", {}, {},
                                   int(spec.test_clips), seed, False, ("reconstruction",), cost.get(name, 1.0)))
