@@ -208,6 +208,15 @@ def test_substitute_settings_are_refused_where_they_have_no_effect():
         build_game(load_config("substitute", ["encoder.params.tau=0"]), Shapes(3, 16, 4, 3, 3), torch.device("cpu"))
 
 
+def test_a_missing_donor_bank_is_one_line_naming_data_bank(tmp_path, capsys):
+    from privacam.cli import main
+
+    assert main(["train", *SUB, "data.bank=/nonexistent/donors.csv", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "data.bank: manifest /nonexistent/donors.csv does not exist" in err[0] and "--data" not in err[0]
+    assert not (tmp_path / "r" / "checkpoints").exists()
+
+
 def test_images_are_substituted_by_bank_images(tmp_path):
     """PASS's own setting: the bank holds images, and an image releases another image of the bank."""
     with one_thread():

@@ -22,7 +22,7 @@ from . import runs
 from .builders import build_game, needs_bank
 from .config import Config
 from .data import Splits, check_identities, collate, data_fingerprint, make_splits
-from .errors import CheckpointError, ConfigError, NonFiniteLossError, OutputError, PrivacamError
+from .errors import CheckpointError, ConfigError, DataError, NonFiniteLossError, OutputError, PrivacamError
 from .game.losses import correct
 from .models.substitute import is_substitute
 from .players import Shapes, encoded_shape, is_reconstruction
@@ -315,7 +315,11 @@ class Trainer:
                              prefix="data.bank.")
         else:
             dcfg = dataclasses.replace(apply_data_spec(cfg.data, cfg.data.bank), bank=None, privacy_source=None)
-        donors = make_splits(dcfg, seed=cfg.train.seed)
+        try:
+            donors = make_splits(dcfg, seed=cfg.train.seed)
+        except DataError as e:  # the fix is in data.bank, not --data
+            raise DataError(f"data.bank: {str(e).split('; pass the path')[0]}; set data.bank to the donors' manifest "
+                            "(data.bank=path/to/donors.csv) or remove it to bank the training split") from None
         clips, utility, private = read_bank([donors.train, donors.val, donors.test], cfg.data.bank_clips)
         missing = [c for c in donors.utility_classes if c not in s.utility_classes]
         if missing:
