@@ -101,32 +101,29 @@ def test_the_encoder_reads_expected_losses_and_the_gradient_reaches_the_bank_emb
         assert after.mean() > match.mean()  # one step raised the chance that the substitute shows the task label
 
 
+def _train_one_term(term: str, steps: int = 30):
+    """The encoder trained by one substitution term alone: (encoder, input, the term before, the term after)."""
+    torch.manual_seed(0)
+    enc = _encoder(tau=0.2)
+    game = _game(enc, **{k: float(k == term) for k in ("task", "spread", "general")})
+    x = torch.rand(6, 3, 4, 16, 16)
+    batch = {"input": x, "utility": torch.tensor([0, 1] * 3), "private": torch.tensor([0, 1, 2] * 2)}
+    first = game.substitution.encoder_loss(game, batch)[1][f"loss/substitute_{term}"]
+    for _ in range(steps):
+        game.encoder_move(itertools.repeat(batch))
+    return enc, x, first, game.substitution.encoder_loss(game, batch)[1][f"loss/substitute_{term}"]
+
+
 def test_spread_term_moves_the_identities_the_substitutes_show_towards_the_prior():
     with one_thread():
-        torch.manual_seed(0)
-        enc = _encoder(tau=0.2)
-        game = _game(enc, task=0.0, spread=1.0, general=0.0)
-        x = torch.rand(6, 3, 4, 16, 16)
-        batch = {"input": x, "utility": torch.tensor([0, 1] * 3), "private": torch.tensor([0, 1, 2] * 2)}
-        first = game.substitution.encoder_loss(game, batch)[1]["loss/substitute_spread"]
-        for _ in range(30):
-            game.encoder_move(itertools.repeat(batch))
-        last = game.substitution.encoder_loss(game, batch)[1]["loss/substitute_spread"]
-        assert last < 0.5 * first
+        _, _, first, last = _train_one_term("spread")
+    assert last < 0.5 * first
 
 
 def test_general_term_brings_the_substitute_s_motion_towards_the_input_s():
     with one_thread():
-        torch.manual_seed(0)
-        enc = _encoder(tau=0.2)
-        game = _game(enc, task=0.0, spread=0.0, general=1.0)
-        x = torch.rand(6, 3, 4, 16, 16)
-        batch = {"input": x, "utility": torch.tensor([0, 1] * 3), "private": torch.tensor([0, 1, 2] * 2)}
-        first = game.substitution.encoder_loss(game, batch)[1]["loss/substitute_general"]
+        enc, x, first, last = _train_one_term("general")
         best = float(enc.descriptor_distance(x).min(1).values.mean())  # the nearest bank clip each
-        for _ in range(30):
-            game.encoder_move(itertools.repeat(batch))
-        last = game.substitution.encoder_loss(game, batch)[1]["loss/substitute_general"]
         assert last - best < 0.5 * (first - best)  # more than half way to the nearest substitutes
 
 
